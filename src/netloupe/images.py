@@ -1,0 +1,229 @@
+"""Images in and out: Preprocess (and its inverse), loading, saving, grids and heatmap overlays."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+
+from .errors import InputError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
+
+_RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST,
+             "lanczos": Image.LANCZOS, "box": Image.BOX, "hamming": Image.HAMMING}
+
+
+def load_image(path: Union[str, os.PathLike]) -> Image.Image:
+    """Open an image file as RGB (grayscale, palette and RGBA are converted)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"image file not found: {path}; check the path")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; give an image file (jpg, png, ...)")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return to_rgb(im)
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise InputError(f"cannot read {path} as an image ({e}); give a jpg, png, bmp or webp file") from None
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """RGB version of a PIL image; transparent areas become white."""
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGB", rgba.size, (255, 255, 255))
+        bg.paste(rgba, mask=rgba.split()[-1])
+        return bg
+    return im.convert("RGB")
+
+
+def _array_to_pil(a: np.ndarray) -> Image.Image:
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
+        raise InputError(f"a numpy image must be HxW or HxWxC with C in 1, 3, 4; got shape {a.shape}")
+    if a.dtype != np.uint8:
+        if not np.issubdtype(a.dtype, np.floating):
+            raise InputError(f"a numpy image must be uint8 (0..255) or float (0..1); got {a.dtype}")
+        if not np.isfinite(a).all():
+            raise InputError("the numpy image contains NaN or infinite values")
+        a = (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
+    if a.shape[2] == 1:
+        return Image.fromarray(a[:, :, 0], "L").convert("RGB")
+    return to_rgb(Image.fromarray(a))
+
+
+@dataclass
+class Preprocess:
+    """What a model expects: resize the short side, centre-crop, normalize.
+
+    ``__call__`` turns paths, PIL images, HWC numpy arrays or lists of them into an NCHW
+    float batch; tensors are taken as already preprocessed. ``inverse`` maps model inputs
+    back to [0, 1] RGB.
+    """
+
+    size: Union[int, Tuple[int, int]] = 224
+    resize: Optional[int] = 256
+    mean: Sequence[float] = IMAGENET_MEAN
+    std: Sequence[float] = IMAGENET_STD
+    interpolation: str = "bilinear"
+
+    @property
+    def hw(self) -> Tuple[int, int]:
+        return (self.size, self.size) if isinstance(self.size, int) else tuple(self.size)
+
+    def _stats(self, like: torch.Tensor):
+        mean = torch.as_tensor(self.mean, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
+        std = torch.as_tensor(self.std, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
+        return mean, std
+
+    def normalize(self, images01: torch.Tensor) -> torch.Tensor:
+        """[0, 1] RGB batch -> model input (differentiable)."""
+        mean, std = self._stats(images01)
+        return (images01 - mean) / std
+
+    def inverse(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Model input batch -> [0, 1] RGB (clamped)."""
+        mean, std = self._stats(inputs)
+        return (inputs * std + mean).clamp(0, 1)
+
+    def pil_to_tensor01(self, im: Image.Image) -> torch.Tensor:
+        """Resize and crop a PIL image; return a [3, H, W] tensor in [0, 1]."""
+        h, w = self.hw
+        if self.resize:
+            scale = self.resize / min(im.size)
+            new = (max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale)))
+            im = im.resize(new, _RESAMPLE[self.interpolation])
+        else:
+            im = im.resize((w, h), _RESAMPLE[self.interpolation])
+        W, H = im.size
+        if W < w or H < h:
+            im = im.resize((max(W, w), max(H, h)), _RESAMPLE[self.interpolation])
+            W, H = im.size
+        left, top = int(round((W - w) / 2.0)), int(round((H - h) / 2.0))
+        im = im.crop((left, top, left + w, top + h))
+        a = np.asarray(im, dtype=np.float32) / 255.0
+        return torch.from_numpy(a).permute(2, 0, 1).contiguous()
+
+    def __call__(self, inputs, device=None, dtype=torch.float32) -> torch.Tensor:
+        if isinstance(inputs, torch.Tensor):
+            x = inputs
+            if x.dim() == 3:
+                x = x.unsqueeze(0)
+            if x.dim() != 4:
+                raise InputError(
+                    f"expected an image batch tensor [N, C, H, W] (or one image [C, H, W]); got shape {tuple(inputs.shape)}")
+            if not x.is_floating_point():
+                raise InputError(f"tensors are taken as model inputs and must be float; got {x.dtype}. "
+                                 "Pass a uint8 image as a numpy HWC array or PIL image instead")
+            if not torch.isfinite(x).all():
+                raise InputError("the input tensor contains NaN or infinite values")
+            return x.to(device=device or x.device, dtype=dtype)
+        items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if not items:
+            raise InputError("no inputs given; pass an image path, PIL image, numpy array or tensor")
+        batch = []
+        for item in items:
+            if isinstance(item, torch.Tensor):
+                t = self(item)
+                batch.extend(t.to(dtype))
+                continue
+            batch.append(self.normalize(self.pil_to_tensor01(as_pil(item)).unsqueeze(0))[0])
+        shapes = {tuple(t.shape) for t in batch}
+        if len(shapes) > 1:
+            raise InputError(f"inputs have different shapes {sorted(shapes)}; give tensors of one size")
+        return torch.stack(batch).to(device=device, dtype=dtype)
+
+
+def as_pil(item) -> Image.Image:
+    """A path, PIL image or HWC numpy array as an RGB PIL image."""
+    if isinstance(item, (str, os.PathLike)):
+        return load_image(item)
+    if isinstance(item, Image.Image):
+        return to_rgb(item)
+    if isinstance(item, np.ndarray):
+        return _array_to_pil(item)
+    raise InputError(
+        f"cannot use a {type(item).__name__} as an image; give a file path, PIL image, HWC numpy array or tensor")
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """A [3, H, W] or [1, 3, H, W] tensor in [0, 1], or an [H, W] map in [0, 1], as a PIL image."""
+    t = image.detach().float().cpu()
+    if t.dim() == 4 and t.shape[0] == 1:
+        t = t[0]
+    if t.dim() == 3 and t.shape[0] in (1, 3):
+        t = t.permute(1, 2, 0)
+        if t.shape[2] == 1:
+            t = t[:, :, 0]
+    elif t.dim() != 2:
+        raise InputError(f"to_pil takes [3, H, W] or [H, W]; got shape {tuple(image.shape)}")
+    a = (t.clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+    return Image.fromarray(a)
+
+
+def save(image, path: Union[str, os.PathLike]) -> Path:
+    """Save a tensor or PIL image; folders are created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (image if isinstance(image, Image.Image) else to_pil(image)).save(path)
+    return path
+
+
+def heatmap(values: torch.Tensor, cmap: str = "inferno", vmin=None, vmax=None) -> Image.Image:
+    """Colour an [H, W] map with a matplotlib colormap (scaled to its min..max unless given)."""
+    from matplotlib import colormaps
+
+    a = values.detach().float().cpu().numpy()
+    if a.ndim != 2:
+        raise InputError(f"heatmap takes an [H, W] map; got shape {a.shape}")
+    lo = float(a.min()) if vmin is None else vmin
+    hi = float(a.max()) if vmax is None else vmax
+    a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+    rgba = colormaps[cmap](np.clip(a, 0, 1))
+    return Image.fromarray((rgba[:, :, :3] * 255).round().astype(np.uint8))
+
+
+def overlay(image, values: torch.Tensor, cmap: str = "jet", alpha: float = 0.5) -> Image.Image:
+    """Blend a heatmap of ``values`` (resized to the image) over ``image``."""
+    base = image if isinstance(image, Image.Image) else to_pil(image)
+    heat = heatmap(values, cmap).resize(base.size, Image.BILINEAR)
+    return Image.blend(base.convert("RGB"), heat, alpha)
+
+
+def grid(images: Sequence, captions: Optional[Sequence[str]] = None, ncol: Optional[int] = None,
+         pad: int = 4, cell: Optional[int] = None, background=(255, 255, 255)) -> Image.Image:
+    """Lay images (tensors or PIL) out in a grid, with an optional caption under each."""
+    pils = [im if isinstance(im, Image.Image) else to_pil(im) for im in images]
+    if not pils:
+        raise InputError("grid needs at least one image")
+    if cell:
+        pils = [im.resize((cell, round(cell * im.size[1] / im.size[0])), Image.BILINEAR) for im in pils]
+    ncol = ncol or math.ceil(math.sqrt(len(pils)))
+    nrow = math.ceil(len(pils) / ncol)
+    cw = max(im.size[0] for im in pils)
+    ch = max(im.size[1] for im in pils)
+    font = ImageFont.load_default()
+    text_h = 14 * max((str(c).count("\n") + 1 for c in captions), default=1) if captions else 0
+    out = Image.new("RGB", (ncol * (cw + pad) + pad, nrow * (ch + text_h + pad) + pad), background)
+    draw = ImageDraw.Draw(out)
+    for i, im in enumerate(pils):
+        r, c = divmod(i, ncol)
+        x, y = pad + c * (cw + pad), pad + r * (ch + text_h + pad)
+        out.paste(im, (x, y))
+        if captions:
+            draw.text((x, y + ch + 1), str(captions[i]), fill=(0, 0, 0), font=font)
+    return out

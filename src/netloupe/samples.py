@@ -1,0 +1,89 @@
+"""Offline sample photos (scikit-image's bundled colour photos) and a small demo dataset."""
+
+from __future__ import annotations
+
+import os
+from typing import List
+
+from PIL import Image, ImageOps
+
+from .errors import InputError
+from .images import load_image
+
+# name -> file inside skimage/data that ships in the wheel (never fetched)
+_FILES = {
+    "chelsea": "chelsea.png",
+    "coffee": "coffee.png",
+    "rocket": "rocket.jpg",
+    "astronaut": "astronaut.png",
+    "motorcycle": "motorcycle_left.png",
+    "hubble": "hubble_deep_field.jpg",
+    "ihc": "ihc.png",
+    "retina": "retina.jpg",
+}
+
+
+def _data_dir() -> str:
+    import skimage
+
+    return os.path.join(os.path.dirname(skimage.__file__), "data")
+
+
+def names() -> List[str]:
+    """Names of the sample photos present on this machine."""
+    return [n for n, f in _FILES.items() if os.path.isfile(os.path.join(_data_dir(), f))]
+
+
+def path(name: str) -> str:
+    """File path of a sample photo."""
+    if name not in _FILES:
+        raise InputError(f"no sample photo named {name!r}; choose one of {', '.join(names())}")
+    p = os.path.join(_data_dir(), _FILES[name])
+    if not os.path.isfile(p):
+        raise InputError(f"the sample photo {name!r} is missing from scikit-image's data folder {_data_dir()}")
+    return p
+
+
+def image(name: str) -> Image.Image:
+    """A sample photo as an RGB PIL image."""
+    return load_image(path(name))
+
+
+class SampleDataset:
+    """A deterministic list of PIL images made from the sample photos by crops and flips."""
+
+    def __init__(self, n: int = 32, size: int = 256):
+        if n < 1:
+            raise InputError(f"a sample dataset needs n >= 1 images; got {n}")
+        self.size = size
+        self.names: List[str] = []
+        self._specs = []
+        photos = names()
+        # per photo: full view, then four corner crops, each also mirrored
+        variants = [(crop, flip) for crop in ("full", "tl", "tr", "bl", "br") for flip in (False, True)]
+        for k in range(n):
+            photo = photos[k % len(photos)]
+            crop, flip = variants[(k // len(photos)) % len(variants)]
+            self._specs.append((photo, crop, flip))
+            self.names.append(f"{photo}-{crop}{'-flip' if flip else ''}")
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __getitem__(self, i: int) -> Image.Image:
+        photo, crop, flip = self._specs[i]
+        im = image(photo)
+        w, h = im.size
+        if crop != "full":
+            cw, ch = int(w * 0.7), int(h * 0.7)
+            left = 0 if crop[1] == "l" else w - cw
+            top = 0 if crop[0] == "t" else h - ch
+            im = im.crop((left, top, left + cw, top + ch))
+        if flip:
+            im = ImageOps.mirror(im)
+        return ImageOps.fit(im, (self.size, self.size), Image.BICUBIC)
+
+
+def dataset(n: int = 32, size: int = 256) -> SampleDataset:
+    """``n`` deterministic images (crops and flips of the sample photos), ``size`` pixels square."""
+    return SampleDataset(n, size)
