@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
@@ -79,9 +80,12 @@ def load_model(spec: Union[str, os.PathLike, nn.Module] = "default", weights=_UN
     weights: a path to a state dict for ``torchvision:``/``timm:`` specs; ``None`` asks for
     random initialization; left out, the library's cached pretrained file is used if present.
     """
-    if isinstance(spec, nn.Module):
-        loaded = LoadedModel(spec, preprocess or Preprocess(), None, type(spec).__name__)
-        return _place(loaded, device)
+    if isinstance(spec, nn.Module):  # the user's own module: wrapped, never moved or put in eval
+        here = next((p.device for p in spec.parameters()), None)
+        if device is not None and here is not None and torch.device(device) != here:
+            raise ModelError(f"the model is on {here}; move it yourself with model.to({str(device)!r}) "
+                             "(netloupe does not change a model it is given)")
+        return LoadedModel(spec, preprocess or Preprocess(), None, type(spec).__name__)
     if not isinstance(spec, (str, os.PathLike)):
         raise ModelError(f"a model spec is a string or nn.Module; got {type(spec).__name__}")
     text = str(spec)
@@ -159,7 +163,12 @@ def _load_state(model: nn.Module, path, name: str) -> None:
     if not path.is_file():
         raise ModelError(f"weights file not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ModelError(f"cannot read weights from {path} ({e}); give a state dict saved with torch.save") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
@@ -208,25 +217,42 @@ def _load_torchvision(name: str, weights) -> LoadedModel:
     return LoadedModel(model, pre, labels, f"torchvision:{name}")
 
 
+def _timm_cached_weights(model: nn.Module) -> Optional[Path]:
+    """The pretrained file timm would fetch for this model, if it is already on disk."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    hub_id = cfg.get("hf_hub_id")
+    if hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        for filename in ("model.safetensors", "pytorch_model.bin"):
+            found = try_to_load_from_cache(hub_id, filename)
+            if isinstance(found, str):
+                return Path(found)
+    url = cfg.get("url")
+    if url:
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+        if cached.is_file():
+            return cached
+    return None
+
+
 def _load_timm(name: str, weights) -> LoadedModel:
     import timm
 
     if not timm.list_models(name):
         near = timm.list_models(f"*{name[:6]}*")[:5]
         raise ModelError(f"timm has no model {name!r}; e.g. {', '.join(near) or 'resnet50'}")
+    model = timm.create_model(name, pretrained=False)
     if weights is _UNSET:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        try:
-            model = timm.create_model(name, pretrained=True)
-        except Exception as e:
+        weights = _timm_cached_weights(model)
+        if weights is None:
+            hub = (model.pretrained_cfg or {}).get("hf_hub_id", name)
             raise ModelError(
-                f"pretrained weights for timm:{name} are not in the local Hugging Face cache and netloupe never "
-                f"downloads ({type(e).__name__}); fetch them once elsewhere into ~/.cache/huggingface, "
-                "or pass weights=PATH, or weights=None for random weights") from None
-    else:
-        model = timm.create_model(name, pretrained=False)
-        if weights is not None:
-            _load_state(model, weights, f"timm:{name}")
+                f"pretrained weights for timm:{name} are not on disk and netloupe never downloads; fetch them "
+                f"once where there is a network (Hugging Face repo {hub}) into ~/.cache/huggingface, "
+                "or pass weights=PATH, or weights=None for random weights")
+    if weights is not None:
+        _load_state(model, weights, f"timm:{name}")
     cfg = timm.data.resolve_data_config({}, model=model)
     size = cfg["input_size"][-1]
     pre = Preprocess(size=size, resize=int(size / cfg.get("crop_pct", 0.875)), mean=tuple(cfg["mean"]),
@@ -239,7 +265,9 @@ def _load_file(path: Path) -> LoadedModel:
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     try:
-        model = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():  # TorchScript is deprecated upstream but still what users have
+            warnings.simplefilter("ignore", FutureWarning)
+            model = torch.jit.load(str(path), map_location="cpu")
     except Exception:
         try:
             model = torch.load(path, map_location="cpu", weights_only=False)
@@ -315,7 +343,7 @@ def layers(model, example_input=None) -> LayerTable:
 def _forward(module: nn.Module, args: Sequence[torch.Tensor]):
     try:
         return module(*args)
-    except RuntimeError as e:
+    except (RuntimeError, TypeError) as e:
         shapes = ", ".join(str(tuple(a.shape)) for a in args)
         raise InputError(f"the model failed on inputs of shape {shapes}: {str(e).splitlines()[0]}. "
                          "Give an example input of the size the model expects") from None

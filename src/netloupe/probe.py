@@ -158,8 +158,7 @@ class Probe:
     """Captures layer outputs (and their gradients) while active; see :func:`probe`."""
 
     def __init__(self, model, layers: Iterable[UnitLike] = (), *, detach: bool = False,
-                 rule: Optional[str] = None, stochastic: bool = False, eval: bool = True,
-                 freeze: bool = True):
+                 rule: Optional[str] = None, stochastic: bool = False, freeze: bool = True):
         if rule is not None and rule not in RULES:
             raise NetloupeError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)} or None")
         self.model = _unwrap(model)
@@ -171,7 +170,7 @@ class Probe:
             if name not in self.layers:
                 self.layers.append(name)
         self.detach, self.rule, self.stochastic = detach, rule, stochastic
-        self._eval, self._freeze = eval, freeze
+        self._freeze = freeze
         self.calls: Dict[str, List[torch.Tensor]] = defaultdict(list)
         self._grads: Dict[tuple, torch.Tensor] = {}
         self._handles = []
@@ -207,8 +206,7 @@ class Probe:
             [(p, p.requires_grad) for p in model.parameters()],
         )
         try:
-            if self._eval:
-                model.eval()
+            model.eval()
             if self.stochastic:
                 for m in model.modules():
                     if isinstance(m, nn.modules.dropout._DropoutNd) or type(m).__name__ in _STOCHASTIC_MODULE_NAMES:
@@ -268,7 +266,7 @@ class Probe:
 
 
 def probe(model, layers: Iterable[UnitLike] = (), *, detach: bool = False, rule: Optional[str] = None,
-          stochastic: bool = False, eval: bool = True, freeze: bool = True) -> Probe:
+          stochastic: bool = False, freeze: bool = True) -> Probe:
     """Capture activations and gradients of ``layers`` while the block runs.
 
     ``with probe(model, ["layer3", "layer4"]) as p: out = model(x)`` gives
@@ -280,8 +278,9 @@ def probe(model, layers: Iterable[UnitLike] = (), *, detach: bool = False, rule:
     (nn.ReLU, inplace or reused, ``F.relu``/``torch.relu``/``relu_``, ReLU6).
     stochastic: dropout (modules and functional calls) and drop-path run as in training,
     while normalization layers stay in eval mode.
-    eval: put the model in eval mode while active. freeze: parameters stop requiring
-    grad while active, so backward passes never write ``.grad`` into the model.
-    On exit everything is restored.
+    freeze: parameters stop requiring grad while active, so backward passes never write
+    ``.grad`` into the model.
+    The model runs in eval mode while the probe is active (so BatchNorm statistics are
+    never updated), and on exit every mode, flag and hook is as it was.
     """
-    return Probe(model, layers, detach=detach, rule=rule, stochastic=stochastic, eval=eval, freeze=freeze)
+    return Probe(model, layers, detach=detach, rule=rule, stochastic=stochastic, freeze=freeze)

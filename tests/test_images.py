@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import netloupe as nl
+from netloupe import images
+
+
+def test_preprocess_accepts_every_input_kind(tmp_path):
+    pre = nl.Preprocess(size=32, resize=40)
+    pil = nl.samples.image("chelsea")
+    path = tmp_path / "cat.png"
+    pil.save(path)
+    arr = np.asarray(pil)
+    from_pil, from_path, from_arr = pre(pil), pre(str(path)), pre(arr)
+    assert from_pil.shape == (1, 3, 32, 32)
+    assert torch.equal(from_pil, from_path) and torch.equal(from_pil, from_arr)
+    batch = pre([pil, path, arr, from_pil[0]])
+    assert batch.shape == (4, 3, 32, 32) and torch.equal(batch[3], from_pil[0])
+    assert torch.equal(pre(from_pil), from_pil)  # tensors are already model inputs
+
+
+def test_grayscale_rgba_and_float_arrays_are_converted():
+    pre = nl.Preprocess(size=16, resize=None)
+    gray = Image.new("L", (20, 20), 128)
+    rgba = Image.new("RGBA", (20, 20), (255, 0, 0, 255))
+    x = pre([gray, rgba, np.full((20, 20), 0.5, np.float32)])
+    assert x.shape == (3, 3, 16, 16)
+    back = pre.inverse(x)
+    assert torch.allclose(back[0], torch.full((3, 16, 16), 128 / 255), atol=1e-6)
+    assert torch.allclose(back[1, :, 0, 0], torch.tensor([1.0, 0.0, 0.0]), atol=1e-6)
+
+
+def test_resize_short_side_then_centre_crop_matches_torchvision():
+    import torchvision.transforms as T
+
+    pil = nl.samples.image("coffee")
+    pre = nl.Preprocess(size=224, resize=256, interpolation="bilinear")
+    ref = T.Compose([T.Resize(256, interpolation=T.InterpolationMode.BILINEAR), T.CenterCrop(224), T.ToTensor(),
+                     T.Normalize(pre.mean, pre.std)])(pil)
+    assert torch.allclose(pre(pil)[0], ref, atol=1e-5)
+
+
+def test_inverse_undoes_normalize():
+    pre = nl.Preprocess(mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    img = torch.rand(2, 3, 8, 8)
+    assert torch.allclose(pre.inverse(pre.normalize(img)), img, atol=1e-6)
+
+
+def test_bad_inputs(tmp_path):
+    pre = nl.Preprocess()
+    with pytest.raises(nl.InputError, match="not found"):
+        pre(tmp_path / "missing.jpg")
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(nl.InputError, match="cannot read"):
+        pre(tmp_path / "notes.txt")
+    with pytest.raises(nl.InputError, match=r"\[N, C, H, W\]"):
+        pre(torch.zeros(2, 2, 3, 4, 5))
+    with pytest.raises(nl.InputError, match="NaN"):
+        pre(torch.full((1, 3, 4, 4), float("nan")))
+    with pytest.raises(nl.InputError, match="cannot use a dict"):
+        pre({"a": 1})
+    with pytest.raises(nl.InputError, match="no inputs"):
+        pre([])
+
+
+def test_to_pil_grid_heatmap_overlay(tmp_path):
+    img = torch.zeros(3, 10, 12)
+    img[0] = 1.0
+    pil = images.to_pil(img)
+    assert pil.size == (12, 10) and pil.getpixel((0, 0)) == (255, 0, 0)
+    g = images.grid([img, img, img], captions=["a", "b", "c"], ncol=2, pad=2)
+    assert g.size[0] == 2 * 12 + 3 * 2 and g.size[1] > 2 * 10
+    ramp = torch.linspace(0, 1, 50).view(5, 10)
+    heat = images.heatmap(ramp, cmap="gray")
+    assert heat.getpixel((0, 0)) == (0, 0, 0) and heat.getpixel((9, 4)) == (255, 255, 255)
+    over = images.overlay(img, ramp, alpha=0.5)
+    assert over.size == pil.size
+    p = images.save(over, tmp_path / "sub" / "o.png")
+    assert Image.open(p).size == (12, 10)
