@@ -46,7 +46,7 @@ class LoadedModel:
         """Top-k (label, probability) per input."""
         x = self.inputs(inputs)
         with probe(self.module), torch.no_grad():
-            logits = self.module(x)
+            logits = _forward(self.module, (x,))
         if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
             raise ModelError(f"predict needs a classifier returning [N, classes] logits; {self.name} "
                              f"returned {type(logits).__name__}")

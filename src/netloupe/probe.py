@@ -193,6 +193,22 @@ class Probe:
                 out[name] = self._grads[key]
         return out
 
+    def unit_value(self, unit: UnitLike) -> torch.Tensor:
+        """One number per sample for a captured unit: a neuron's value, a channel's mean, or
+        the layer's mean. Raises a UnitError if the channel or position is out of range."""
+        unit = as_unit(self.model, unit)
+        if unit.layer not in self.activations:
+            raise NetloupeError(f"layer {unit.layer!r} was not captured; pass it to probe(model, [...]) "
+                                "and run a forward pass first")
+        a = self.activations[unit.layer]
+        unit.check(a.shape)
+        if unit.channel is None:
+            return a.flatten(1).mean(1)
+        a = a[:, unit.channel]
+        if unit.y is not None:
+            return a[:, unit.y, unit.x]
+        return a.flatten(1).mean(1) if a.dim() > 1 else a
+
     def clear(self) -> None:
         """Forget what was captured (done automatically when the model's own forward starts)."""
         self.calls.clear()

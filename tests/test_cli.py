@@ -1,0 +1,66 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from netloupe.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_predict_sample_photos(capsys):
+    code, out, _ = run(capsys, "predict", "chelsea", "coffee", "--top", "3", "--device", "cpu")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "chelsea" and lines[1].split(None, 1)[1] in {"tiger cat", "Egyptian cat", "tabby"}
+    assert lines[4] == "coffee" and lines[5].split(None, 1)[1] == "espresso"
+
+
+def test_predict_file_path(capsys, tmp_path):
+    import netloupe as nl
+
+    path = tmp_path / "cup.jpg"
+    nl.samples.image("coffee").save(path)
+    code, out, _ = run(capsys, "predict", str(path), "--top", "1")
+    assert code == 0 and "espresso" in out
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["predict", "missing.jpg"], "not found"),
+    (["layers", "--model", "torchvision:nosuchnet"], "no model"),
+    (["layers", "--model", "torchvision:resnet18", "--weights", "/nonexistent.pth"], "weights file not found"),
+    (["predict", "chelsea", "--device", "quantum"], "unknown device"),
+])
+def test_user_mistakes_exit_2_with_one_line(capsys, argv, match):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert err.startswith("netloupe: error:") and match in err and err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_layers_with_random_weights(capsys):
+    code, out, _ = run(capsys, "layers", "--model", "torchvision:resnet18", "--weights", "random")
+    assert code == 0 and "layer4.1.conv2" in out and "1x512x7x7" in out
+
+
+def test_demo_writes_predictions_and_layer_table(capsys, tmp_path):
+    code, out, _ = run(capsys, "demo", "--out", str(tmp_path / "demo"))
+    assert code == 0 and str(tmp_path / "demo") in out
+    preds = json.loads((tmp_path / "demo" / "predictions.json").read_text())
+    assert preds["coffee"][0]["label"] == "espresso" and len(preds["coffee"]) == 5
+    assert (tmp_path / "demo" / "predictions.png").stat().st_size > 10_000
+    assert "blocks.6.0.conv_pwl" in (tmp_path / "demo" / "layers.txt").read_text()
+
+
+def test_console_script_help():
+    out = subprocess.run(["netloupe", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for verb in ("predict", "layers", "demo"):
+        assert verb in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "netloupe.cli", "predict"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "IMAGE" in bad.stderr
