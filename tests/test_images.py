@@ -79,3 +79,18 @@ def test_to_pil_grid_heatmap_overlay(tmp_path):
     assert over.size == pil.size
     p = images.save(over, tmp_path / "sub" / "o.png")
     assert Image.open(p).size == (12, 10)
+
+
+def test_picture_mixin_save_and_plot(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    class Dot(images.Picture):
+        def to_pil(self, colour=(255, 0, 0)):
+            return Image.new("RGB", (4, 3), colour)
+
+    path = Dot().save(tmp_path / "a" / "dot.png", colour=(0, 255, 0))
+    assert Image.open(path).getpixel((0, 0)) == (0, 255, 0)
+    ax = Dot().plot()
+    assert ax.get_images()[0].get_array().shape == (3, 4, 3)

@@ -148,6 +148,28 @@ class Preprocess:
         return torch.stack(batch).to(device=device, dtype=dtype)
 
 
+class Picture:
+    """Mixin for results that can be drawn: subclasses define ``to_pil(**kw)``; ``save`` and
+    ``plot`` follow from it."""
+
+    def to_pil(self, **kw) -> Image.Image:  # pragma: no cover - defined by each result
+        raise NotImplementedError
+
+    def save(self, path: Union[str, os.PathLike], **kw) -> Path:
+        """Write ``to_pil(**kw)`` to ``path`` (format from the suffix); folders are created."""
+        return save(self.to_pil(**kw), path)
+
+    def plot(self, ax=None, **kw):
+        """Show ``to_pil(**kw)`` on a matplotlib axis (a new figure if none); returns the axis."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots()
+        ax.imshow(self.to_pil(**kw))
+        ax.set_axis_off()
+        return ax
+
+
 def as_pil(item) -> Image.Image:
     """A path, PIL image or HWC numpy array as an RGB PIL image."""
     if isinstance(item, (str, os.PathLike)):
