@@ -205,6 +205,21 @@ def save(image, path: Union[str, os.PathLike]) -> Path:
     return path
 
 
+def blur(t: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur over the last two dims (any leading dims), edges replicated; differentiable."""
+    import torch.nn.functional as F
+
+    radius = max(1, int(3 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=t.dtype, device=t.device)
+    k = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    k = k / k.sum()
+    shape = t.shape
+    flat = t.reshape(-1, 1, shape[-2], shape[-1])
+    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1))
+    return flat.reshape(shape)
+
+
 def heatmap(values: torch.Tensor, cmap: str = "inferno", vmin=None, vmax=None) -> Image.Image:
     """Colour an [H, W] map with a matplotlib colormap (scaled to its min..max unless given)."""
     from matplotlib import colormaps

@@ -1,0 +1,37 @@
+"""Attribution: which input pixels (or layer cells) explain a model's score for a target."""
+
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+from ..errors import InputError
+from .cam import grad_cam, grad_cam_pp, guided_grad_cam
+from .gradients import deconvnet, guided_backprop, input_x_gradient, saliency
+from .integrated import integrated_gradients
+from .occlusion import occlusion
+from .result import Attribution
+from .smooth import smoothgrad
+
+METHODS: Dict[str, Callable] = {
+    "saliency": saliency,
+    "input_x_gradient": input_x_gradient,
+    "guided_backprop": guided_backprop,
+    "deconvnet": deconvnet,
+    "integrated_gradients": integrated_gradients,
+    "smoothgrad": smoothgrad,
+    "grad_cam": grad_cam,
+    "grad_cam_pp": grad_cam_pp,
+    "guided_grad_cam": guided_grad_cam,
+    "occlusion": occlusion,
+}
+
+
+def attribute(model, inputs, method: str = "saliency", **kw) -> Attribution:
+    """Run the attribution method named ``method`` (a key of METHODS) with its keyword arguments."""
+    if method not in METHODS:
+        raise InputError(f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[method](model, inputs, **kw)
+
+
+__all__ = ["METHODS", "Attribution", "attribute", "deconvnet", "grad_cam", "grad_cam_pp", "guided_backprop",
+           "guided_grad_cam", "input_x_gradient", "integrated_gradients", "occlusion", "saliency", "smoothgrad"]

@@ -1,0 +1,92 @@
+"""What an attribution explains: a class per sample, the predicted class, a unit inside the
+network, or any callable that maps the model output to one score per sample."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Union
+
+import torch
+
+from ..errors import InputError, NetloupeError
+from ..probe import Probe, probe
+from ..units import Unit
+
+TargetLike = Union[int, str, Unit, List[int], torch.Tensor, Callable]
+
+
+@dataclass
+class Target:
+    """A resolved target. ``classes`` holds one class index per input sample."""
+
+    classes: Optional[torch.Tensor] = None
+    unit: Optional[Unit] = None
+    fn: Optional[Callable] = None
+
+    @property
+    def layers(self) -> List[str]:
+        """Layers the probe must capture to score this target."""
+        return [self.unit.layer] if self.unit is not None else []
+
+    def describe(self):
+        """What Attribution.target records: class indices, the unit string, or the callable."""
+        if self.classes is not None:
+            return self.classes
+        return str(self.unit) if self.unit is not None else self.fn
+
+    def score(self, output, p: Probe, rows: torch.Tensor) -> torch.Tensor:
+        """One score per batch row; ``rows`` maps each row to its input sample."""
+        if self.unit is not None:
+            return p.unit_value(self.unit)
+        if self.fn is not None:
+            s = self.fn(output)
+            n = _rows_of(output)
+            if not isinstance(s, torch.Tensor) or s.shape != (n,):
+                raise NetloupeError(f"a callable target must return one score per sample, shape ({n},); got "
+                                    f"{tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__}")
+            return s
+        if not isinstance(output, torch.Tensor) or output.dim() != 2:
+            raise NetloupeError("a class target needs a model that returns [N, classes] logits; for other "
+                                "outputs pass a callable target (output -> one score per sample)")
+        classes = self.classes[rows]
+        if classes.min() < 0 or classes.max() >= output.shape[1]:
+            raise InputError(f"target class {int(classes.max() if classes.max() >= output.shape[1] else classes.min())} "
+                             f"out of range; the model has classes 0..{output.shape[1] - 1}")
+        return output[torch.arange(len(rows), device=output.device), classes.to(output.device)]
+
+
+def _rows_of(output) -> int:
+    t = output if isinstance(output, torch.Tensor) else next(v for v in (
+        output.values() if isinstance(output, dict) else output) if isinstance(v, torch.Tensor))
+    return t.shape[0]
+
+
+def resolve(module, x: torch.Tensor, target: TargetLike) -> Target:
+    """Turn a user's target into a Target for the batch ``x`` ("top" runs one forward pass)."""
+    n = x.shape[0]
+    if callable(target) and not isinstance(target, (Unit, torch.Tensor)):
+        return Target(fn=target)
+    if isinstance(target, Unit) or (isinstance(target, str) and target != "top"):
+        return Target(unit=Unit.parse(target))
+    if isinstance(target, str):  # "top": the predicted class of each input
+        with probe(module), torch.no_grad():
+            out = module(x)
+        if not isinstance(out, torch.Tensor) or out.dim() != 2:
+            raise NetloupeError("target='top' needs a model that returns [N, classes] logits; "
+                                "pass a unit string or a callable target instead")
+        return Target(classes=out.argmax(1).cpu())
+    if isinstance(target, bool):
+        raise InputError(f"unsupported target {target!r}; use an int class, 'top', a unit string or a callable")
+    if isinstance(target, int):
+        classes = torch.full((n,), target, dtype=torch.long)
+    else:
+        try:
+            classes = torch.as_tensor(target, dtype=torch.long).cpu().reshape(-1)
+        except (TypeError, ValueError, RuntimeError):
+            raise InputError(f"unsupported target {target!r}; use an int class, a list with one class per "
+                             "input, 'top', a unit string like 'layer4:12', or a callable") from None
+        if classes.numel() == 1:
+            classes = classes.expand(n).clone()
+        if classes.numel() != n:
+            raise InputError(f"got {classes.numel()} target classes for {n} inputs; give one per input")
+    return Target(classes=classes)
