@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 from .errors import NetloupeError
 
 
@@ -34,12 +36,8 @@ def _model(args):
 
 
 def cmd_predict(args):
-    from . import samples
-
     model = _model(args)
-    sample_names = samples.names()
-    images = [samples.path(i) if i in sample_names and not Path(i).exists() else i for i in args.images]
-    for name, preds in zip(args.images, model.predict(images, k=args.top)):
+    for name, preds in zip(args.images, model.predict(_image_args(args.images), k=args.top)):
         print(name)
         for label, p in preds:
             print(f"  {p:7.2%}  {label}")
@@ -71,6 +69,61 @@ def cmd_demo(args):
     print(f"wrote predictions.json, predictions.png and layers.txt to {out.resolve()}")
 
 
+def _target(text: str):
+    if text == "top":
+        return "top"
+    try:
+        return int(text)
+    except ValueError:
+        return text  # a unit string; checked against the model by the method
+
+
+def _image_args(items):
+    """Image arguments: file paths, or sample photo names (chelsea, coffee, ...)."""
+    from . import samples
+
+    sample_names = samples.names()
+    return [samples.path(i) if i in sample_names and not Path(i).exists() else i for i in items]
+
+
+# how each method is best looked at: signed fine detail as raw RGB, the rest over the photo
+_RAW_VIEW = {"guided_backprop", "deconvnet", "guided_grad_cam"}
+_LAYER_METHODS = {"grad_cam", "grad_cam_pp", "guided_grad_cam"}
+
+
+def cmd_attribute(args):
+    from . import images
+    from .attribution import METHODS
+
+    methods = list(METHODS) if args.method == "all" else [args.method]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise NetloupeError(f"unknown method {unknown[0]!r}; choose one of {', '.join(METHODS)} or all")
+    model = _model(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = _image_args(args.images)
+    x = model.inputs(paths)
+    target = _target(args.target)
+    for i, name in enumerate(args.images):
+        stem = Path(name).stem
+        xi = x[i:i + 1]
+        tiles, captions = [images.to_pil(model.preprocess.inverse(xi)[0])], [stem]
+        for method in methods:
+            kw = {"layer": args.layer} if args.layer and method in _LAYER_METHODS else {}
+            a = METHODS[method](model, xi, target=target, **kw)
+            view = "raw" if method in _RAW_VIEW else "overlay"
+            a.save(out / f"{stem}_{method}.png", kind=view)
+            tiles.append(a.to_pil(kind=view))
+            captions.append(method)
+        if isinstance(a.target, torch.Tensor) and model.labels:
+            label = model.labels[int(a.target[0])]
+            captions[0] = f"{stem}: {label}"
+        if len(methods) > 1:
+            images.grid(tiles, captions, ncol=min(6, len(tiles)), cell=192).save(out / f"{stem}_all.png")
+        print(f"{name}: wrote {len(methods)} attribution(s) to {out.resolve()}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="netloupe", description="See what a PyTorch network has learned and why it decides.")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
@@ -88,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("layers", parents=[common], help="table of the model's layers with output shapes")
     p.set_defaults(func=cmd_layers)
+
+    p = sub.add_parser("attribute", parents=[common], help="attribution maps (overlay PNGs; --method all: a contact sheet)")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--method", default="all", help="a method name (see netloupe.attribution.METHODS) or all")
+    p.add_argument("--target", default="top", help="top, a class index, or a unit like blocks.6.0:12")
+    p.add_argument("--layer", default=None, help="layer for the CAM methods (default: last spatial layer)")
+    p.add_argument("--out", default="netloupe-out")
+    p.set_defaults(func=cmd_attribute)
 
     p = sub.add_parser("demo", parents=[common], help="run the tour on the sample photos and write the results")
     p.add_argument("--out", default="netloupe-demo")

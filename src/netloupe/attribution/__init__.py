@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable, Dict
 
 from ..errors import InputError
+from . import metrics
 from .cam import grad_cam, grad_cam_pp, guided_grad_cam
 from .gradients import deconvnet, guided_backprop, input_x_gradient, saliency
 from .integrated import integrated_gradients
@@ -33,5 +34,5 @@ def attribute(model, inputs, method: str = "saliency", **kw) -> Attribution:
     return METHODS[method](model, inputs, **kw)
 
 
-__all__ = ["METHODS", "Attribution", "attribute", "deconvnet", "grad_cam", "grad_cam_pp", "guided_backprop",
+__all__ = ["METHODS", "metrics", "Attribution", "attribute", "deconvnet", "grad_cam", "grad_cam_pp", "guided_backprop",
            "guided_grad_cam", "input_x_gradient", "integrated_gradients", "occlusion", "saliency", "smoothgrad"]

@@ -62,10 +62,9 @@ class Attribution(images.Picture):
         if not 0 <= index < len(self):
             raise InputError(f"index {index} out of range for {len(self)} attributions")
         v = self.values[index].detach().float().cpu()
-        if kind == "raw":  # signed values around gray, one scale for all channels
-            scale = v.abs().max().clamp(min=1e-12)
+        if kind == "raw":  # signed values around gray, one robust scale for all channels
             rgb = v.expand(3, -1, -1) if v.shape[0] == 1 else v[:3]
-            return images.to_pil(rgb / scale * 0.5 + 0.5)
+            return images.to_pil((rgb / _robust_max(rgb.abs())).clamp(-1, 1) * 0.5 + 0.5)
         m = _robust_unit(v.abs().sum(0))
         if kind == "norm-blur":
             m = _robust_unit(images.blur(m, sigma=max(1.0, m.shape[-1] / 100)))
@@ -78,9 +77,15 @@ class Attribution(images.Picture):
         return Image.blend(base, heat, alpha)
 
 
-def _robust_unit(m: torch.Tensor) -> torch.Tensor:
-    """Scale a non-negative map to [0, 1] by its 99.5th percentile, so a few hot pixels don't wash it out."""
+def _robust_max(m: torch.Tensor) -> torch.Tensor:
+    """The 99.5th percentile of a non-negative map (its max if that is 0; 1 for an all-zero
+    map), so that a few hot pixels don't wash the picture out."""
     hi = torch.quantile(m.flatten()[:: max(1, m.numel() // 100_000)], 0.995) if m.numel() > 1 else m.max()
     if hi <= 0:
         hi = m.max()
-    return (m / hi).clamp(0, 1) if hi > 0 else torch.zeros_like(m)
+    return hi if hi > 0 else torch.ones(())
+
+
+def _robust_unit(m: torch.Tensor) -> torch.Tensor:
+    """A non-negative map scaled to [0, 1] by its robust max."""
+    return (m / _robust_max(m)).clamp(0, 1)
