@@ -32,7 +32,42 @@ def _probe_backward(model, inputs):
     assert inputs[0].grad is not None
 
 
+def _attribution(method, **kw):
+    def call(model, inputs):
+        if len(inputs) > 1:  # attribution explains single-input models: a clear error for the siamese one
+            with pytest.raises(nl.NetloupeError):
+                nl.attribute(model, inputs[0], method, target=0, **kw)
+            return
+        r = nl.attribute(model, inputs[0], method, target=0, **kw)
+        assert r.values.shape[0] == len(inputs[0]) and torch.isfinite(r.values).all()
+    return call
+
+
+def _metrics(model, inputs):
+    if len(inputs) > 1:
+        return
+    from netloupe.attribution import metrics
+
+    a = nl.saliency(model, inputs[0], target=0)
+    assert metrics.deletion(model, inputs[0], a, steps=2).scores.shape == (len(inputs[0]), 3)
+    assert metrics.insertion(model, inputs[0], a, steps=2).auc.shape == (len(inputs[0]),)
+    blocks = metrics.blocks_top_down(model)[:2]
+    r = metrics.randomization_check(model, inputs[0][:1], "saliency", target=0, blocks=blocks, progress=False)
+    assert r.correlations["saliency"].shape == (3, 1)
+
+
 PUBLIC_CALLS = {
+    "saliency": _attribution("saliency"),
+    "input_x_gradient": _attribution("input_x_gradient"),
+    "guided_backprop": _attribution("guided_backprop"),
+    "deconvnet": _attribution("deconvnet"),
+    "integrated_gradients": _attribution("integrated_gradients", steps=3),
+    "smoothgrad": _attribution("smoothgrad", samples=2, seed=0),
+    "grad_cam": _attribution("grad_cam"),
+    "grad_cam_pp": _attribution("grad_cam_pp"),
+    "guided_grad_cam": _attribution("guided_grad_cam"),
+    "occlusion": _attribution("occlusion", window=8, stride=8, progress=False),
+    "metrics": _metrics,
     "load_model": lambda model, inputs: nl.load_model(model),
     "predict": _predict,
     "layers": _layers,

@@ -46,7 +46,7 @@ class LoadedModel:
         """Top-k (label, probability) per input."""
         x = self.inputs(inputs)
         with probe(self.module), torch.no_grad():
-            logits = _forward(self.module, (x,))
+            logits = forward(self.module, (x,))
         if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
             raise ModelError(f"predict needs a classifier returning [N, classes] logits; {self.name} "
                              f"returned {type(logits).__name__}")
@@ -331,7 +331,7 @@ def layers(model, example_input=None) -> LayerTable:
     args = tuple(loaded.inputs(a) for a in args)
     names = [n for n, _ in module.named_modules()]
     with probe(module, names, detach=True) as p, torch.no_grad():
-        _forward(module, args)
+        forward(module, args)
     acts = p.activations
     table = LayerTable()
     for name, m in module.named_modules():
@@ -340,7 +340,8 @@ def layers(model, example_input=None) -> LayerTable:
     return table
 
 
-def _forward(module: nn.Module, args: Sequence[torch.Tensor]):
+def forward(module: nn.Module, args: Sequence[torch.Tensor]):
+    """Call the model; a failure caused by the inputs' shape or count becomes an InputError."""
     try:
         return module(*args)
     except (RuntimeError, TypeError) as e:

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import NetloupeError
+from ..models import forward
 from ..probe import probe
 from ..units import UnitLike, as_unit
 from .gradients import guided_backprop, prepare
@@ -19,11 +20,17 @@ from .targets import TargetLike
 
 def default_layer(module, x: torch.Tensor) -> str:
     """The last layer (in execution order) with a spatial output: [N, C, H, W] with H*W > 1,
-    or transformer tokens [N, 1 + s*s, D]."""
+    or transformer tokens [N, 1 + s*s, D] computed before the last attention layer (after
+    it, only the class token reaches the output, so patch tokens get no gradient)."""
     names = [n for n, _ in module.named_modules() if n]
     with probe(module, names, detach=True) as p, torch.no_grad():
-        module(x[:1])
-    spatial = [n for n, a in p.activations.items() if _grid(a) is not None]
+        forward(module, (x[:1],))
+    order = list(p.activations)
+    kinds = {n: type(m).__name__ for n, m in module.named_modules()}
+    attention = [i for i, n in enumerate(order) if "Attention" in kinds[n]]
+    last_attention = attention[-1] if attention else len(order)
+    spatial = [n for i, (n, a) in enumerate(p.activations.items())
+               if _grid(a) is not None and (a.dim() == 4 or i < last_attention)]
     if not spatial:
         raise NetloupeError("found no layer with a spatial output for a CAM; pass layer='name' "
                             "(and reshape= for token outputs)")
@@ -45,7 +52,7 @@ def _layer_and_grad(model, inputs, target, layer, reshape):
     loaded, x, t = prepare(model, inputs, target)
     name = default_layer(loaded.module, x) if layer is None else as_unit(loaded.module, layer).layer
     with probe(loaded.module, [name] + t.layers) as p:
-        s = t.score(loaded.module(x), p, torch.arange(x.shape[0]))
+        s = t.score(forward(loaded.module, (x,)), p, torch.arange(x.shape[0]))
         act = p.activations[name]
         (grad,) = torch.autograd.grad(s.sum(), act)
     act = act.detach()

@@ -8,7 +8,7 @@ from typing import Optional, Tuple
 import torch
 
 from ..errors import NetloupeError
-from ..models import LoadedModel, as_loaded
+from ..models import LoadedModel, as_loaded, forward
 from ..probe import probe
 from ..runtime import chunks
 from .result import Attribution
@@ -33,7 +33,7 @@ def input_gradients(module, xs: torch.Tensor, target: Target, rows: Optional[tor
     with probe(module, target.layers, rule=rule) as p:
         for sl in chunks(n, batch_size or n):
             xi = xs[sl].detach().requires_grad_(True)
-            s = target.score(module(xi), p, rows[sl])
+            s = target.score(forward(module, (xi,)), p, rows[sl])
             if not s.requires_grad:
                 raise NetloupeError("the target score does not depend on the input; check the target")
             (grads[sl],) = torch.autograd.grad(s.sum(), xi)
@@ -49,7 +49,7 @@ def target_scores(module, xs: torch.Tensor, target: Target, rows: Optional[torch
     scores = torch.empty(n, dtype=xs.dtype, device=xs.device)
     with probe(module, target.layers) as p, torch.no_grad():
         for sl in chunks(n, batch_size or n):
-            scores[sl] = target.score(module(xs[sl]), p, rows[sl])
+            scores[sl] = target.score(forward(module, (xs[sl],)), p, rows[sl])
     return scores
 
 

@@ -9,6 +9,7 @@ from typing import Callable, List, Optional, Union
 import torch
 
 from ..errors import InputError, NetloupeError
+from ..models import forward
 from ..probe import Probe, probe
 from ..units import Unit
 
@@ -70,7 +71,7 @@ def resolve(module, x: torch.Tensor, target: TargetLike) -> Target:
         return Target(unit=Unit.parse(target))
     if isinstance(target, str):  # "top": the predicted class of each input
         with probe(module), torch.no_grad():
-            out = module(x)
+            out = forward(module, (x,))
         if not isinstance(out, torch.Tensor) or out.dim() != 2:
             raise NetloupeError("target='top' needs a model that returns [N, classes] logits; "
                                 "pass a unit string or a callable target instead")
