@@ -72,9 +72,16 @@ class _SpreadMaxPool(nn.Module):
 
 
 def _positive_copy(module: nn.Module) -> nn.Module:
-    """A float64 copy with every weight a positive constant (1 / fan-in, so values stay near the
-    input's), biases 0, norm layers the identity and max-pools spreading their gradient."""
-    twin = copy.deepcopy(module).double()
+    """A copy with every weight a positive constant (1 / fan-in, so values stay near the input's),
+    biases 0, norm layers the identity and max-pools spreading their gradient. Parameters are
+    allocated fresh rather than copied (the old values are never needed), in float64 for small
+    models and at least float32 otherwise."""
+    params = list(module.named_parameters())
+    big = sum(p.numel() for _, p in params) > 20_000_000
+    dtype = torch.float32 if big else torch.float64
+    memo = {id(p): nn.Parameter(torch.empty(p.shape, dtype=dtype if p.is_floating_point() else p.dtype,
+                                            device=p.device), requires_grad=p.requires_grad) for _, p in params}
+    twin = copy.deepcopy(module, memo).to(dtype)
     with torch.no_grad():
         for name, p in twin.named_parameters():
             if not p.is_floating_point():
@@ -123,7 +130,8 @@ def receptive_field(model, layer, input_size=None, *, call: int = 0, example=Non
     device = loaded.device
     reps = 2  # random positive inputs per unit; the union of their masks is taken
     g = torch.Generator(device="cpu").manual_seed(seed)
-    xs = tuple((torch.rand((2 * reps, *s), generator=g, dtype=torch.float64) + 0.5).to(device).requires_grad_(True)
+    dtype = next(twin.parameters()).dtype
+    xs = tuple((torch.rand((2 * reps, *s), generator=g, dtype=dtype) + 0.5).to(device).requires_grad_(True)
                for s in shapes)
     with probe(twin, [name], rule="deconv") as p:
         twin(*xs)

@@ -123,8 +123,7 @@ def correlation_heatmap(stats: LayerStats) -> Image.Image:
     corr = stats.correlation[order][:, order].numpy()
     fig, axes = _figure(figsize=(5, 4.3))
     ax = axes[0, 0]
-    cmap = colormaps["RdBu_r"].copy()
-    cmap.set_bad("#bbbbbb")
+    cmap = colormaps["RdBu_r"].with_extremes(bad="#bbbbbb")
     im = ax.imshow(np.ma.masked_invalid(corr), cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
     ax.set_title(f"{stats.layer}: channel correlation (clustered order)", fontsize=8)
     ax.set_xticks([])
