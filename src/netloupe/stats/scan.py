@@ -11,6 +11,7 @@ shard and the states are merged so that the result equals a one-process scan.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import warnings
@@ -197,8 +198,10 @@ def _collate(items):
 
 def _fit_exp(lo: torch.Tensor, hi: torch.Tensor, exp: torch.Tensor, slots: int) -> torch.Tensor:
     """The smallest power-of-two bin width exponent >= ``exp`` at which [lo, hi] spans at most
-    ``slots`` bins (per channel)."""
-    exp = exp.clone()
+    ``slots`` bins (per channel). Starts one below the bound 2**exp >= (hi - lo) / slots, which
+    no narrower width can beat, so the loop runs a step or two."""
+    bound = torch.ceil(torch.log2(((hi - lo) / slots).clamp_min(1e-300))).long() - 1
+    exp = torch.where(hi > lo, torch.maximum(exp, bound), exp)
     while True:
         span = torch.floor(torch.ldexp(hi, -exp)) - torch.floor(torch.ldexp(lo, -exp)) + 1
         over = span > slots
@@ -259,6 +262,8 @@ class _Histogram:
 def _rank(values, images, positions, k: int, largest: bool):
     """The first k of each row by value (descending if ``largest``), ties to the lower image id.
     values, images: [C, m]; positions: [C, m, 2]."""
+    if k == 0:
+        return values[:, :0], images[:, :0], positions[:, :0]
     def take(order):
         return values.gather(1, order), images.gather(1, order), \
             positions.gather(1, order.unsqueeze(2).expand(-1, -1, 2))
@@ -293,12 +298,12 @@ class _LayerState:
                    (v <= 0).sum(0), _Histogram.of(v, bins), rank(top_k, True), rank(bottom_k, False))
 
     def merge(self, other: "_LayerState", top_k: int, bottom_k: int) -> "_LayerState":
+        """The state of both image sets (reuses this state's co-moment buffer: self is consumed)."""
         if other.shape[0] != self.shape[0]:
             raise InputError(f"the layer gave {self.shape[0]} channels on one batch and {other.shape[0]} on another")
         n = self.count + other.count
         delta = other.mean - self.mean
-        w = self.count * other.count / n
-        comoment = self.comoment + other.comoment + torch.outer(delta, delta) * w
+        comoment = self.comoment.add_(other.comoment).addr_(delta, delta, alpha=self.count * other.count / n)
 
         def ranking(a, b, k, largest):
             return _rank(*(torch.cat([x, y], 1) for x, y in zip(a, b)), k, largest)
@@ -340,7 +345,8 @@ class LayerStats:
 
     Per channel, over images, of the per-image spatial maximum: ``mean``, ``std``, ``min``,
     ``max``, ``never_positive`` (fraction of images where the channel is <= 0 everywhere),
-    histogram (``histogram(c)``), ``correlation`` between channels and a clustered ``order``;
+    histogram (``histogram(c)``), ``correlation`` between channels and a clustered ``order``
+    (computed when first read);
     ``top_*``/``bottom_*``: per channel the k images (ids into ScanResult.ids) with the
     highest/lowest maximum, the values, and the (y, x) of the maximum."""
 
@@ -354,7 +360,6 @@ class LayerStats:
     max: torch.Tensor
     never_positive: torch.Tensor
     correlation: torch.Tensor
-    order: torch.Tensor
     hist_counts: torch.Tensor
     hist_origin: torch.Tensor
     hist_exp: torch.Tensor
@@ -365,9 +370,14 @@ class LayerStats:
     bottom_images: torch.Tensor
     bottom_positions: torch.Tensor
 
-    ARRAYS = ("mean", "std", "min", "max", "never_positive", "correlation", "order", "hist_counts", "hist_origin",
+    ARRAYS = ("mean", "std", "min", "max", "never_positive", "correlation", "hist_counts", "hist_origin",
               "hist_exp", "top_values", "top_images", "top_positions", "bottom_values", "bottom_images",
               "bottom_positions")
+
+    @functools.cached_property
+    def order(self) -> torch.Tensor:
+        """Channels in a clustered order for display (computed on first use: an eigendecomposition)."""
+        return _cluster_order(self.correlation)
 
     @property
     def channels(self) -> int:
@@ -401,7 +411,7 @@ class LayerStats:
         corr = s.comoment / torch.outer(torch.diagonal(s.comoment), torch.diagonal(s.comoment)).sqrt()
         corr = torch.where(torch.outer(sd > 0, sd > 0), corr, torch.full_like(corr, math.nan)).clamp(-1, 1)
         return cls(layer, call, tuple(s.shape), int(s.count), s.mean, sd, s.lo, s.hi,
-                   s.nonpos.double() / s.count, corr, _cluster_order(corr), s.hist.counts, s.hist.origin,
+                   s.nonpos.double() / s.count, corr, s.hist.counts, s.hist.origin,
                    s.hist.exp, *s.top, *s.bottom)
 
 
@@ -510,6 +520,10 @@ def scan(model, data, layers, top_k: int = 9, bottom_k: int = 0, bins: int = 50,
     batches = source.batches or [list(range(s.start, s.stop)) for s in runtime.chunks(len(source), size)]
     rank, world, started = _distributed(model_device)
     try:
+        if world > 1 and source.batches:  # a shuffling DataLoader: every rank takes rank 0's order
+            shared = [batches]
+            dist.broadcast_object_list(shared, src=0)
+            batches = shared[0]
         mine = batches[rank::world]
         loader = torch.utils.data.DataLoader(_Loading(source, loaded.preprocess, inputs), batch_sampler=mine,
                                              num_workers=num_workers or source.num_workers, collate_fn=_collate)
