@@ -87,9 +87,16 @@ def histogram_grid(stats: LayerStats, max_channels: Optional[int] = 64, ncol: in
         edges, counts = stats.histogram(c)
         colour = "#d62728" if c in dead else "#1f77b4"
         ax.set_axis_on()
-        ax.stairs(counts, edges, fill=True, color=colour)
+        title = f"{c}" + (" dead" if c in dead else "")
+        if len(counts) == 1 and float(stats.min[c]) == float(stats.max[c]):  # one value on every image
+            value = float(stats.min[c])
+            ax.bar([value], counts, width=0.05 * max(abs(value), 1.0), color=colour)
+            ax.set_xlim(min(value, 0) - 0.5 * max(abs(value), 1.0), max(value, 0) + 0.5 * max(abs(value), 1.0))
+            title += f" (always {value:.3g})"
+        else:
+            ax.stairs(counts, edges, fill=True, color=colour)
         ax.axvline(0, color="#888", lw=0.5)
-        ax.set_title(f"{c}" + (" dead" if c in dead else ""), fontsize=7, color=colour, pad=2)
+        ax.set_title(title, fontsize=7, color=colour, pad=2)
         ax.tick_params(labelsize=5, length=2, pad=1)
         ax.set_yticks([])
     shown = f"channels 0-{channels[-1]} of {stats.channels}" if len(channels) < stats.channels else \
@@ -144,8 +151,8 @@ def montage(result: ScanResult, layer: str, channels=None, max_channels: int = 1
     rows = []
     for c in channels:
         p = top_patches(result, layer, c, model=model, data=data)
-        tiles = [Image.fromarray(np.asarray(p.to_pil(cell=cell, captions=False)))]
-        rows.append(grid(tiles, [f"{layer}:{c}  max {float(stats.max[c]):.3g}"], ncol=1, pad=2))
+        rows.append(grid([p.to_pil(cell=cell, captions=False)], [f"{layer}:{c}  max {float(stats.max[c]):.3g}"],
+                         ncol=1, pad=2))
     return grid(rows, ncol=1, pad=2)
 
 

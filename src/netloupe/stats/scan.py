@@ -323,18 +323,19 @@ class _LayerState:
 
 def _cluster_order(corr: torch.Tensor) -> torch.Tensor:
     """A display order that puts correlated channels next to each other: channels sorted by the
-    Fiedler vector of the graph weighted by |correlation| (spectral seriation)."""
-    c = corr.shape[0]
-    if c < 3:
-        return torch.arange(c)
-    w = torch.nan_to_num(corr.abs(), nan=0.0)
+    Fiedler vector of the graph weighted by |correlation| (spectral seriation); constant channels
+    (no correlation defined) go last."""
+    valid = ~torch.isnan(corr.diagonal())
+    idx = torch.nonzero(valid).flatten()
+    rest = torch.nonzero(~valid).flatten()
+    if len(idx) < 3:
+        return torch.cat([idx, rest])
+    w = torch.nan_to_num(corr[idx][:, idx].abs(), nan=0.0)
     w.fill_diagonal_(0)
-    lap = torch.diag(w.sum(1)) - w
-    vecs = torch.linalg.eigh(lap).eigenvectors
-    fiedler = vecs[:, 1]
+    fiedler = torch.linalg.eigh(torch.diag(w.sum(1)) - w).eigenvectors[:, 1]
     if fiedler[fiedler.abs().argmax()] < 0:  # a sign convention, so the order is deterministic
         fiedler = -fiedler
-    return torch.from_numpy(np.lexsort((np.arange(c), fiedler.numpy())))
+    return torch.cat([idx[torch.from_numpy(np.lexsort((np.arange(len(idx)), fiedler.numpy())))], rest])
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -546,6 +547,9 @@ def scan(model, data, layers, top_k: int = 9, bottom_k: int = 0, bins: int = 50,
                         raise UnitError(f"layer {name!r} did not run in the model's forward; pick a layer that does "
                                         "(netloupe.layers(model) lists output shapes)")
                     for call, act in enumerate(calls):
+                        if act.dim() < 2:
+                            raise UnitError(f"layer {name!r} gives shape {tuple(act.shape)}; a scan needs "
+                                            "[N, C, ...] outputs (one row per image)")
                         key = name if len(calls) == 1 else f"{name}#{call}"
                         state = _LayerState.of_batch(act, images, top_k, bottom_k, bins, stats_device)
                         states[key] = states[key].merge(state, top_k, bottom_k) if key in states else state
