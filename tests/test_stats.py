@@ -169,7 +169,7 @@ def test_list_files_and_lists(tmp_path):
     listing.write_text("# images, Caffe style with labels\n" +
                        "\n".join(f"{p.relative_to(tmp_path)} {i}" for i, p in enumerate(paths)) + "\n")
     model = _small_model()
-    from_list = nl.scan(model, listing, ["1"], top_k=2, progress=False)
+    from_list = nl.scan(model, listing, ["1"], top_k=2, num_workers=2, progress=False)  # read in worker processes
     from_paths = nl.scan(model, [str(p) for p in paths], ["1"], top_k=2, progress=False)
     pils = [Image.open(p).convert("RGB") for p in paths]
     from_pil = nl.scan(model, pils, ["1"], top_k=2, progress=False)
@@ -216,6 +216,9 @@ def test_siamese_pair_list_gives_stats_per_branch(tmp_path):
     assert torch.equal(swapped["branch.1#0"].top_images, result["branch.1#1"].top_images)
     patches = nl.top_patches(result, "branch.1#1", 0)
     assert patches.field.input_index == 1
+    result.save(tmp_path / "saved")  # a loaded result finds both images of a pair again
+    again = nl.top_patches(ScanResult.load(tmp_path / "saved"), "branch.1#1", 0, model=loaded)
+    assert torch.equal(again.windows, patches.windows)
 
 
 # -- receptive fields ------------------------------------------------------------------------

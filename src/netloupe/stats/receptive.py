@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -211,8 +211,8 @@ class Patches(Picture):
 
 def _sample_inputs(result: ScanResult, data, model: LoadedModel, index: int):
     source = as_source(data) if data is not None else result.source
-    if source is None:
-        source = as_source(result.ids)  # a loaded result: the ids are paths (or path pairs)
+    if source is None:  # a loaded result: its ids are paths, or path pairs written "a|b"
+        source = as_source([tuple(i.split("|")) if "|" in i else i for i in result.ids])
     try:
         sample = source.dataset[index]
     except (IndexError, KeyError):

@@ -17,7 +17,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -49,10 +49,6 @@ class Source:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-
-class _Items(list):
-    """A plain list used as a dataset."""
 
 
 def _is_image(x) -> bool:
@@ -117,17 +113,17 @@ def as_source(data) -> Source:
         path = Path(data).expanduser()
         if path.is_dir():
             files = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            src = Source(_Items(files), files)
+            src = Source(files, files)
         elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-            src = Source(_Items([str(path)]), [str(path)])
+            src = Source([str(path)], [str(path)])
         elif path.is_file():
             items = _list_file(path)
-            src = Source(_Items(items), [_name(it, i) for i, it in enumerate(items)])
+            src = Source(items, [_name(it, i) for i, it in enumerate(items)])
         else:
             raise InputError(f"data {str(data)!r} does not exist; give a folder of images, an image list file, "
                              "a list of images or a torch Dataset")
     elif isinstance(data, (list, tuple)):
-        items = _Items(data)
+        items = list(data)
         src = Source(items, [_name(it, i) for i, it in enumerate(items)])
     elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):
         names = getattr(data, "names", None)
