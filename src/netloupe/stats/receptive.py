@@ -225,12 +225,14 @@ def _sample_inputs(result: ScanResult, data, model: LoadedModel, index: int):
 
 
 def top_patches(result: ScanResult, layer: str, channel: int, *, model=None, data=None, bottom: bool = False,
-                attribute: Optional[Callable] = None) -> Patches:
+                attribute: Optional[Callable] = None, field: Optional[ReceptiveField] = None) -> Patches:
     """Crop the receptive-field window of each top-k (or bottom-k) unit of ``channel`` from its image.
 
     model/data: needed only for a result loaded from disk (a loaded result can reload images
     whose ids are paths). attribute(model, inputs, unit) -> [H, W] map over the input (e.g. a
-    guided-backprop map); it is called once per patch and cropped with it.
+    guided-backprop map); it is called once per patch and cropped with it. field: the layer's
+    receptive field at the images' size, if already measured (e.g. ``patches.field`` of another
+    channel of the same layer); measured when missing or made for another layer or size.
     """
     stats = result[layer]
     if not 0 <= channel < stats.channels:
@@ -244,11 +246,12 @@ def top_patches(result: ScanResult, layer: str, channel: int, *, model=None, dat
     if not len(images):
         raise NetloupeError("the scan kept no bottom-k images; scan with bottom_k > 0" if bottom else
                             "the scan kept no top-k images")
-    field = None
     windows, pictures, maps, boxes = [], [], [], []
     for index, (y, x) in zip(images.tolist(), positions.tolist()):
         parts = _sample_inputs(result, data, loaded, index)
-        if field is None:
+        stale = field is None or field.layer != stats.layer or \
+            field.input_size != tuple(parts[field.input_index].shape[-2:])
+        if stale:
             field = receptive_field(loaded, stats.layer, call=stats.call, example=parts)
         box = field.box(y, x)
         boxes.append(box)

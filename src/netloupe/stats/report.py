@@ -148,9 +148,10 @@ def montage(result: ScanResult, layer: str, channels=None, max_channels: int = 1
     stats = result[layer]
     if channels is None:  # the most active channels first, dead ones last
         channels = torch.argsort(stats.max, descending=True, stable=True)[:max_channels].tolist()
-    rows = []
+    rows, field = [], None
     for c in channels:
-        p = top_patches(result, layer, c, model=model, data=data)
+        p = top_patches(result, layer, c, model=model, data=data, field=field)
+        field = p.field  # measured once per layer
         rows.append(grid([p.to_pil(cell=cell, captions=False)], [f"{layer}:{c}  max {float(stats.max[c]):.3g}"],
                          ncol=1, pad=2))
     return grid(rows, ncol=1, pad=2)
