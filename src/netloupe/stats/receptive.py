@@ -216,7 +216,8 @@ def _sample_inputs(result: ScanResult, data, model: LoadedModel, index: int):
     try:
         sample = source.dataset[index]
     except (IndexError, KeyError):
-        raise InputError(f"image {index} of the scan is not in the data given; pass the data that was scanned") from None
+        raise InputError(f"image {index} of the scan is not in the data given; "
+                         "pass the data that was scanned") from None
     try:
         return model_inputs(sample, model.preprocess, result.inputs)
     except InputError as e:

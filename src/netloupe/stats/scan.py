@@ -307,7 +307,8 @@ class _LayerState:
         return _LayerState(self.shape, n, self.mean + delta * (other.count / n), comoment,
                            torch.minimum(self.lo, other.lo), torch.maximum(self.hi, other.hi),
                            self.nonpos + other.nonpos, self.hist.merge(other.hist),
-                           ranking(self.top, other.top, top_k, True), ranking(self.bottom, other.bottom, bottom_k, False))
+                           ranking(self.top, other.top, top_k, True),
+                           ranking(self.bottom, other.bottom, bottom_k, False))
 
     def to(self, device) -> "_LayerState":
         mv = lambda t: t.to(device)  # noqa: E731
