@@ -85,13 +85,18 @@ def _expected_ranking(v, pos, width, k, largest):
     return torch.tensor(ids), torch.tensor(vals, dtype=torch.float64), torch.tensor(where)
 
 
-@pytest.mark.parametrize("loader", [False, True])
+@pytest.mark.parametrize("loader", ["list", "shuffled", "distributed"])
 def test_scan_matches_brute_force_over_200_images(loader):
     model = _random_net().double()
     g = torch.Generator().manual_seed(1)
     # growing scales widen every channel's range batch after batch, so histograms coarsen repeatedly
     images = [(torch.randn(3, 10, 10, generator=g) * (0.05 + i / 40)).double() for i in range(200)]
-    data = torch.utils.data.DataLoader(images, batch_size=7, shuffle=True, generator=g) if loader else images
+    data = images
+    if loader == "shuffled":
+        data = torch.utils.data.DataLoader(images, batch_size=7, shuffle=True, generator=g)
+    elif loader == "distributed":  # a rank's shard of 2; the scan still takes every image once
+        sampler = torch.utils.data.DistributedSampler(images, num_replicas=2, rank=1)
+        data = torch.utils.data.DataLoader(images, batch_size=9, sampler=sampler)
     result = nl.scan(model, data, ["1", "2"], top_k=5, bottom_k=3, bins=12, batch_size=16, progress=False)
     for layer in ("1", "2"):
         s = result[layer]

@@ -97,7 +97,7 @@ def _name(item, i: int) -> str:
 def as_source(data) -> Source:
     """A folder (recursive), an image-list or pair-list text file, an image file, a list of
     images/paths/pairs, a torch Dataset or a DataLoader, as a :class:`Source`."""
-    from torch.utils.data import DataLoader, IterableDataset
+    from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
 
     if isinstance(data, Source):
         return data
@@ -105,9 +105,13 @@ def as_source(data) -> Source:
         if isinstance(data.dataset, IterableDataset) or data.batch_sampler is None and data.sampler is None:
             raise InputError("scan needs a map-style dataset (with __getitem__ and __len__) behind the DataLoader; "
                              "an IterableDataset cannot be sharded or revisited for top patches")
-        batches = ([list(b) for b in data.batch_sampler] if data.batch_sampler is not None
-                   else [[i] for i in data.sampler])
         inner = as_source(data.dataset)
+        if isinstance(data.sampler, DistributedSampler):  # scan shards by itself: take every sample once
+            batches = [list(range(s.start, s.stop)) for s in runtime.chunks(len(inner), data.batch_size or 1)]
+        elif data.batch_sampler is not None:
+            batches = [list(b) for b in data.batch_sampler]
+        else:
+            batches = [[i] for i in data.sampler]
         src = Source(inner.dataset, inner.ids, batches, data.num_workers)
     elif isinstance(data, (str, os.PathLike)):
         path = Path(data).expanduser()
@@ -491,7 +495,8 @@ def scan(model, data, layers, top_k: int = 9, bottom_k: int = 0, bins: int = 50,
     """Statistics of every channel of ``layers`` over a dataset, in one streaming pass.
 
     data: a folder (recursive), a text file of image paths or of path pairs, an image list,
-    a torch Dataset or DataLoader (its sampler's batches are used). Unreadable images are
+    a torch Dataset or DataLoader (its sampler's batches are used, except a DistributedSampler's:
+    the scan shards the data itself). Unreadable images are
     skipped with a warning and listed in ``result.skipped``.
     layers: layer names (or modules), or one comma-separated string.
     inputs: builds the model's inputs from one sample, e.g. ``lambda pair: (pair[0], pair[1])``
