@@ -124,6 +124,24 @@ def cmd_attribute(args):
         print(f"{name}: wrote {len(methods)} attribution(s) to {out.resolve()}")
 
 
+def cmd_scan(args):
+    import os
+
+    from . import samples
+    from .stats import report, scan
+
+    model = _model(args)
+    data = args.data
+    if data == "samples" and not Path(data).exists():
+        data = samples.dataset()
+    result = scan(model, data, args.layers, top_k=args.top_k, bottom_k=args.bottom_k, bins=args.bins,
+                  batch_size=args.batch_size, num_workers=args.workers)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank holds the merged result; one writes
+        out = Path(args.out)
+        result.save(out)
+        print(report(result, out).resolve())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="netloupe", description="See what a PyTorch network has learned and why it decides.")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
@@ -153,6 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", parents=[common], help="run the tour on the sample photos and write the results")
     p.add_argument("--out", default="netloupe-demo")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("scan", parents=[common], help="dataset-wide statistics and top-k patches of layers' channels")
+    p.add_argument("data", help="a folder of images, an image list or pair list file, or 'samples'")
+    p.add_argument("--layers", required=True, help="comma-separated layer names (see `netloupe layers`)")
+    p.add_argument("--top-k", type=int, default=9)
+    p.add_argument("--bottom-k", type=int, default=0)
+    p.add_argument("--bins", type=int, default=50)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for reading images")
+    p.add_argument("--out", default="netloupe-scan")
+    p.set_defaults(func=cmd_scan)
     return parser
 
 

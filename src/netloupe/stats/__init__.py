@@ -1,0 +1,9 @@
+"""Dataset-wide unit statistics (the Deep Visualization Toolbox's analyses): streaming scans,
+receptive fields, top patches, reports."""
+
+from .receptive import Patches, ReceptiveField, receptive_field, top_patches
+from .report import report
+from .scan import LayerStats, ScanResult, Source, as_source, scan
+
+__all__ = ["LayerStats", "Patches", "ReceptiveField", "ScanResult", "Source", "as_source", "receptive_field",
+           "report", "scan", "top_patches"]

@@ -1,0 +1,272 @@
+"""Receptive fields measured, not computed by formula, and the top image patches they crop.
+
+A unit's receptive field is the input region whose gradient with respect to the unit is
+non-zero, measured on a copy of the model whose weights are positive constants (so no two
+paths cancel), whose ReLU-family backward passes every gradient (the probe's "deconv" rule)
+and whose max-pooling spreads its gradient over the whole window. That works for any
+architecture (dilation, depthwise and strided convs, pooling, borders), without the stride - 1
+over-estimate per strided layer of a formula that ignores where a window starts.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image
+
+from ..errors import InputError, NetloupeError, UnitError
+from ..images import Picture, grid, overlay, to_pil
+from ..models import LoadedModel, as_loaded
+from ..probe import probe
+from ..units import Unit, as_unit
+from .scan import ScanResult, as_source, model_inputs
+
+
+@dataclass
+class ReceptiveField:
+    """Unit (y, x) of ``layer`` sees input rows [offset[0] + y * stride[0], ... + size[0]) and the
+    same for columns (offsets are negative where the window starts in the padding).
+    ``clipped``: the measured window of a central unit reached the input's edge, so ``size`` is a
+    lower bound (the field covers the whole input at this size). ``input_index``: which of the
+    model's inputs the layer sees."""
+
+    layer: str
+    size: Tuple[int, int]
+    stride: Tuple[int, int]
+    offset: Tuple[int, int]
+    input_size: Tuple[int, int]
+    clipped: bool
+    input_index: int = 0
+
+    def box(self, y: int, x: int) -> Tuple[int, int, int, int]:
+        """(top, left, bottom, right), bottom/right exclusive, of unit (y, x)'s window in input
+        coordinates; may reach outside the input. A clipped field gives the whole input."""
+        if self.clipped:
+            return 0, 0, self.input_size[0], self.input_size[1]
+        top = self.offset[0] + y * self.stride[0]
+        left = self.offset[1] + x * self.stride[1]
+        return top, left, top + self.size[0], left + self.size[1]
+
+
+class _SpreadMaxPool(nn.Module):
+    """Max-pooling forward whose backward reaches every element of the window (as average
+    pooling's does), so the measured field does not depend on which element won."""
+
+    def __init__(self, pool: nn.Module):
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, x):
+        out = self.pool(x)
+        p = self.pool
+        if isinstance(p, nn.AdaptiveMaxPool2d):
+            spread = F.adaptive_avg_pool2d(x, p.output_size)
+        else:
+            spread = F.avg_pool2d(x, p.kernel_size, p.stride, p.padding, p.ceil_mode, count_include_pad=True)
+        return spread + (out - spread).detach()
+
+
+def _positive_copy(module: nn.Module) -> nn.Module:
+    """A copy with every weight a positive constant (1 / fan-in, so values stay near the input's),
+    biases 0, norm layers the identity and max-pools spreading their gradient. Parameters are
+    allocated fresh rather than copied (the old values are never needed), in float64 for small
+    models and at least float32 otherwise."""
+    params = list(module.named_parameters())
+    big = sum(p.numel() for _, p in params) > 20_000_000
+    dtype = torch.float32 if big else torch.float64
+    memo = {id(p): nn.Parameter(torch.empty(p.shape, dtype=dtype if p.is_floating_point() else p.dtype,
+                                            device=p.device), requires_grad=p.requires_grad) for _, p in params}
+    twin = copy.deepcopy(module, memo).to(dtype)
+    with torch.no_grad():
+        for name, p in twin.named_parameters():
+            if not p.is_floating_point():
+                continue
+            if p.dim() >= 2:
+                p.fill_(p.shape[0] / p.numel())
+            else:
+                p.fill_(0.0 if name.endswith("bias") else 1.0)
+        for name, b in twin.named_buffers():
+            if name.endswith("running_mean"):
+                b.zero_()
+            elif name.endswith("running_var"):
+                b.fill_(1.0)
+    for parent in list(twin.modules()):
+        for child_name, child in parent.named_children():
+            plain = isinstance(child, nn.MaxPool2d) and child.dilation in (1, (1, 1)) and not child.return_indices
+            if plain or (isinstance(child, nn.AdaptiveMaxPool2d) and not child.return_indices):
+                setattr(parent, child_name, _SpreadMaxPool(child))
+    return twin
+
+
+def _span(mask: torch.Tensor) -> Tuple[int, int]:
+    idx = torch.nonzero(mask).flatten()
+    return int(idx[0]), int(idx[-1])
+
+
+def _input_shapes(loaded: LoadedModel, input_size, example) -> List[Tuple[int, ...]]:
+    if example is not None:
+        example = example if isinstance(example, (tuple, list)) else (example,)
+        return [tuple(t.shape[-3:]) for t in example]
+    if input_size is None:
+        input_size = loaded.preprocess.hw
+    hw = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)[-2:]
+    channels = next((m.in_channels for m in loaded.module.modules() if hasattr(m, "in_channels")), 3)
+    return [(channels, *hw)]
+
+
+def receptive_field(model, layer, input_size=None, *, call: int = 0, example=None, seed: int = 0) -> ReceptiveField:
+    """Measure the receptive field of ``layer`` at ``input_size`` ((H, W) or an int; default the
+    model's input size). ``example``: input tensors (a tuple for several inputs) whose shapes to
+    use instead; ``call``: which call of a module run several times per forward (a shared branch)."""
+    loaded = as_loaded(model)
+    name = as_unit(loaded.module, layer).layer
+    shapes = _input_shapes(loaded, input_size, example)
+    twin = _positive_copy(loaded.module)
+    device = loaded.device
+    reps = 2  # random positive inputs per unit; the union of their masks is taken
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    dtype = next(twin.parameters()).dtype
+    xs = tuple((torch.rand((2 * reps, *s), generator=g, dtype=dtype) + 0.5).to(device).requires_grad_(True)
+               for s in shapes)
+    with probe(twin, [name], rule="deconv") as p:
+        twin(*xs)
+        calls = p.calls.get(name, [])
+        if len(calls) <= call:
+            raise UnitError(f"layer {name!r} ran {len(calls)} time(s) per forward; call={call} does not exist")
+        act = calls[call]
+        if act.dim() != 4:
+            raise UnitError(f"a receptive field needs a layer with [N, C, H, W] output; {name!r} gives "
+                            f"{tuple(act.shape)}")
+        h, w = act.shape[2:]
+        cy, cx = h // 2, w // 2
+        dy, dx = (1 if cy + 1 < h else -1 if cy > 0 else 0), (1 if cx + 1 < w else -1 if cx > 0 else 0)
+        objective = act[:reps, :, cy, cx].sum() + act[reps:, :, cy + dy, cx + dx].sum()
+        grads = torch.autograd.grad(objective, xs, allow_unused=True)
+    index = next((i for i, gr in enumerate(grads) if gr is not None and gr.abs().sum() > 0), None)
+    if index is None:
+        raise NetloupeError(f"layer {name!r} does not depend on the input (zero gradient everywhere)")
+    grad = grads[index].abs()
+    first, second = grad[:reps].sum((0, 1)) > 0, grad[reps:].sum((0, 1)) > 0
+    height, width = shapes[index][-2:]
+    (r0, r1), (c0, c1) = _span(first.any(1)), _span(first.any(0))
+    (s0, _), (t0, _) = _span(second.any(1)), _span(second.any(0))
+    clipped = r0 == 0 or c0 == 0 or r1 == height - 1 or c1 == width - 1
+    stride_y = (s0 - r0) // dy if dy else height
+    stride_x = (t0 - c0) // dx if dx else width
+    if clipped:  # windows that reach the edge do not move with the unit; use the layer's scale
+        stride_y, stride_x = max(1, round(height / h)), max(1, round(width / w))
+    return ReceptiveField(name, (r1 - r0 + 1, c1 - c0 + 1), (stride_y, stride_x),
+                          (r0 - cy * stride_y, c0 - cx * stride_x), (height, width), clipped, index)
+
+
+# -- top patches -----------------------------------------------------------------------------
+
+def _checker(h: int, w: int, cell: int = 4) -> torch.Tensor:
+    """A grey checkerboard [3, h, w] that marks padding beyond the image's border."""
+    yy, xx = torch.meshgrid(torch.arange(h) // cell, torch.arange(w) // cell, indexing="ij")
+    return (0.55 + 0.2 * ((yy + xx) % 2).float()).expand(3, h, w).clone()
+
+
+def _crop(t: torch.Tensor, box, fill: torch.Tensor) -> torch.Tensor:
+    """The box of a [C, H, W] tensor; what lies outside the tensor comes from ``fill`` [C, h, w]."""
+    top, left, bottom, right = box
+    out = fill.clone()
+    H, W = t.shape[-2:]
+    y0, x0, y1, x1 = max(top, 0), max(left, 0), min(bottom, H), min(right, W)
+    if y1 > y0 and x1 > x0:
+        out[:, y0 - top:y1 - top, x0 - left:x1 - left] = t[:, y0:y1, x0:x1]
+    return out
+
+
+@dataclass
+class Patches(Picture):
+    """The top (or bottom) k patches of one channel: for each, the image id, the unit value and
+    position, the ``box`` in input coordinates, ``windows`` (the model-input crop, zero beyond the
+    image), ``pictures`` ([0, 1] RGB, checkerboard beyond the image) and, if an ``attribute``
+    callback was given, ``maps`` cropped the same way."""
+
+    layer: str
+    channel: int
+    image_ids: List[str]
+    images: torch.Tensor
+    values: torch.Tensor
+    positions: torch.Tensor
+    boxes: torch.Tensor
+    windows: torch.Tensor
+    pictures: torch.Tensor
+    field: ReceptiveField
+    maps: Optional[torch.Tensor] = None
+
+    def to_pil(self, cell: int = 96, captions: bool = True, **kw) -> Image.Image:
+        tiles = [to_pil(pic) if self.maps is None else overlay(to_pil(pic), m) for pic, m in
+                 zip(self.pictures, self.maps if self.maps is not None else [None] * len(self.pictures))]
+        names = [f"{i.rsplit('/', 1)[-1][:14]}\n{v:.3g}" for i, v in zip(self.image_ids, self.values.tolist())]
+        return grid(tiles, names if captions else None, ncol=len(tiles), cell=cell, **kw)
+
+
+def _sample_inputs(result: ScanResult, data, model: LoadedModel, index: int):
+    source = as_source(data) if data is not None else result.source
+    if source is None:  # a loaded result: its ids are paths, or path pairs written "a|b"
+        source = as_source([tuple(i.split("|")) if "|" in i else i for i in result.ids])
+    try:
+        sample = source.dataset[index]
+    except (IndexError, KeyError):
+        raise InputError(f"image {index} of the scan is not in the data given; "
+                         "pass the data that was scanned") from None
+    try:
+        return model_inputs(sample, model.preprocess, result.inputs)
+    except InputError as e:
+        raise InputError(f"cannot reload image {result.ids[index]!r} for its patch ({e}); pass data= with the "
+                         "scanned images") from None
+
+
+def top_patches(result: ScanResult, layer: str, channel: int, *, model=None, data=None, bottom: bool = False,
+                attribute: Optional[Callable] = None, field: Optional[ReceptiveField] = None) -> Patches:
+    """Crop the receptive-field window of each top-k (or bottom-k) unit of ``channel`` from its image.
+
+    model/data: needed only for a result loaded from disk (a loaded result can reload images
+    whose ids are paths). attribute(model, inputs, unit) -> [H, W] map over the input (e.g. a
+    guided-backprop map); it is called once per patch and cropped with it. field: the layer's
+    receptive field at the images' size, if already measured (e.g. ``patches.field`` of another
+    channel of the same layer); measured when missing or made for another layer or size.
+    """
+    stats = result[layer]
+    if not 0 <= channel < stats.channels:
+        raise UnitError(f"channel {channel} out of range; layer {layer!r} has channels 0..{stats.channels - 1}")
+    loaded = as_loaded(model) if model is not None else result.model
+    if loaded is None:
+        raise NetloupeError("this result was loaded from disk; pass model= (the scanned model) to top_patches")
+    which = (stats.bottom_images, stats.bottom_values, stats.bottom_positions) if bottom else \
+        (stats.top_images, stats.top_values, stats.top_positions)
+    images, values, positions = (t[channel] for t in which)
+    if not len(images):
+        raise NetloupeError("the scan kept no bottom-k images; scan with bottom_k > 0" if bottom else
+                            "the scan kept no top-k images")
+    windows, pictures, maps, boxes = [], [], [], []
+    for index, (y, x) in zip(images.tolist(), positions.tolist()):
+        parts = _sample_inputs(result, data, loaded, index)
+        stale = field is None or field.layer != stats.layer or \
+            field.input_size != tuple(parts[field.input_index].shape[-2:])
+        if stale:
+            field = receptive_field(loaded, stats.layer, call=stats.call, example=parts)
+        box = field.box(y, x)
+        boxes.append(box)
+        h, w = box[2] - box[0], box[3] - box[1]
+        image = parts[field.input_index]
+        windows.append(_crop(image, box, torch.zeros(image.shape[0], h, w, dtype=image.dtype)))
+        rgb = loaded.preprocess.inverse(image.unsqueeze(0).float())[0]
+        pictures.append(_crop(rgb, box, _checker(h, w)))
+        if attribute is not None:
+            batch = tuple(t.unsqueeze(0).to(loaded.device) for t in parts)
+            m = attribute(loaded, batch, Unit(stats.layer, channel, y, x))
+            m = torch.as_tensor(m).detach().float().cpu().reshape(image.shape[-2:])
+            maps.append(_crop(m.unsqueeze(0), box, torch.zeros(1, h, w))[0])
+    ids = [result.ids[i] for i in images.tolist()]
+    return Patches(layer, channel, ids, images.clone(), values.clone(), positions.clone(),
+                   torch.tensor(boxes, dtype=torch.long), torch.stack(windows), torch.stack(pictures), field,
+                   torch.stack(maps) if maps else None)

@@ -1,0 +1,576 @@
+"""Dataset-wide unit statistics in one streaming pass (the Deep Visualization Toolbox's analyses).
+
+For every channel of the scanned layers, each image contributes one number: the channel's
+spatial maximum on that image. From those numbers the scan keeps, without storing them:
+a histogram, mean, std, min, max, how often the channel is never positive, the channel
+correlation matrix (float64 co-moments), and the k images with the highest (and lowest)
+maximum together with where the maximum sits. State size depends on the layer, never on the
+number of images, so a scan runs over any dataset; under ``torchrun`` each process scans its
+shard and the states are merged so that the result equals a one-process scan.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from PIL import Image
+
+from .. import runtime
+from ..errors import InputError, NetloupeError, UnitError
+from ..images import Picture, Preprocess
+from ..models import LoadedModel, _forward, as_loaded
+from ..probe import probe
+from ..units import as_unit
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+# -- data sources ----------------------------------------------------------------------------
+
+@dataclass
+class Source:
+    """Any accepted ``data`` as a map-style dataset: ``dataset[i]`` is one raw sample (a path,
+    a pair of paths, a PIL image, a tensor, an (image, label) tuple...), ``ids[i]`` its name.
+    ``batches`` are the index batches of a user's DataLoader (None: formed from batch_size)."""
+
+    dataset: Any
+    ids: List[str]
+    batches: Optional[List[List[int]]] = None
+    num_workers: int = 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _is_image(x) -> bool:
+    return isinstance(x, (str, os.PathLike, Image.Image, np.ndarray)) or (isinstance(x, torch.Tensor) and x.dim() >= 3)
+
+
+def _list_file(path: Path) -> List[Any]:
+    """Lines of an image list: one path per line, or two (a siamese pair) separated by a tab,
+    a comma or spaces; a trailing integer (a Caffe-style label) is ignored. Relative paths are
+    taken from the list's folder."""
+    def resolve(p: str) -> str:
+        q = Path(p).expanduser()
+        return str(q if q.is_absolute() or q.exists() else path.parent / q)
+
+    items = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if Path(resolve(line)).exists():
+            items.append(resolve(line))
+            continue
+        parts = [s.strip() for s in (line.split("\t") if "\t" in line else line.split(",") if "," in line
+                                     else line.split())]
+        parts = [s for s in parts if s]
+        if len(parts) > 1 and parts[-1].lstrip("-").isdigit():
+            parts = parts[:-1]
+        if len(parts) == 1:
+            items.append(resolve(parts[0]))
+        elif len(parts) == 2:
+            items.append((resolve(parts[0]), resolve(parts[1])))
+        else:
+            raise InputError(f"{path}: cannot read the line {line!r}; write one image path per line, "
+                             "or two paths separated by a tab for a pair")
+    return items
+
+
+def _name(item, i: int) -> str:
+    if isinstance(item, (str, os.PathLike)):
+        return str(item)
+    if isinstance(item, tuple) and item and all(isinstance(s, (str, os.PathLike)) for s in item):
+        return "|".join(map(str, item))
+    return str(i)
+
+
+def as_source(data) -> Source:
+    """A folder (recursive), an image-list or pair-list text file, an image file, a list of
+    images/paths/pairs, a torch Dataset or a DataLoader, as a :class:`Source`."""
+    from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
+
+    if isinstance(data, Source):
+        return data
+    if isinstance(data, DataLoader):
+        if isinstance(data.dataset, IterableDataset) or data.batch_sampler is None and data.sampler is None:
+            raise InputError("scan needs a map-style dataset (with __getitem__ and __len__) behind the DataLoader; "
+                             "an IterableDataset cannot be sharded or revisited for top patches")
+        inner = as_source(data.dataset)
+        if isinstance(data.sampler, DistributedSampler):  # scan shards by itself: take every sample once
+            batches = [list(range(s.start, s.stop)) for s in runtime.chunks(len(inner), data.batch_size or 1)]
+        elif data.batch_sampler is not None:
+            batches = [list(b) for b in data.batch_sampler]
+        else:
+            batches = [[i] for i in data.sampler]
+        src = Source(inner.dataset, inner.ids, batches, data.num_workers)
+    elif isinstance(data, (str, os.PathLike)):
+        path = Path(data).expanduser()
+        if path.is_dir():
+            files = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            src = Source(files, files)
+        elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            src = Source([str(path)], [str(path)])
+        elif path.is_file():
+            items = _list_file(path)
+            src = Source(items, [_name(it, i) for i, it in enumerate(items)])
+        else:
+            raise InputError(f"data {str(data)!r} does not exist; give a folder of images, an image list file, "
+                             "a list of images or a torch Dataset")
+    elif isinstance(data, (list, tuple)):
+        items = list(data)
+        src = Source(items, [_name(it, i) for i, it in enumerate(items)])
+    elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):
+        names = getattr(data, "names", None)
+        ids = [str(n) for n in names] if isinstance(names, (list, tuple)) and len(names) == len(data) \
+            else [str(i) for i in range(len(data))]
+        src = Source(data, ids)
+    else:
+        raise InputError(f"cannot scan a {type(data).__name__}; give a folder, an image list file, a list of "
+                         "images or paths, a torch Dataset or a DataLoader")
+    if len(src) == 0:
+        raise InputError(f"the data source {data if isinstance(data, (str, os.PathLike)) else type(data).__name__} "
+                         f"holds no images; a folder is searched recursively for {', '.join(IMAGE_SUFFIXES)}")
+    return src
+
+
+def model_inputs(sample, preprocess: Preprocess, inputs: Optional[Callable] = None) -> Tuple[torch.Tensor, ...]:
+    """One sample as the model's inputs, each an unbatched [C, H, W] tensor.
+
+    ``inputs(sample)`` (if given) builds them, e.g. the two images of a pair; otherwise the
+    sample's leading images are used (a pair of paths gives two inputs, an (image, label)
+    tuple one). Paths, PIL images and arrays go through ``preprocess``; tensors are taken as
+    already preprocessed."""
+    parts = inputs(sample) if inputs is not None else sample
+    if not isinstance(parts, (tuple, list)):
+        parts = [parts]
+    images = []
+    for part in parts:
+        if not _is_image(part):
+            break
+        images.append(part)
+    if not images:
+        raise InputError(f"a sample of type {type(parts[0]).__name__ if parts else 'empty'} holds no image; "
+                         "give paths, PIL images, arrays or [C, H, W] tensors, or pass inputs= to build them")
+    return tuple(preprocess(p)[0] for p in images)
+
+
+class _Loading(torch.utils.data.Dataset):
+    """Loads and preprocesses samples (in DataLoader workers too); an unreadable one becomes
+    (index, None, reason) instead of an exception, so that the scan can skip it."""
+
+    def __init__(self, source: Source, preprocess: Preprocess, inputs):
+        self.source, self.preprocess, self.inputs = source, preprocess, inputs
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, i):
+        try:
+            return i, model_inputs(self.source.dataset[i], self.preprocess, self.inputs), None
+        except (InputError, OSError, SyntaxError) as e:
+            return i, None, str(e) or type(e).__name__
+
+
+def _collate(items):
+    good = [(i, parts) for i, parts, _ in items if parts is not None]
+    bad = [(i, err) for i, parts, err in items if parts is None]
+    if not good:
+        return torch.zeros(0, dtype=torch.long), (), bad
+    shapes = {tuple(t.shape for t in parts) for _, parts in good}
+    if len(shapes) > 1:
+        raise InputError(f"samples in one batch have different input shapes {sorted(shapes)}; "
+                         "resize them to one size (a Preprocess does) or use batch_size=1")
+    stacked = tuple(torch.stack([parts[j] for _, parts in good]) for j in range(len(good[0][1])))
+    return torch.tensor([i for i, _ in good], dtype=torch.long), stacked, bad
+
+
+# -- streaming state -------------------------------------------------------------------------
+
+def _fit_exp(lo: torch.Tensor, hi: torch.Tensor, exp: torch.Tensor, slots: int) -> torch.Tensor:
+    """The smallest power-of-two bin width exponent >= ``exp`` at which [lo, hi] spans at most
+    ``slots`` bins (per channel). Starts one below the bound 2**exp >= (hi - lo) / slots, which
+    no narrower width can beat, so the loop runs a step or two."""
+    bound = torch.ceil(torch.log2(((hi - lo) / slots).clamp_min(1e-300))).long() - 1
+    exp = torch.where(hi > lo, torch.maximum(exp, bound), exp)
+    while True:
+        span = torch.floor(torch.ldexp(hi, -exp)) - torch.floor(torch.ldexp(lo, -exp)) + 1
+        over = span > slots
+        if not over.any():
+            return exp
+        exp = exp + over.long()
+
+
+class _Histogram:
+    """Per-channel histograms whose bins are fixed without seeing the data: bin j of a channel
+    covers [(origin + j) * 2**exp, (origin + j + 1) * 2**exp). When a value falls outside,
+    the width doubles and pairs of bins merge, which is exact because power-of-two edges nest;
+    so streaming, batching and merging across processes give the same counts as one pass.
+    A channel ends with between bins/2 and 2*bins bins."""
+
+    def __init__(self, counts, origin, exp, bins):
+        self.counts, self.origin, self.exp, self.bins = counts, origin, exp, bins
+
+    @classmethod
+    def of(cls, v: torch.Tensor, bins: int) -> "_Histogram":
+        """Histogram of values ``v`` [n, C] (float64)."""
+        lo, hi = v.min(0).values, v.max(0).values
+        big = torch.maximum(lo.abs(), hi.abs())
+        # keep |value| / 2**exp below 2**50 so bin indices stay exact integers
+        floor_exp = torch.where(big > 0, torch.floor(torch.log2(big.clamp_min(1e-300))) - 50, torch.zeros_like(big))
+        wanted = torch.where(hi > lo, torch.ceil(torch.log2((hi - lo).clamp_min(1e-300) / bins)), floor_exp)
+        exp = _fit_exp(lo, hi, torch.maximum(wanted, floor_exp).long(), bins)
+        origin = torch.floor(torch.ldexp(lo, -exp)).long()
+        counts = torch.zeros(v.shape[1], 2 * bins, dtype=torch.long, device=v.device)
+        slot = torch.floor(torch.ldexp(v, -exp)).long() - origin
+        counts.scatter_add_(1, slot.T, torch.ones_like(slot.T))
+        return cls(counts, origin, exp, bins)
+
+    def _occupied(self):
+        """Lower edges of each channel's first and last non-empty bins."""
+        nz = self.counts > 0
+        slots = torch.arange(self.counts.shape[1], device=self.counts.device)
+        first = torch.where(nz, slots, self.counts.shape[1]).min(1).values
+        last = torch.where(nz, slots, -1).max(1).values
+        return (torch.ldexp((self.origin + first).double(), self.exp),
+                torch.ldexp((self.origin + last).double(), self.exp))
+
+    def _rebin(self, exp, origin) -> torch.Tensor:
+        shift = (exp - self.exp).clamp(0, 63).unsqueeze(1)
+        absolute = self.origin.unsqueeze(1) + torch.arange(self.counts.shape[1], device=self.counts.device)
+        slot = torch.bitwise_right_shift(absolute, shift) - origin.unsqueeze(1)
+        slot = torch.where(self.counts > 0, slot, 0)  # empty slots may fall outside; they add nothing
+        return torch.zeros_like(self.counts).scatter_add_(1, slot, self.counts)
+
+    def merge(self, other: "_Histogram") -> "_Histogram":
+        (alo, ahi), (blo, bhi) = self._occupied(), other._occupied()
+        lo, hi = torch.minimum(alo, blo), torch.maximum(ahi, bhi)
+        exp = _fit_exp(lo, hi, torch.maximum(self.exp, other.exp), 2 * self.bins)
+        origin = torch.floor(torch.ldexp(lo, -exp)).long()
+        return _Histogram(self._rebin(exp, origin) + other._rebin(exp, origin), origin, exp, self.bins)
+
+
+def _rank(values, images, positions, k: int, largest: bool):
+    """The first k of each row by value (descending if ``largest``), ties to the lower image id.
+    values, images: [C, m]; positions: [C, m, 2]."""
+    if k == 0:
+        return values[:, :0], images[:, :0], positions[:, :0]
+    def take(order):
+        return values.gather(1, order), images.gather(1, order), \
+            positions.gather(1, order.unsqueeze(2).expand(-1, -1, 2))
+
+    values, images, positions = take(images.argsort(dim=1, stable=True))
+    return take(values.argsort(dim=1, descending=largest, stable=True)[:, :k])
+
+
+class _LayerState:
+    """Everything the scan keeps for one layer; ``merge`` combines two disjoint sets of images
+    (Chan et al.'s pairwise update for mean and co-moments, in float64)."""
+
+    def __init__(self, shape, count, mean, comoment, lo, hi, nonpos, hist, top, bottom):
+        self.shape, self.count, self.mean, self.comoment = shape, count, mean, comoment
+        self.lo, self.hi, self.nonpos, self.hist, self.top, self.bottom = lo, hi, nonpos, hist, top, bottom
+
+    @classmethod
+    def of_batch(cls, act: torch.Tensor, images: torch.Tensor, top_k: int, bottom_k: int, bins: int, device):
+        """The state of one batch of activations [n, C, ...] for images with global ids ``images``."""
+        flat = act.flatten(2) if act.dim() > 2 else act.unsqueeze(2)
+        peak, where = flat.to(device).max(2)  # per image and channel: spatial maximum and its flat index
+        v = peak.double()
+        if not torch.isfinite(v).all():
+            raise NetloupeError("the scanned layer produced NaN or infinite activations; check the model and inputs")
+        width = act.shape[-1] if act.dim() > 2 else 1
+        pos = torch.stack([where // width, where % width], -1).transpose(0, 1)  # [C, n, 2]
+        ids = images.to(device).unsqueeze(0).expand(v.shape[1], -1)
+        mean = v.mean(0)
+        centred = v - mean
+        rank = lambda k, largest: _rank(v.T, ids, pos, k, largest)  # noqa: E731
+        return cls(tuple(act.shape[1:]), v.shape[0], mean, centred.T @ centred, v.min(0).values, v.max(0).values,
+                   (v <= 0).sum(0), _Histogram.of(v, bins), rank(top_k, True), rank(bottom_k, False))
+
+    def merge(self, other: "_LayerState", top_k: int, bottom_k: int) -> "_LayerState":
+        """The state of both image sets (reuses this state's co-moment buffer: self is consumed)."""
+        if other.shape[0] != self.shape[0]:
+            raise InputError(f"the layer gave {self.shape[0]} channels on one batch and {other.shape[0]} on another")
+        n = self.count + other.count
+        delta = other.mean - self.mean
+        comoment = self.comoment.add_(other.comoment).addr_(delta, delta, alpha=self.count * other.count / n)
+
+        def ranking(a, b, k, largest):
+            return _rank(*(torch.cat([x, y], 1) for x, y in zip(a, b)), k, largest)
+
+        return _LayerState(self.shape, n, self.mean + delta * (other.count / n), comoment,
+                           torch.minimum(self.lo, other.lo), torch.maximum(self.hi, other.hi),
+                           self.nonpos + other.nonpos, self.hist.merge(other.hist),
+                           ranking(self.top, other.top, top_k, True),
+                           ranking(self.bottom, other.bottom, bottom_k, False))
+
+    def to(self, device) -> "_LayerState":
+        mv = lambda t: t.to(device)  # noqa: E731
+        h = self.hist
+        return _LayerState(self.shape, self.count, mv(self.mean), mv(self.comoment), mv(self.lo), mv(self.hi),
+                           mv(self.nonpos), _Histogram(mv(h.counts), mv(h.origin), mv(h.exp), h.bins),
+                           tuple(map(mv, self.top)), tuple(map(mv, self.bottom)))
+
+
+def _cluster_order(corr: torch.Tensor) -> torch.Tensor:
+    """A display order that puts correlated channels next to each other: channels sorted by the
+    Fiedler vector of the graph weighted by |correlation| (spectral seriation); constant channels
+    (no correlation defined) go last."""
+    valid = ~torch.isnan(corr.diagonal())
+    idx = torch.nonzero(valid).flatten()
+    rest = torch.nonzero(~valid).flatten()
+    if len(idx) < 3:
+        return torch.cat([idx, rest])
+    w = torch.nan_to_num(corr[idx][:, idx].abs(), nan=0.0)
+    w.fill_diagonal_(0)
+    fiedler = torch.linalg.eigh(torch.diag(w.sum(1)) - w).eigenvectors[:, 1]
+    if fiedler[fiedler.abs().argmax()] < 0:  # a sign convention, so the order is deterministic
+        fiedler = -fiedler
+    return torch.cat([idx[torch.from_numpy(np.lexsort((np.arange(len(idx)), fiedler.numpy())))], rest])
+
+
+# -- results ---------------------------------------------------------------------------------
+
+@dataclass
+class LayerStats:
+    """Statistics of one layer (one call of it, for a module run several times per forward).
+
+    Per channel, over images, of the per-image spatial maximum: ``mean``, ``std``, ``min``,
+    ``max``, ``never_positive`` (fraction of images where the channel is <= 0 everywhere),
+    histogram (``histogram(c)``), ``correlation`` between channels and a clustered ``order``
+    (computed when first read);
+    ``top_*``/``bottom_*``: per channel the k images (ids into ScanResult.ids) with the
+    highest/lowest maximum, the values, and the (y, x) of the maximum."""
+
+    layer: str
+    call: int
+    shape: Tuple[int, ...]
+    count: int
+    mean: torch.Tensor
+    std: torch.Tensor
+    min: torch.Tensor
+    max: torch.Tensor
+    never_positive: torch.Tensor
+    correlation: torch.Tensor
+    hist_counts: torch.Tensor
+    hist_origin: torch.Tensor
+    hist_exp: torch.Tensor
+    top_values: torch.Tensor
+    top_images: torch.Tensor
+    top_positions: torch.Tensor
+    bottom_values: torch.Tensor
+    bottom_images: torch.Tensor
+    bottom_positions: torch.Tensor
+
+    ARRAYS = ("mean", "std", "min", "max", "never_positive", "correlation", "hist_counts", "hist_origin",
+              "hist_exp", "top_values", "top_images", "top_positions", "bottom_values", "bottom_images",
+              "bottom_positions")
+
+    @functools.cached_property
+    def order(self) -> torch.Tensor:
+        """Channels in a clustered order for display (computed on first use: an eigendecomposition)."""
+        return _cluster_order(self.correlation)
+
+    @property
+    def channels(self) -> int:
+        return self.shape[0]
+
+    @property
+    def dead_channels(self) -> List[int]:
+        """Channels never positive on any image."""
+        return torch.nonzero(self.never_positive >= 1.0).flatten().tolist()
+
+    @property
+    def dead_share(self) -> float:
+        """Share of the layer's channels that are dead (near 1: a dead layer)."""
+        return len(self.dead_channels) / self.channels
+
+    def histogram(self, channel: int) -> Tuple[np.ndarray, np.ndarray]:
+        """(edges, counts) of one channel's histogram, trimmed to its non-empty range."""
+        if not 0 <= channel < self.channels:
+            raise UnitError(f"channel {channel} out of range; layer {self.layer!r} has channels 0..{self.channels - 1}")
+        counts = self.hist_counts[channel].numpy()
+        nz = np.nonzero(counts)[0]
+        first, last = int(nz[0]), int(nz[-1])
+        j = np.arange(first, last + 2, dtype=np.float64) + float(self.hist_origin[channel])
+        return np.ldexp(j, int(self.hist_exp[channel])), counts[first:last + 1].copy()
+
+    @classmethod
+    def _from_state(cls, layer: str, call: int, s: _LayerState) -> "LayerStats":
+        s = s.to("cpu")
+        var = (torch.diagonal(s.comoment) / s.count).clamp_min(0)
+        sd = var.sqrt()
+        corr = s.comoment / torch.outer(torch.diagonal(s.comoment), torch.diagonal(s.comoment)).sqrt()
+        corr = torch.where(torch.outer(sd > 0, sd > 0), corr, torch.full_like(corr, math.nan)).clamp(-1, 1)
+        return cls(layer, call, tuple(s.shape), int(s.count), s.mean, sd, s.lo, s.hi,
+                   s.nonpos.double() / s.count, corr, s.hist.counts, s.hist.origin,
+                   s.hist.exp, *s.top, *s.bottom)
+
+
+@dataclass
+class ScanResult(Picture):
+    """What :func:`scan` found: ``layers`` maps a layer name (``name#i`` for the i-th call of a
+    module run several times per forward, e.g. a shared siamese branch) to its LayerStats;
+    ``ids`` names every image of the source (top_images index into it); ``skipped`` lists
+    (id, reason) for unreadable images."""
+
+    model_name: str
+    layers: Dict[str, LayerStats]
+    ids: List[str]
+    skipped: List[Tuple[str, str]]
+    count: int
+    top_k: int
+    bottom_k: int
+    bins: int
+    input_shapes: List[Tuple[int, ...]]
+    model: Optional[LoadedModel] = field(default=None, repr=False, compare=False)
+    source: Optional[Source] = field(default=None, repr=False, compare=False)
+    inputs: Optional[Callable] = field(default=None, repr=False, compare=False)
+
+    def __getitem__(self, layer: str) -> LayerStats:
+        if layer not in self.layers:
+            raise UnitError(f"layer {layer!r} was not scanned; scanned: {', '.join(self.layers)}")
+        return self.layers[layer]
+
+    def save(self, directory) -> Path:
+        """Write ``stats.npz`` and ``scan.json`` (no pickle) into ``directory``."""
+        from .report import save_result
+
+        return save_result(self, directory)
+
+    @classmethod
+    def load(cls, directory) -> "ScanResult":
+        from .report import load_result
+
+        return load_result(directory)
+
+    def to_pil(self, layer: Optional[str] = None, **kw) -> Image.Image:
+        """The histogram grid of ``layer`` (default: the first scanned)."""
+        from .report import histogram_grid
+
+        return histogram_grid(self[layer or next(iter(self.layers))], **kw)
+
+
+# -- the scan --------------------------------------------------------------------------------
+
+def _distributed(device: torch.device) -> Tuple[int, int, bool]:
+    """(rank, world size, whether this call started the process group). Under torchrun
+    (WORLD_SIZE > 1) a group is started if the caller has not: gloo on CPU, NCCL on GPU."""
+    if not dist.is_available():
+        return 0, 1, False
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return dist.get_rank(), dist.get_world_size(), True
+    return 0, 1, False
+
+
+def _gather(states: Dict[str, _LayerState], skipped: list, world: int, top_k: int, bottom_k: int, device):
+    """Every rank's states merged in rank order, on every rank."""
+    gathered = [None] * world
+    dist.all_gather_object(gathered, ({k: s.to("cpu") for k, s in states.items()}, skipped))
+    merged: Dict[str, _LayerState] = {}
+    all_skipped: list = []
+    for rank_states, rank_skipped in gathered:
+        all_skipped += rank_skipped
+        for key, s in rank_states.items():
+            s = s.to(device)
+            merged[key] = merged[key].merge(s, top_k, bottom_k) if key in merged else s
+    return merged, sorted(all_skipped)
+
+
+def scan(model, data, layers, top_k: int = 9, bottom_k: int = 0, bins: int = 50, batch_size: Optional[int] = None,
+         num_workers: int = 0, device=None, progress: bool = True, inputs: Optional[Callable] = None) -> ScanResult:
+    """Statistics of every channel of ``layers`` over a dataset, in one streaming pass.
+
+    data: a folder (recursive), a text file of image paths or of path pairs, an image list,
+    a torch Dataset or DataLoader (its sampler's batches are used, except a DistributedSampler's:
+    the scan shards the data itself). Unreadable images are
+    skipped with a warning and listed in ``result.skipped``.
+    layers: layer names (or modules), or one comma-separated string.
+    inputs: builds the model's inputs from one sample, e.g. ``lambda pair: (pair[0], pair[1])``
+    for a two-input model; by default a sample's leading images are its inputs.
+    bins: target number of histogram bins per channel (widths are powers of two, see _Histogram).
+    device: where the running statistics live (default: the model's device).
+    Under ``torchrun`` each process scans every world_size-th batch and all get the merged result.
+    """
+    loaded = as_loaded(model)
+    module = loaded.module
+    for name, value, low in (("top_k", top_k, 1), ("bottom_k", bottom_k, 0), ("bins", bins, 2)):
+        if not isinstance(value, int) or value < low:
+            raise NetloupeError(f"{name} must be an integer >= {low}; got {value!r}")
+    if isinstance(layers, str):
+        layers = [s.strip() for s in layers.split(",") if s.strip()]
+    names = list(dict.fromkeys(as_unit(module, layer).layer for layer in layers))
+    if not names:
+        raise UnitError("give at least one layer to scan, e.g. layers=['blocks.3', 'blocks.5']")
+    source = as_source(data)
+    model_device = loaded.device
+    stats_device = torch.device(device) if device is not None else model_device
+    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
+    size = runtime.batch_size(batch_size, model_device, cpu=32, gpu=128)
+    batches = source.batches or [list(range(s.start, s.stop)) for s in runtime.chunks(len(source), size)]
+    rank, world, started = _distributed(model_device)
+    try:
+        if world > 1 and source.batches:  # a shuffling DataLoader: every rank takes rank 0's order
+            shared = [batches]
+            dist.broadcast_object_list(shared, src=0)
+            batches = shared[0]
+        mine = batches[rank::world]
+        loader = torch.utils.data.DataLoader(_Loading(source, loaded.preprocess, inputs), batch_sampler=mine,
+                                             num_workers=num_workers or source.num_workers, collate_fn=_collate)
+        states: Dict[str, _LayerState] = {}
+        skipped: List[Tuple[int, str]] = []
+        input_shapes: List[Tuple[int, ...]] = []
+        with probe(module, names, detach=True) as p, torch.no_grad():
+            for images, parts, bad in runtime.progress(loader, total=len(mine), desc="scan",
+                                                        enabled=progress and rank == 0):
+                for i, reason in bad:
+                    warnings.warn(f"skipped {source.ids[i]}: {reason}", stacklevel=2)
+                    skipped.append((i, reason))
+                if not len(images):
+                    continue
+                input_shapes = [tuple(t.shape[1:]) for t in parts]
+                _forward(module, [t.to(device=model_device, dtype=dtype) for t in parts])
+                for name in names:
+                    calls = p.calls.get(name)
+                    if not calls:
+                        raise UnitError(f"layer {name!r} did not run in the model's forward; pick a layer that does "
+                                        "(netloupe.layers(model) lists output shapes)")
+                    for call, act in enumerate(calls):
+                        if act.dim() < 2:
+                            raise UnitError(f"layer {name!r} gives shape {tuple(act.shape)}; a scan needs "
+                                            "[N, C, ...] outputs (one row per image)")
+                        key = name if len(calls) == 1 else f"{name}#{call}"
+                        state = _LayerState.of_batch(act, images, top_k, bottom_k, bins, stats_device)
+                        states[key] = states[key].merge(state, top_k, bottom_k) if key in states else state
+        if world > 1:
+            states, skipped = _gather(states, skipped, world, top_k, bottom_k, stats_device)
+            shapes = [None] * world
+            dist.all_gather_object(shapes, input_shapes)
+            input_shapes = next((s for s in shapes if s), [])
+    finally:
+        if started:
+            dist.destroy_process_group()
+    if not states:
+        raise InputError(f"none of the {len(source)} images could be read ({len(skipped)} skipped); "
+                         "check the files, e.g. open one with netloupe.images.load_image")
+    layer_stats = {}
+    for key in sorted(states, key=lambda k: (names.index(k.split("#")[0]), k)):
+        layer, _, call = key.partition("#")
+        layer_stats[key] = LayerStats._from_state(layer, int(call or 0), states[key])
+    count = next(iter(layer_stats.values())).count
+    skipped = [(source.ids[i], reason) for i, reason in sorted(skipped)]
+    return ScanResult(loaded.name, layer_stats, list(source.ids), skipped, count, top_k, bottom_k, bins,
+                      input_shapes, loaded, source, inputs)
