@@ -27,7 +27,7 @@ from PIL import Image
 from .. import runtime
 from ..errors import InputError, NetloupeError, UnitError
 from ..images import Picture, Preprocess
-from ..models import LoadedModel, _forward, as_loaded
+from ..models import LoadedModel, forward, as_loaded
 from ..probe import probe
 from ..units import as_unit
 
@@ -542,7 +542,7 @@ def scan(model, data, layers, top_k: int = 9, bottom_k: int = 0, bins: int = 50,
                 if not len(images):
                     continue
                 input_shapes = [tuple(t.shape[1:]) for t in parts]
-                _forward(module, [t.to(device=model_device, dtype=dtype) for t in parts])
+                forward(module, [t.to(device=model_device, dtype=dtype) for t in parts])
                 for name in names:
                     calls = p.calls.get(name)
                     if not calls:
