@@ -64,3 +64,34 @@ def test_console_script_help():
         assert verb in out.stdout
     bad = subprocess.run([sys.executable, "-m", "netloupe.cli", "predict"], capture_output=True, text=True)
     assert bad.returncode == 2 and "IMAGE" in bad.stderr
+
+
+TINY = '''
+import torch.nn as nn
+import netloupe as nl
+
+
+def tiny():
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
+    return nl.LoadedModel(net.eval(), nl.Preprocess(size=32, resize=36), ["a", "b", "c", "d", "e"], "tiny")
+'''
+
+
+def test_attribute_all_methods_writes_overlays_and_contact_sheet(capsys, tmp_path, monkeypatch):
+    from PIL import Image
+
+    (tmp_path / "tinymodels.py").write_text(TINY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, out, err = run(capsys, "attribute", "chelsea", "--model", "tinymodels:tiny", "--method", "all",
+                         "--target", "2", "--out", str(tmp_path / "attr"))
+    assert code == 0, err
+    from netloupe.attribution import METHODS
+
+    for method in METHODS:
+        assert Image.open(tmp_path / "attr" / f"chelsea_{method}.png").size == (32, 32)
+    sheet = Image.open(tmp_path / "attr" / "chelsea_all.png")
+    assert sheet.size[0] > 6 * 150 and sheet.size[1] > 2 * 150  # 11 tiles, 6 per row
+    code, out, err = run(capsys, "attribute", "chelsea", "--model", "tinymodels:tiny", "--method", "lime",
+                         "--out", str(tmp_path / "attr"))
+    assert code == 2 and "unknown method" in err

@@ -1,0 +1,61 @@
+"""Check the CUDA paths: every public method runs on a GPU model, agrees with the CPU result,
+and leaves the model as found.
+
+    python benchmarks/gpu_check.py        (on a machine with a CUDA GPU)
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+from model_state import leaves_unchanged  # noqa: E402
+
+import netloupe as nl  # noqa: E402
+
+
+def rel(a, b):
+    a, b = a.detach().double().cpu(), b.detach().double().cpu()
+    return float((a - b).abs().max() / b.abs().max().clamp(min=1e-30))
+
+
+def main():
+    assert torch.cuda.is_available(), "no CUDA GPU here"
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.deterministic = True
+    failures = 0
+    cpu = nl.load_model("default")
+    gpu = copy.deepcopy(cpu)
+    gpu.module.cuda()
+    photos = [nl.samples.path(n) for n in ("chelsea", "coffee")]
+    checks = {
+        "saliency": {}, "input_x_gradient": {}, "guided_backprop": {}, "deconvnet": {},
+        "integrated_gradients": {"steps": 20, "method": "gausslegendre"}, "smoothgrad": {"samples": 4, "seed": 0},
+        "grad_cam": {}, "grad_cam_pp": {}, "guided_grad_cam": {}, "occlusion": {"window": 32, "stride": 32},
+    }
+    for method, kw in checks.items():
+        with leaves_unchanged(gpu.module):
+            g = nl.attribute(gpu, photos, method, target=[281, 967], **kw)
+        c = nl.attribute(cpu, photos, method, target=[281, 967], **kw)
+        r = rel(g.values, c.values) if method != "smoothgrad" else float("nan")  # noise differs per device
+        ok = g.values.is_cuda and (method == "smoothgrad" or r < 1e-3)
+        failures += not ok
+        print(f"{'ok ' if ok else 'BAD'} {method:22s} on {g.values.device}, rel. diff to CPU {r:.2e}")
+    ig = nl.integrated_gradients(gpu, photos[1], steps=50)
+    print(f"integrated_gradients adaptive on cuda: completeness gap {float(ig.delta[0] / ig.extra['gap'][0]):+.4f}")
+    with leaves_unchanged(gpu.module), nl.probe(gpu, stochastic=True), torch.no_grad():
+        x = gpu.inputs(photos)
+        a, b = gpu.module(x), gpu.module(x)
+    print(f"{'ok ' if not torch.equal(a, b) else 'BAD'} probe(stochastic=True) dropout active on cuda")
+    failures += torch.equal(a, b)
+    print("FAILURES:", failures)
+    return failures
+
+
+if __name__ == "__main__":
+    sys.exit(1 if main() else 0)
