@@ -77,6 +77,11 @@ class _ReluWithRule(torch.autograd.Function):
         return grad, None, None
 
 
+def _is_stochastic(m: nn.Module) -> bool:
+    """Random only in training: the Dropout family and drop-path / drop-block modules."""
+    return isinstance(m, nn.modules.dropout._DropoutNd) or type(m).__name__ in _STOCHASTIC_MODULE_NAMES
+
+
 def _bound(func, args, kwargs):
     return inspect.signature(func).bind(*args, **kwargs).arguments
 
@@ -217,24 +222,23 @@ class Probe:
     # -- context ---------------------------------------------------------------------------
     def __enter__(self) -> "Probe":
         model = self.model
+        modules = list(model.modules())
+        # remember and change only what differs: flags are plain attributes, so they are set
+        # directly rather than through nn.Module.__setattr__ (which is slow on big models)
         self._saved = (
-            [(m, m.training) for m in model.modules()],
-            [(p, p.requires_grad) for p in model.parameters()],
+            [(m, m.training) for m in modules if m.training != (self.stochastic and _is_stochastic(m))],
+            [p for p in model.parameters() if p.requires_grad] if self._freeze else [],
         )
         try:
-            model.eval()
-            if self.stochastic:
-                for m in model.modules():
-                    if isinstance(m, nn.modules.dropout._DropoutNd) or type(m).__name__ in _STOCHASTIC_MODULE_NAMES:
-                        m.training = True
-            if self._freeze:
-                for p in model.parameters():
-                    p.requires_grad_(False)
+            for m, training in self._saved[0]:
+                object.__setattr__(m, "training", not training)
+            for p in self._saved[1]:
+                p.requires_grad_(False)
             if self.layers:
                 self._handles.append(model.register_forward_pre_hook(lambda *_: self.clear()))
-                modules = dict(model.named_modules())
+                named = dict(model.named_modules())
                 for name in self.layers:
-                    self._handles.append(modules[name].register_forward_hook(self._capture_hook(name)))
+                    self._handles.append(named[name].register_forward_hook(self._capture_hook(name)))
             if self.rule is not None or self.stochastic:
                 self._mode = _FunctionRules(self.rule, self.stochastic)
                 self._mode.__enter__()
@@ -256,9 +260,9 @@ class Probe:
         if self._saved is not None:
             modules, params = self._saved
             for m, training in modules:
-                m.training = training
-            for p, rg in params:
-                p.requires_grad_(rg)
+                object.__setattr__(m, "training", training)
+            for p in params:
+                p.requires_grad_(True)
             self._saved = None
 
     def _capture_hook(self, name: str):

@@ -27,8 +27,14 @@ METHODS: Dict[str, Callable] = {
 }
 
 
-def attribute(model, inputs, method: str = "saliency", **kw) -> Attribution:
-    """Run the attribution method named ``method`` (a key of METHODS) with its keyword arguments."""
+def attribute(model, inputs, *name, **kw) -> Attribution:
+    """Run an attribution method by name (a key of METHODS) with its keyword arguments:
+    ``attribute(model, x, method="grad_cam")``, or with the name third,
+    ``attribute(model, x, "integrated_gradients", method="gausslegendre")`` where the
+    method's own ``method=`` argument is needed."""
+    if len(name) > 1:
+        raise InputError("attribute takes one method name")
+    method = name[0] if name else kw.pop("method", "saliency")
     if method not in METHODS:
         raise InputError(f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}")
     return METHODS[method](model, inputs, **kw)

@@ -99,7 +99,7 @@ def _adaptive_path(module, x, base, t, steps, bs):
         a = new.reshape(-1).to(x).view(-1, 1, 1, 1)
         g, s = input_gradients(module, base[samples] + a * diff[samples], t, samples, batch_size=bs)
         g = g.view(n, r, *x.shape[1:])
-        return g, s.view(n, r).double(), (g * diff[:, None]).flatten(2).sum(2).double()
+        return g, s.view(n, r).double().cpu(), (g * diff[:, None]).flatten(2).sum(2).double().cpu()
 
     grads, f, slope = evaluate(alphas)
     while alphas.shape[1] < steps:
