@@ -44,7 +44,7 @@ def main():
             g = nl.attribute(gpu, photos, method, target=[281, 967], **kw)
         c = nl.attribute(cpu, photos, method, target=[281, 967], **kw)
         r = rel(g.values, c.values) if method != "smoothgrad" else float("nan")  # noise differs per device
-        ok = g.values.is_cuda and (method == "smoothgrad" or r < 1e-3)
+        ok = g.values.is_cuda and (method == "smoothgrad" or r < 1e-2)
         failures += not ok
         print(f"{'ok ' if ok else 'BAD'} {method:22s} on {g.values.device}, rel. diff to CPU {r:.2e}")
     ig = nl.integrated_gradients(gpu, photos[1], steps=50)

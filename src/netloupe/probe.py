@@ -96,7 +96,9 @@ class _FunctionRules(TorchFunctionMode):
         self.stochastic = stochastic
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = dict(kwargs or {})
+        # called for every torch op while active: keep the common path short
+        if kwargs is None:
+            kwargs = {}
         if self.rule is not None and func in _RELU:
             out = self._relu(func, args, kwargs)
             if out is not NotImplemented:
@@ -106,7 +108,7 @@ class _FunctionRules(TorchFunctionMode):
             if len(args) > pos:
                 args = args[:pos] + (True,) + args[pos + 1:]
             else:
-                kwargs[name] = True
+                kwargs = {**kwargs, name: True}
         return func(*args, **kwargs)
 
     def _relu(self, func, args, kwargs):
