@@ -18,10 +18,10 @@ from model_state import leaves_unchanged  # noqa: E402
 import netloupe as nl  # noqa: E402
 
 
-def rel(a, b):
-    """Relative L2 difference: robust to the odd ReLU that flips between CPU and GPU rounding."""
-    a, b = a.detach().double().cpu(), b.detach().double().cpu()
-    return float((a - b).norm() / b.norm().clamp(min=1e-30))
+def cosine(a, b):
+    """Cosine similarity of two maps: robust to the odd ReLU that flips between CPU and GPU rounding."""
+    a, b = a.detach().double().cpu().flatten(), b.detach().double().cpu().flatten()
+    return float(a @ b / (a.norm() * b.norm()).clamp(min=1e-30))
 
 
 def main():
@@ -43,10 +43,10 @@ def main():
         with leaves_unchanged(gpu.module):
             g = nl.attribute(gpu, photos, method, target=[281, 967], **kw)
         c = nl.attribute(cpu, photos, method, target=[281, 967], **kw)
-        r = rel(g.values, c.values) if method != "smoothgrad" else float("nan")  # noise differs per device
-        ok = g.values.is_cuda and (method == "smoothgrad" or r < 1e-2)
+        r = cosine(g.values, c.values) if method != "smoothgrad" else float("nan")  # noise differs per device
+        ok = g.values.is_cuda and (method == "smoothgrad" or r > 0.999)
         failures += not ok
-        print(f"{'ok ' if ok else 'BAD'} {method:22s} on {g.values.device}, rel. diff to CPU {r:.2e}")
+        print(f"{'ok ' if ok else 'BAD'} {method:22s} on {g.values.device}, cosine similarity to CPU {r:.6f}")
     ig = nl.integrated_gradients(gpu, photos[1], steps=50)
     print(f"integrated_gradients adaptive on cuda: completeness gap {float(ig.delta[0] / ig.extra['gap'][0]):+.4f}")
     with leaves_unchanged(gpu.module), nl.probe(gpu, stochastic=True), torch.no_grad():
