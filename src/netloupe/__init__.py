@@ -1,6 +1,8 @@
 """netloupe: see what a PyTorch network has learned and why it decides."""
 
-from . import images, samples
+from . import dropout, images, samples
+from .dropout import DropoutAugmentation, DropoutSweep, augment
+from .dropout import sweep as dropout_sweep
 from .errors import InputError, ModelError, NetloupeError, UnitError
 from .images import Preprocess
 from .models import LoadedModel, layers, load_model
@@ -10,6 +12,6 @@ from .units import Unit
 __version__ = "0.1.0"
 
 __all__ = [
-    "InputError", "LoadedModel", "ModelError", "NetloupeError", "Preprocess", "Probe", "Unit", "UnitError",
-    "images", "layers", "load_model", "probe", "samples",
+    "DropoutAugmentation", "DropoutSweep", "InputError", "LoadedModel", "ModelError", "NetloupeError", "Preprocess", "Probe", "Unit", "UnitError",
+    "augment", "dropout", "dropout_sweep", "images", "layers", "load_model", "probe", "samples",
 ]
