@@ -6,10 +6,10 @@ dropout performs in input space. ``augment`` draws the h~_i (dropout on, BatchNo
 ``probe(stochastic=True)``) and then, with the whole model in eval mode, moves copies of x until
 L's output matches each h~_i. ``sweep`` repeats this over dropout rates.
 
-Why it converges quickly where dropviz crawls: every sample has its own loss, its own step size
-and its own stopping test (a sample that reaches its tolerance is frozen and leaves the batch),
-the default step size is a fixed fraction of the valid input range, and a step size halves
-whenever its sample's loss went up, so the last stretch does not oscillate.
+What makes it converge in fewer model passes than dropviz's loop: every sample has its own
+loss, step size and stopping test (a sample that reaches its tolerance is frozen and leaves the
+batch), the default step size is a fixed fraction of the valid input range, a step size halves
+whenever its sample's loss rises (no oscillating tail), and L-BFGS is available per sample.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ OPTIMIZERS = ("adam", "lbfgs")
 #: ``loss_tolerance=None``: a sample has converged once its MSE is at most this fraction of its
 #: starting MSE (the MSE between L's output on x and the dropout sample h~).
 TOLERANCE_FRACTION = 0.05
-#: ``lr=None`` with Adam: this fraction of the valid input range (1 / std of the model's
-#: normalization, 2.0 for inputs in [-1, 1]) per step; L-BFGS uses 1 with a line search.
+#: ``lr=None``: this fraction of the valid input range (1 / std of the model's normalization,
+#: 2.0 for inputs in [-1, 1]): Adam's step size, and the largest pixel change of L-BFGS's first step.
 LR_FRACTION = 0.01
 _BETAS, _EPS = (0.9, 0.999), 1e-8
 
@@ -79,8 +79,8 @@ class DropoutAugmentation(Picture):
     @property
     def difference(self) -> torch.Tensor:
         """x~ - x in [0, 1] pixel units, [B, n, C, H, W]."""
-        _, std = self.preprocess._stats(self.inputs)
-        return (self.images - self.inputs[:, None]) * std[:, None]
+        std = torch.as_tensor(self.preprocess.std, dtype=self.images.dtype, device=self.images.device)
+        return (self.images - self.inputs[:, None]) * std.view(1, 1, -1, 1, 1)
 
     @property
     def strength(self) -> torch.Tensor:
@@ -360,7 +360,7 @@ def augment(model, layer: UnitLike, data, n: int = 8, max_epochs: int = 2000, lo
     input space) or anything the model's Preprocess accepts. loss_tolerance: the MSE at which a
     sample stops; None stops at TOLERANCE_FRACTION (5%) of its starting MSE (at least 1e-10 of L's
     mean square, float rounding). lr: None picks
-    LR_FRACTION (1%) of the valid input range per Adam step, or 1 for L-BFGS. max_epochs:
+    LR_FRACTION (1%) of the valid input range (Adam's step; L-BFGS's first step). max_epochs:
     optimizer steps per sample at most. device: where to compute; the model must already be
     there (netloupe never moves it). batch_size: samples optimized at once (B * n are chunked).
     seed: the same seed gives the same masks, so one input gives the same result alone or in a
