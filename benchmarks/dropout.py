@@ -91,19 +91,20 @@ def main():
                     help="random-weight VGG converges slowly for every method; a looser tolerance keeps the run short")
     ap.add_argument("--vgg-max-steps", type=int, default=150)
     ap.add_argument("--only", choices=["default", "vgg11_bn"], default=None)
+    ap.add_argument("--optimizers", default="adam,lbfgs", help="netloupe optimizers to run, comma-separated")
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     if args.only in (None, "default"):
         model = nl.load_model("default")
         x = model.inputs(nl.samples.path("chelsea"))
         case("default model (EfficientNet-Lite0, ImageNet weights)", model, "classifier", x, args.n,
-             args.fraction, ["adam", "lbfgs"], args.max_steps)
+             args.fraction, args.optimizers.split(","), args.max_steps)
     if args.only in (None, "vgg11_bn"):
         torch.manual_seed(0)
         vgg = nl.load_model(tvm.vgg11_bn(weights=None).eval())
         x = vgg.inputs(nl.samples.path("chelsea"))
         x = F.interpolate(x, size=args.vgg_size, mode="bilinear", align_corners=False)
-        case("vgg11_bn, random weights", vgg, "classifier.3", x, args.vgg_n, args.vgg_fraction, ["adam", "lbfgs"],
+        case("vgg11_bn, random weights", vgg, "classifier.3", x, args.vgg_n, args.vgg_fraction, args.optimizers.split(","),
              args.vgg_max_steps)
 
 

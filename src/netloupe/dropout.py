@@ -359,9 +359,8 @@ def augment(model, layer: UnitLike, data, n: int = 8, max_epochs: int = 2000, lo
     unit string (a channel or neuron restricts the match to it). data: a batch tensor (model
     input space) or anything the model's Preprocess accepts. loss_tolerance: the MSE at which a
     sample stops; None stops at TOLERANCE_FRACTION (5%) of its starting MSE (at least 1e-10 of L's
-    mean square, float rounding). lr: None picks
-    LR_FRACTION (1%) of the valid input range (Adam's step; L-BFGS's first step). max_epochs:
-    optimizer steps per sample at most. device: where to compute; the model must already be
+    mean square, float rounding). lr: None picks LR_FRACTION (1%) of the valid input range
+    (Adam's step; L-BFGS's first step). max_epochs: optimizer steps per sample at most. device: where to compute; the model must already be
     there (netloupe never moves it). batch_size: samples optimized at once (B * n are chunked).
     seed: the same seed gives the same masks, so one input gives the same result alone or in a
     batch. clamp: keep x~ inside the valid input range ([0, 1] images after normalization).
