@@ -1,22 +1,28 @@
 """netloupe: see what a PyTorch network has learned and why it decides."""
 
-from . import attribution, images, samples
+from . import attribution, dropout, images, samples, stats
 from .attribution import (Attribution, attribute, deconvnet, grad_cam, grad_cam_pp, guided_backprop,
                           guided_grad_cam, input_x_gradient, integrated_gradients, occlusion, saliency, smoothgrad)
+from .dropout import DropoutAugmentation, DropoutSweep, augment
+from .dropout import sweep as dropout_sweep
 from .errors import InputError, ModelError, NetloupeError, UnitError
 from .images import Preprocess
 from .models import LoadedModel, layers, load_model
 from .probe import Probe, probe
-from . import stats
 from .stats import receptive_field, report, scan, top_patches
 from .units import Unit
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Attribution", "attribute", "attribution", "deconvnet", "grad_cam", "grad_cam_pp", "guided_backprop",
-    "guided_grad_cam", "input_x_gradient", "integrated_gradients", "occlusion", "saliency", "smoothgrad",
+    # foundation
     "InputError", "LoadedModel", "ModelError", "NetloupeError", "Preprocess", "Probe", "Unit", "UnitError",
     "images", "layers", "load_model", "probe", "samples",
-    "stats", "scan", "receptive_field", "top_patches", "report",
+    # attribution
+    "Attribution", "attribute", "attribution", "deconvnet", "grad_cam", "grad_cam_pp", "guided_backprop",
+    "guided_grad_cam", "input_x_gradient", "integrated_gradients", "occlusion", "saliency", "smoothgrad",
+    # dropout as data augmentation
+    "DropoutAugmentation", "DropoutSweep", "augment", "dropout", "dropout_sweep",
+    # dataset statistics
+    "receptive_field", "report", "scan", "stats", "top_patches",
 ]

@@ -140,6 +140,29 @@ def cmd_scan(args):
         out = Path(args.out)
         result.save(out)
         print(report(result, out).resolve())
+def cmd_dropout(args):
+    from . import samples
+    from .dropout import augment
+
+    model = _model(args)
+    sample_names = samples.names()
+    paths = [samples.path(i) if i in sample_names and not Path(i).exists() else i for i in args.images]
+    result = augment(model, args.layer, paths, n=args.n, max_epochs=args.max_epochs, seed=args.seed,
+                     optimizer=args.optimizer)
+    out = Path(args.out)
+    grid = result.save(out / "dropout_grid.png")
+    labels = model.labels
+    name = lambda i: labels[i] if labels and i < len(labels) else str(i)  # noqa: E731
+    for b, image in enumerate(args.images):
+        print(image)
+        top = None if result.original_output is None else int(result.original_output[b].flatten().argmax())
+        for i in range(args.n):
+            line = f"  sample {i + 1}: loss {float(result.loss[b, i]):.4g} ({'converged' if result.converged[b, i] else 'NOT converged'})"
+            if top is not None and result.augmented_output is not None:
+                new = int(result.augmented_output[b, i].flatten().argmax())
+                line += f", top-1 {'changed to ' + name(new) if new != top else 'unchanged (' + name(top) + ')'}"
+            print(line)
+    print(f"wrote {grid.resolve()}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,6 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", default=None, help="layer for the CAM methods (default: last spatial layer)")
     p.add_argument("--out", default="netloupe-out")
     p.set_defaults(func=cmd_attribute)
+    p = sub.add_parser("dropout", parents=[common], help="what dropout does to images, in input space (Bouthillier et al.)")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--layer", required=True, help="the layer (unit) whose dropout samples are matched, e.g. classifier")
+    p.add_argument("-n", type=int, default=8, help="dropout samples per image (default 8)")
+    p.add_argument("--max-epochs", type=int, default=2000, help="optimizer steps per sample at most")
+    p.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="netloupe-dropout", help="folder for dropout_grid.png")
+    p.set_defaults(func=cmd_dropout)
 
     p = sub.add_parser("demo", parents=[common], help="run the tour on the sample photos and write the results")
     p.add_argument("--out", default="netloupe-demo")

@@ -94,6 +94,7 @@ class _FunctionRules(TorchFunctionMode):
         super().__init__()
         self.rule = rule
         self.stochastic = stochastic
+        self.dropout_rates: List[float] = []
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         # called for every torch op while active: keep the common path short
@@ -105,6 +106,7 @@ class _FunctionRules(TorchFunctionMode):
                 return out
         if self.stochastic and func in _DROPOUT:
             name, pos = _DROPOUT[func]
+            self.dropout_rates.append(float(args[1] if len(args) > 1 else kwargs.get("p", 0.5)))
             if len(args) > pos:
                 args = args[:pos] + (True,) + args[pos + 1:]
             else:
@@ -182,6 +184,7 @@ class Probe:
         self._grads: Dict[tuple, torch.Tensor] = {}
         self._handles = []
         self._mode = None
+        self._rates: List[float] = []
         self._saved = None
 
     # -- results ---------------------------------------------------------------------------
@@ -199,6 +202,12 @@ class Probe:
             if key in self._grads:
                 out[name] = self._grads[key]
         return out
+
+    @property
+    def dropout_rates(self) -> List[float]:
+        """The rate p of every dropout call switched on (``stochastic=True``) since entering, in call
+        order: empty when no dropout ran, so a caller can tell "no dropout" from "dropout with p = 0"."""
+        return list(self._mode.dropout_rates) if self._mode is not None else list(self._rates)
 
     def unit_value(self, unit: UnitLike) -> torch.Tensor:
         """One number per sample for a captured unit: a neuron's value, a channel's mean, or
@@ -255,6 +264,7 @@ class Probe:
     def _restore(self) -> None:
         if self._mode is not None:
             self._mode.__exit__(None, None, None)
+            self._rates = self._mode.dropout_rates
             self._mode = None
         for h in self._handles:
             h.remove()
