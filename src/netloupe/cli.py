@@ -141,13 +141,10 @@ def cmd_scan(args):
         result.save(out)
         print(report(result, out).resolve())
 def cmd_dropout(args):
-    from . import samples
     from .dropout import augment
 
     model = _model(args)
-    sample_names = samples.names()
-    paths = [samples.path(i) if i in sample_names and not Path(i).exists() else i for i in args.images]
-    result = augment(model, args.layer, paths, n=args.n, max_epochs=args.max_epochs, seed=args.seed,
+    result = augment(model, args.layer, _image_args(args.images), n=args.n, max_epochs=args.max_epochs, seed=args.seed,
                      optimizer=args.optimizer)
     out = Path(args.out)
     grid = result.save(out / "dropout_grid.png")
@@ -190,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", default=None, help="layer for the CAM methods (default: last spatial layer)")
     p.add_argument("--out", default="netloupe-out")
     p.set_defaults(func=cmd_attribute)
+
     p = sub.add_parser("dropout", parents=[common], help="what dropout does to images, in input space (Bouthillier et al.)")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--layer", required=True, help="the layer (unit) whose dropout samples are matched, e.g. classifier")
