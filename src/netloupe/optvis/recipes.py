@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import re
 from typing import Iterable, List, Optional, Sequence, Union
 
 import torch
@@ -42,6 +43,12 @@ def _render_units(model, objs: List[obj.Objective], captions: List[str], size, s
 def _on(objective: obj.Objective, i: int) -> obj.Objective:
     """``objective`` restricted to batch element i."""
     return obj._make(objective, objective.name, objective.needs, i)
+
+
+def file_name(caption: str) -> str:
+    """A file name for a unit or caption: ``blocks.4:3`` -> ``blocks.4_3``, the output ``:281`` -> ``output_281``."""
+    text = caption if not caption.startswith(":") else "output" + caption
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "output"
 
 
 def _units(model, units) -> List[Unit]:

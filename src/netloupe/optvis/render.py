@@ -18,7 +18,7 @@ from PIL import Image
 
 from ..errors import NetloupeError
 from ..images import Picture, grid as image_grid, to_pil as tensor_to_pil
-from ..models import LoadedModel, as_loaded
+from ..models import LoadedModel, _forward, as_loaded
 from ..probe import probe
 from ..runtime import generator, progress as progress_bar
 from ..units import as_unit
@@ -140,7 +140,7 @@ def render(model_or_models, objective, param: Optional[Param] = None, transforms
             x = transform(images, g)
             outputs, activations = {}, {}
             for m in models:
-                outputs[m.module] = m.module(_model_input(x, m))
+                outputs[m.module] = _forward(m.module, (_model_input(x, m),))
                 activations[m.module] = probes[m.module].activations
             values = objective(Context(images, activations, outputs, default))
             if values.shape != (images.shape[0],):
