@@ -42,9 +42,12 @@ def timed(fn):
 def run_netloupe(model, layer, chans, steps, size, seed):
     batched, t_b = timed(lambda: nl.visualize_channels(model, layer, chans, size=size, steps=steps, seed=seed,
                                                         batch_size=len(chans), progress=False))
+    fours, t_4 = timed(lambda: nl.visualize_channels(model, layer, chans, size=size, steps=steps, seed=seed,
+                                                     batch_size=4, progress=False))
     singles, t_s = timed(lambda: torch.cat([nl.visualize(model, f"{layer}:{c}", size=size, steps=steps, seed=seed,
                                                          progress=False).images for c in chans]))
-    return [("netloupe, one batch of 16", batched.images, t_b, 1), ("netloupe, 16 single calls", singles, t_s, len(chans))]
+    return [("netloupe, one batch of 16", batched.images, t_b, 1), ("netloupe, 16 single calls", singles, t_s, len(chans)),
+            ("netloupe, 4 batches of 4 (batch_size=4)", fours.images, t_4, 4)]
 
 
 def run_lucent(model, layer, chans, steps, size):
