@@ -140,6 +140,8 @@ def cmd_scan(args):
         out = Path(args.out)
         result.save(out)
         print(report(result, out).resolve())
+
+
 def cmd_dropout(args):
     from .dropout import augment
 
@@ -160,6 +162,25 @@ def cmd_dropout(args):
                 line += f", top-1 {'changed to ' + name(new) if new != top else 'unchanged (' + name(top) + ')'}"
             print(line)
     print(f"wrote {grid.resolve()}")
+def cmd_visualize(args):
+    from . import images
+    from .optvis import recipes
+
+    model = _model(args)
+    out = Path(args.out)
+    common = dict(size=args.size, steps=args.steps, seed=args.seed, progress=not args.quiet)
+    if args.diverse:
+        results = [recipes.visualize_diverse(model, u, n=args.diverse, **common) for u in args.units]
+    else:
+        results = [recipes.visualize(model, args.units, batch_size=args.batch_size, **common)]
+    pictures, captions = [], []
+    for r in results:
+        for pil, caption in zip(r.pils(), r.captions):
+            images.save(pil, out / f"{recipes.file_name(caption)}.png")
+            pictures.append(pil)
+            captions.append(caption)
+    images.grid(pictures, captions, ncol=args.diverse or None, cell=min(args.size, 224)).save(out / "contact_sheet.png")
+    print(f"wrote {len(pictures)} PNGs and contact_sheet.png to {out.resolve()}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,6 +233,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for reading images")
     p.add_argument("--out", default="netloupe-scan")
     p.set_defaults(func=cmd_scan)
+    p = sub.add_parser("visualize", parents=[common], help="feature visualizations of units (one PNG each + a contact sheet)")
+    p.add_argument("units", nargs="+", metavar="UNIT", help="layer, layer:channel or layer:channel@y,x (':N' is output N)")
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--steps", type=int, default=512)
+    p.add_argument("--diverse", type=int, default=0, metavar="N", help="N diverse images per unit")
+    p.add_argument("--batch-size", type=int, default=None, help="units per optimization batch (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", default="netloupe-visualize")
+    p.set_defaults(func=cmd_visualize)
     return parser
 
 

@@ -1,0 +1,318 @@
+"""Objectives: what a rendering maximizes, one value per batch element.
+
+An objective reads captured activations and model outputs from a :class:`Context` and returns
+a [batch] tensor. Objectives combine with ``+ - * /`` (with numbers or each other), so
+``channel("blocks.4", 3) - 1e-3 * total_variation()`` is an objective too. Each takes
+``batch=i`` to act on element i only (every other element gets exactly zero from it) and
+``model=`` to read a particular model when several shape one image.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Callable, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import NetloupeError, UnitError
+from ..units import Unit
+
+OUTPUT = None  # the "layer" that stands for a model's output in Objective.needs
+
+
+class Context:
+    """What objectives see during one step: the parameterized images (before transforms), and per
+    model the captured activations and the output."""
+
+    def __init__(self, images: torch.Tensor, activations: dict, outputs: dict, default):
+        self.images = images
+        self._activations, self._outputs, self._default = activations, outputs, default
+
+    @property
+    def batch(self) -> int:
+        return self.images.shape[0]
+
+    def _key(self, model):
+        return self._default if model is None else _module(model)
+
+    def activation(self, layer, model=None) -> torch.Tensor:
+        acts = self._activations.get(self._key(model), {})
+        name = layer if isinstance(layer, str) else _layer_name(self._key(model), layer)
+        if name not in acts:
+            raise NetloupeError(f"layer {name!r} was not captured in this forward pass; objectives name "
+                                "their layers so that render can capture them")
+        return acts[name]
+
+    def output(self, model=None):
+        return self._outputs[self._key(model)]
+
+
+def _module(model) -> nn.Module:
+    module = getattr(model, "module", model)
+    if not isinstance(module, nn.Module):
+        raise NetloupeError(f"model= takes an nn.Module or a LoadedModel; got {type(model).__name__}")
+    return module
+
+
+def _layer_name(module: nn.Module, layer) -> str:
+    from ..units import as_unit
+
+    return as_unit(module, layer).layer
+
+
+class Objective:
+    """A function of a :class:`Context` giving one value per batch element, to be maximized.
+
+    needs: (model or None, layer or OUTPUT) pairs that the render loop must capture.
+    """
+
+    def __init__(self, fn: Callable[[Context], torch.Tensor], name: str, needs: Sequence = ()):
+        self.fn, self.name, self.needs = fn, name, tuple(needs)
+
+    def __call__(self, ctx: Context) -> torch.Tensor:
+        value = self.fn(ctx)
+        if not isinstance(value, torch.Tensor):
+            value = torch.as_tensor(value, dtype=ctx.images.dtype, device=ctx.images.device)
+        return value.expand(ctx.batch) if value.dim() == 0 else value
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def _combine(self, other, op, symbol: str, reflected: bool = False) -> "Objective":
+        if isinstance(other, Objective):
+            right, right_name, needs = other, other.name, self.needs + other.needs
+        elif isinstance(other, (int, float)):
+            right, right_name, needs = (lambda ctx: other), repr(other), self.needs
+        else:
+            return NotImplemented
+        a, b = (right, self) if reflected else (self, right)
+        names = (right_name, self.name) if reflected else (self.name, right_name)
+        return Objective(lambda ctx: op(a(ctx), b(ctx)), f"({names[0]} {symbol} {names[1]})", needs)
+
+    def __add__(self, other):
+        return self._combine(other, operator.add, "+")
+
+    def __radd__(self, other):
+        return self._combine(other, operator.add, "+", reflected=True)
+
+    def __sub__(self, other):
+        return self._combine(other, operator.sub, "-")
+
+    def __rsub__(self, other):
+        return self._combine(other, operator.sub, "-", reflected=True)
+
+    def __mul__(self, other):
+        return self._combine(other, operator.mul, "*")
+
+    def __rmul__(self, other):
+        return self._combine(other, operator.mul, "*", reflected=True)
+
+    def __truediv__(self, other):
+        return self._combine(other, operator.truediv, "/")
+
+    def __rtruediv__(self, other):
+        return self._combine(other, operator.truediv, "/", reflected=True)
+
+    def __neg__(self):
+        return Objective(lambda ctx: -self(ctx), f"-{self.name}", self.needs)
+
+
+def _make(fn: Callable[[Context], torch.Tensor], name: str, needs: Sequence, batch: Optional[int]) -> Objective:
+    """An objective, restricted to element ``batch`` when given (others get exactly zero)."""
+    if batch is None:
+        return Objective(fn, name, needs)
+    if not isinstance(batch, int) or batch < 0:
+        raise NetloupeError(f"batch= takes an element index >= 0; got {batch!r}")
+
+    def only(ctx):
+        if batch >= ctx.batch:
+            raise NetloupeError(f"objective {name} is for batch element {batch}, but the image batch has "
+                                f"{ctx.batch}; use a param with batch > {batch}")
+        value = Objective(fn, name)(ctx)
+        mask = torch.zeros(ctx.batch, dtype=value.dtype, device=value.device)
+        mask[batch] = 1
+        return value * mask
+    return Objective(only, f"{name}[batch={batch}]", needs)
+
+
+def _per_element_mean(t: torch.Tensor) -> torch.Tensor:
+    return t.flatten(1).mean(1) if t.dim() > 1 else t
+
+
+def _check_channel(t: torch.Tensor, layer, n: int) -> None:
+    if t.dim() < 2 or not 0 <= n < t.shape[1]:
+        raise UnitError(f"channel {n} out of range for layer {layer!r} with output shape {tuple(t.shape)}")
+
+
+def _label(layer) -> str:
+    return layer if isinstance(layer, str) else type(layer).__name__
+
+
+def channel(layer, n: int, model=None, batch: Optional[int] = None) -> Objective:
+    """Mean activation of channel ``n`` of ``layer`` (over all positions)."""
+    def fn(ctx):
+        t = ctx.activation(layer, model)
+        _check_channel(t, layer, n)
+        return _per_element_mean(t[:, n])
+    return _make(fn, f"channel({_label(layer)}:{n})", [(model, layer)], batch)
+
+
+def neuron(layer, n: int, y: Optional[int] = None, x: Optional[int] = None, model=None,
+           batch: Optional[int] = None) -> Objective:
+    """Activation of channel ``n`` at one position (the centre unless y, x are given)."""
+    def fn(ctx):
+        t = ctx.activation(layer, model)
+        _check_channel(t, layer, n)
+        t = t[:, n]
+        if t.dim() == 1:
+            return t
+        if t.dim() != 3:
+            raise UnitError(f"neuron needs a layer with [N, C, H, W] output; {layer!r} gives {tuple(t.shape)}")
+        h, w = t.shape[1:]
+        yy, xx = (h // 2 if y is None else y), (w // 2 if x is None else x)
+        if not (0 <= yy < h and 0 <= xx < w):
+            raise UnitError(f"position ({yy}, {xx}) out of range for layer {layer!r}: y is 0..{h - 1}, x is 0..{w - 1}")
+        return t[:, yy, xx]
+    where = "" if y is None else f"@{y},{x}"
+    return _make(fn, f"neuron({_label(layer)}:{n}{where})", [(model, layer)], batch)
+
+
+def layer(layer, model=None, batch: Optional[int] = None) -> Objective:
+    """Mean activation of a whole layer."""
+    return _make(lambda ctx: _per_element_mean(ctx.activation(layer, model)), f"layer({_label(layer)})",
+                 [(model, layer)], batch)
+
+
+def deepdream(layer, model=None, batch: Optional[int] = None) -> Objective:
+    """Mean squared activation of a layer (DeepDream)."""
+    return _make(lambda ctx: _per_element_mean(ctx.activation(layer, model) ** 2), f"deepdream({_label(layer)})",
+                 [(model, layer)], batch)
+
+
+def direction(layer, vector, cossim_pow: float = 0, model=None, batch: Optional[int] = None) -> Objective:
+    """Mean over positions of the dot product of the channel vector with ``vector``; with
+    ``cossim_pow`` > 0 the dot product is weighted by max(cosine similarity, 0.1) ** cossim_pow
+    (Lucid's direction), which favours the direction over sheer magnitude."""
+    vec = torch.as_tensor(vector, dtype=torch.float32).flatten()
+
+    def fn(ctx):
+        t = ctx.activation(layer, model)
+        if t.dim() < 2 or t.shape[1] != vec.numel():
+            raise NetloupeError(f"direction has {vec.numel()} components but layer {layer!r} has output shape "
+                                f"{tuple(t.shape)}; give one component per channel")
+        v = vec.to(t.device, t.dtype).view(1, -1, *([1] * (t.dim() - 2)))
+        dot = (t * v).sum(1)
+        if cossim_pow:
+            cos = dot / (t.norm(dim=1) * v.norm() + 1e-8)
+            dot = dot * cos.clamp(min=0.1) ** cossim_pow
+        return _per_element_mean(dot)
+    return _make(fn, f"direction({_label(layer)})", [(model, layer)], batch)
+
+
+def diversity(layer, model=None, batch: Optional[int] = None) -> Objective:
+    """Lucid's diversity: minus the cosine similarity of each element's flattened Gram matrix
+    with every other element's, divided by the batch size (summed over elements it equals Lucid's)."""
+    def fn(ctx):
+        t = ctx.activation(layer, model)
+        if t.dim() < 3:
+            raise NetloupeError(f"diversity needs a layer with spatial or token outputs; {layer!r} gives {tuple(t.shape)}")
+        f = t.flatten(2)  # [B, C, positions]
+        grams = F.normalize(torch.bmm(f, f.transpose(1, 2)).flatten(1), dim=1, eps=1e-10)
+        sim = grams @ grams.T
+        return -(sim.sum(1) - sim.diagonal()) / t.shape[0]
+    return _make(fn, f"diversity({_label(layer)})", [(model, layer)], batch)
+
+
+def total_variation(batch: Optional[int] = None) -> Objective:
+    """Sum of absolute differences between neighbouring pixels of the image (subtract it to smooth)."""
+    def fn(ctx):
+        x = ctx.images
+        return (x[:, :, 1:] - x[:, :, :-1]).abs().flatten(1).sum(1) + (x[..., 1:] - x[..., :-1]).abs().flatten(1).sum(1)
+    return _make(fn, "total_variation()", [], batch)
+
+
+def l2(constant: float = 0.0, epsilon: float = 1e-6, batch: Optional[int] = None) -> Objective:
+    """Euclidean distance of the image from ``constant`` (subtract it to keep pixels near it)."""
+    return _make(lambda ctx: ((ctx.images - constant) ** 2).flatten(1).sum(1).add(epsilon).sqrt(), "l2()", [], batch)
+
+
+def _blur(x: torch.Tensor) -> torch.Tensor:
+    k = torch.full((3, 3), 0.5, dtype=x.dtype, device=x.device)
+    k[1, 1] = 1.0
+    k = k.expand(x.shape[1], 1, 3, 3)
+    conv = lambda t: F.conv2d(t, k, padding=1, groups=x.shape[1])  # noqa: E731
+    return conv(x) / conv(torch.ones_like(x))
+
+
+def blur(batch: Optional[int] = None) -> Objective:
+    """Half the squared distance of the image from a blurred copy of itself (held fixed):
+    subtracting it acts like blurring the image a little at each step (Lucid's blur_input_each_step)."""
+    def fn(ctx):
+        x = ctx.images
+        return 0.5 * ((x - _blur(x).detach()) ** 2).flatten(1).sum(1)
+    return _make(fn, "blur()", [], batch)
+
+
+def main_output(out) -> torch.Tensor:
+    """The tensor of a model output: itself, ``out["out"]`` for torchvision segmentation dicts,
+    else the first tensor in a dict, tuple or list."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, dict):
+        if isinstance(out.get("out"), torch.Tensor):
+            return out["out"]
+        out = list(out.values())
+    if isinstance(out, (list, tuple)):
+        for item in out:
+            if isinstance(item, torch.Tensor):
+                return item
+    raise NetloupeError(f"cannot find a tensor in the model output ({type(out).__name__}); use output(fn) "
+                        "with a function that picks it")
+
+
+def output(fn: Callable, model=None, batch: Optional[int] = None, name: Optional[str] = None) -> Objective:
+    """Any function of the model output (the raw output: a tensor, dict or tuple) giving one value per element."""
+    label = name or f"output({getattr(fn, '__name__', 'fn')})"
+    return _make(lambda ctx: fn(ctx.output(model)), label, [(model, OUTPUT)], batch)
+
+
+def class_logit(n: int, model=None, batch: Optional[int] = None) -> Objective:
+    """The logit of class ``n`` (before softmax, as Lucid recommends)."""
+    def fn(out):
+        t = main_output(out)
+        if t.dim() != 2 or not 0 <= n < t.shape[1]:
+            raise UnitError(f"class {n} out of range for a model output of shape {tuple(t.shape)}")
+        return t[:, n]
+    return output(fn, model, batch, name=f"class_logit({n})")
+
+
+def segmentation_class(n: int, model=None, batch: Optional[int] = None) -> Objective:
+    """The mean of class ``n``'s score map in a segmentation output [N, classes, H, W]."""
+    def fn(out):
+        t = main_output(out)
+        if t.dim() != 4 or not 0 <= n < t.shape[1]:
+            raise UnitError(f"segmentation_class({n}) needs an output [N, classes, H, W] with class {n}; "
+                            f"got shape {tuple(t.shape)}")
+        return _per_element_mean(t[:, n])
+    return output(fn, model, batch, name=f"segmentation_class({n})")
+
+
+def from_unit(unit: Union[str, Unit], model=None, batch: Optional[int] = None) -> Objective:
+    """The objective a unit string names: ``layer`` its mean, ``layer:c`` channel c, ``layer:c@y,x`` a neuron."""
+    u = Unit.parse(unit)
+    if u.channel is None:
+        return layer(u.layer, model, batch)
+    if u.y is None:
+        return channel(u.layer, u.channel, model, batch)
+    return neuron(u.layer, u.channel, u.y, u.x, model, batch)
+
+
+def as_objective(obj) -> Objective:
+    """An Objective as is; a unit string as :func:`from_unit`."""
+    if isinstance(obj, Objective):
+        return obj
+    if isinstance(obj, (str, Unit)):
+        return from_unit(obj)
+    raise NetloupeError(f"expected an objective (netloupe.optvis.objectives) or a unit string; got {type(obj).__name__}")

@@ -1,0 +1,157 @@
+"""Ready-made renderings: units, channels, classes, diverse sets, DeepDream, and
+transfer-visualization's FeatureVisualizer for its users."""
+
+from __future__ import annotations
+
+import functools
+import operator
+import re
+from typing import Iterable, List, Optional, Sequence, Union
+
+import torch
+from PIL import Image
+
+from ..errors import NetloupeError, UnitError
+from ..models import as_loaded
+from ..runtime import batch_size as default_batch_size, chunks
+from ..units import Unit, as_unit
+from . import objectives as obj
+from .param import from_image, image
+from .render import Rendering, render
+
+
+def _render_units(model, objs: List[obj.Objective], captions: List[str], size, steps, fft, decorrelate,
+                  transforms, lr, seed, progress, batch_size) -> Rendering:
+    """Render objective i on element i, ``batch_size`` elements per optimization batch."""
+    loaded = as_loaded(model)
+    per_batch = len(objs) if batch_size is None else default_batch_size(batch_size, loaded.device, cpu=16, gpu=64)
+    parts = []
+    for k, part in enumerate(chunks(len(objs), per_batch)):
+        items = objs[part]
+        total = functools.reduce(operator.add, [o if len(items) == 1 else _on(o, i) for i, o in enumerate(items)])
+        param = image(size, batch=len(items), fft=fft, decorrelate=decorrelate,
+                      seed=None if seed is None else seed + k)
+        parts.append(render(loaded, total, param, transforms=transforms, steps=steps, lr=lr,
+                            seed=None if seed is None else seed + k, progress=progress, captions=captions[part]))
+    if len(parts) == 1:
+        return parts[0]
+    return Rendering(torch.cat([p.images for p in parts]), torch.cat([p.history for p in parts], 1),
+                     {s: torch.cat([p.snapshots[s] for p in parts]) for s in parts[0].snapshots},
+                     " | ".join(p.objective for p in parts), captions)
+
+
+def _on(objective: obj.Objective, i: int) -> obj.Objective:
+    """``objective`` restricted to batch element i."""
+    return obj._make(objective, objective.name, objective.needs, i)
+
+
+def file_name(caption: str) -> str:
+    """A file name for a unit or caption: ``blocks.4:3`` -> ``blocks.4_3``, the output ``:281`` -> ``output_281``."""
+    text = caption if not caption.startswith(":") else "output" + caption
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "output"
+
+
+def _units(model, units) -> List[Unit]:
+    items = [units] if isinstance(units, (str, Unit)) else list(units)
+    if not items:
+        raise UnitError("give at least one unit, e.g. 'blocks.4:12'")
+    module = as_loaded(model).module
+    return [as_unit(module, u) for u in items]
+
+
+def visualize(model, units: Union[str, Unit, Sequence[Union[str, Unit]]], size: int = 128, steps: int = 512,
+              fft: bool = True, decorrelate: bool = True, transforms="standard", lr: float = 0.05,
+              seed: Optional[int] = None, progress: bool = True, batch_size: Optional[int] = None) -> Rendering:
+    """Feature visualizations of units (``"layer"``, ``"layer:c"``, ``"layer:c@y,x"``; layer ``""``
+    is the model output, so ``":309"`` is logit 309). A list renders in ONE optimization batch,
+    one image per unit, unless ``batch_size`` splits it."""
+    us = _units(model, units)
+    return _render_units(model, [obj.from_unit(u) for u in us], [str(u) for u in us], size, steps, fft,
+                         decorrelate, transforms, lr, seed, progress, batch_size)
+
+
+def visualize_channels(model, layer, channels: Union[int, Iterable[int]] = 16, size: int = 128, steps: int = 512,
+                       batch_size: Optional[int] = 16, seed: Optional[int] = None, progress: bool = True,
+                       **kw) -> Rendering:
+    """One image per channel of ``layer`` (``channels``: a count from 0, or the channel numbers),
+    ``batch_size`` channels per optimization batch."""
+    name = as_unit(as_loaded(model).module, layer).layer
+    chans = list(range(channels)) if isinstance(channels, int) else list(channels)
+    return visualize(model, [Unit(name, c) for c in chans], size=size, steps=steps, seed=seed,
+                     progress=progress, batch_size=batch_size, **kw)
+
+
+def _class_index(loaded, n) -> int:
+    if isinstance(n, str):
+        labels = loaded.labels or []
+        if n not in labels:
+            near = [l for l in labels if n.lower() in l.lower()][:5]
+            raise NetloupeError(f"no class named {n!r} in {loaded.name}'s labels; "
+                                f"{'close: ' + ', '.join(near) if near else 'give the class index instead'}")
+        return labels.index(n)
+    return int(n)
+
+
+def visualize_class(model, n: Union[int, str, Sequence[Union[int, str]]], size: int = 128, steps: int = 512,
+                    seed: Optional[int] = None, progress: bool = True, batch_size: Optional[int] = None,
+                    fft: bool = True, decorrelate: bool = True, transforms="standard", lr: float = 0.05) -> Rendering:
+    """What the model takes for class ``n`` (an index or a label; a list renders in one batch):
+    the class logit, maximized."""
+    loaded = as_loaded(model)
+    classes = [_class_index(loaded, c) for c in (n if isinstance(n, (list, tuple, range)) else [n])]
+    label = (lambda c: loaded.labels[c]) if loaded.labels else str
+    return _render_units(loaded, [obj.class_logit(c) for c in classes], [label(c) for c in classes], size, steps,
+                         fft, decorrelate, transforms, lr, seed, progress, batch_size)
+
+
+def visualize_diverse(model, unit: Union[str, Unit], n: int = 4, weight: float = 10.0, diversity_layer=None,
+                      size: int = 128, steps: int = 512, seed: Optional[int] = None, progress: bool = True,
+                      fft: bool = True, decorrelate: bool = True, transforms="standard", lr: float = 0.05) -> Rendering:
+    """``n`` different images that all excite ``unit``: its objective on every element plus
+    ``weight`` times Lucid's diversity term at ``diversity_layer`` (default: the unit's layer)."""
+    loaded = as_loaded(model)
+    (u,) = _units(loaded, [unit])
+    if n < 2:
+        raise NetloupeError(f"visualize_diverse needs n >= 2 images; got {n}")
+    objective = obj.from_unit(u) + weight * obj.diversity(diversity_layer or u.layer)
+    param = image(size, batch=n, fft=fft, decorrelate=decorrelate, seed=seed)
+    return render(loaded, objective, param, transforms=transforms, steps=steps, lr=lr, seed=seed,
+                  progress=progress, captions=[f"{u} #{i}" for i in range(n)])
+
+
+def dream_layer(model, layer, start=None, size: int = 224, steps: int = 128, lr: float = 0.05,
+                seed: Optional[int] = None, progress: bool = True, transforms="standard") -> Rendering:
+    """DeepDream: amplify whatever ``layer`` sees (its mean squared activation), from a photo
+    ``start`` (path, PIL, array or [3, H, W] tensor in [0, 1]; resized to ``size``) or from noise."""
+    loaded = as_loaded(model)
+    name = as_unit(loaded.module, layer).layer
+    param = image(size, seed=seed) if start is None else from_image(start, size, size)
+    return render(loaded, obj.deepdream(name), param, transforms=transforms, steps=steps, lr=lr, seed=seed,
+                  progress=progress, captions=[f"dream {name}"])
+
+
+class FeatureVisualizer:
+    """transfer-visualization's interface: ``FeatureVisualizer(model)(act_idx=309)`` -> PIL image.
+
+    ``act_idx`` indexes the model output (a logit, or the mean of a feature map when the output
+    is a volume), or the output of ``layer`` when one is given, so no model surgery is needed.
+    """
+
+    def __init__(self, model, img_shape=(224, 224), layer=None, fft: bool = True, decorrelate: bool = True,
+                 transforms="standard", device=None, seed: Optional[int] = None):
+        self.model = as_loaded(model)
+        if device is not None and torch.device(device) != self.model.device:
+            raise NetloupeError(f"the model is on {self.model.device}, not {device}; move it yourself "
+                                "(netloupe does not change a model it is given)")
+        h, w = (img_shape, img_shape) if isinstance(img_shape, int) else tuple(img_shape)[:2]
+        self.img_shape, self.layer = (h, w), "" if layer is None else as_unit(self.model.module, layer).layer
+        self.fft, self.decorrelate, self.transforms, self.seed = fft, decorrelate, transforms, seed
+        self.last: Optional[Rendering] = None
+
+    def __call__(self, act_idx: int, epochs: int = 200, lr: float = 0.05, optim=None, maximize: bool = True,
+                 progress: bool = True) -> Image.Image:
+        objective = obj.channel(self.layer, act_idx)
+        param = image(*self.img_shape, fft=self.fft, decorrelate=self.decorrelate, seed=self.seed)
+        self.last = render(self.model, objective if maximize else -objective, param, transforms=self.transforms,
+                           steps=epochs, lr=lr, optimizer=optim, seed=self.seed, progress=progress)
+        return self.last.to_pil()

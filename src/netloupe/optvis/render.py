@@ -1,0 +1,162 @@
+"""The render loop: optimize a parameterized image so that an objective grows.
+
+Each step: param -> images in [0, 1] -> random transforms -> for every model, its own
+Preprocess.normalize and an upsample to its input size when the image is smaller -> forward
+under netloupe.probe (eval mode, parameters frozen, activations captured) -> objective per
+batch element -> gradient ascent on the image only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..errors import NetloupeError
+from ..images import Picture, grid as image_grid, to_pil as tensor_to_pil
+from ..models import LoadedModel, forward, as_loaded
+from ..probe import probe
+from ..runtime import generator, progress as progress_bar
+from ..units import as_unit
+from .objectives import OUTPUT, Context, Objective, as_objective
+from .param import Param, image
+from .transforms import resolve
+
+
+@dataclass
+class Rendering(Picture):
+    """Rendered images [batch, 3, h, w] in [0, 1], the objective per step and element
+    (``history`` [steps, batch]), images at the threshold steps, and what made them."""
+
+    images: torch.Tensor
+    history: torch.Tensor
+    snapshots: Dict[int, torch.Tensor] = field(default_factory=dict)
+    objective: str = ""
+    captions: Optional[List[str]] = None
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def pils(self) -> List[Image.Image]:
+        """One PIL image per batch element."""
+        return [tensor_to_pil(im) for im in self.images]
+
+    def grid(self, captions: Optional[Sequence[str]] = None, ncol: Optional[int] = None,
+             cell: Optional[int] = None) -> Image.Image:
+        """All images side by side, captioned with their units unless ``captions`` are given."""
+        return image_grid(self.pils(), captions if captions is not None else self.captions, ncol=ncol, cell=cell)
+
+    def to_pil(self, index: Optional[int] = None, **grid_kw) -> Image.Image:
+        """Element ``index`` (the only one, for a batch of one), else the grid of all."""
+        if index is not None:
+            return tensor_to_pil(self.images[index])
+        return tensor_to_pil(self.images[0]) if len(self) == 1 else self.grid(**grid_kw)
+
+
+def _loaded_models(model_or_models) -> List[LoadedModel]:
+    items = list(model_or_models) if isinstance(model_or_models, (list, tuple)) else [model_or_models]
+    if not items:
+        raise NetloupeError("render needs at least one model")
+    return [as_loaded(m) for m in items]
+
+
+def _plan(models: List[LoadedModel], objective: Objective):
+    """The models to run (those an objective names are added) and, per model, the layer names to capture."""
+    by_module = {}
+    for m in models:
+        by_module.setdefault(m.module, m)
+    layers: Dict = {m.module: [] for m in by_module.values()}
+    default = models[0].module
+    for model, layer in objective.needs:
+        key = default if model is None else getattr(model, "module", model)
+        if key not in by_module:
+            by_module[key] = as_loaded(model)
+            layers[key] = []
+        if layer is OUTPUT:
+            continue
+        unit = as_unit(key, layer)
+        if unit.channel is not None:
+            raise NetloupeError(f"objectives take a layer name, not the unit {unit}; e.g. channel({unit.layer!r}, {unit.channel})")
+        if unit.layer not in layers[key]:
+            layers[key].append(unit.layer)
+    needed = {default if m is None else getattr(m, "module", m) for m, _ in objective.needs}
+    return [by_module[k] for k in by_module if k in needed], layers, default
+
+
+def _model_input(x: torch.Tensor, loaded: LoadedModel) -> torch.Tensor:
+    """The transformed image as this model takes it: on its device, normalized its way, and
+    upsampled to its input size when smaller."""
+    x = loaded.preprocess.normalize(x.to(loaded.device))
+    h, w = loaded.preprocess.hw
+    if x.shape[2] < h or x.shape[3] < w:
+        x = F.interpolate(x, size=(max(h, x.shape[2]), max(w, x.shape[3])), mode="bilinear", align_corners=False)
+    return x
+
+
+def _make_optimizer(optimizer, params, lr: float) -> torch.optim.Optimizer:
+    if optimizer is None:
+        return torch.optim.Adam(params, lr=lr)
+    if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
+        return optimizer(params, lr=lr)
+    if callable(optimizer):
+        return optimizer(params)
+    raise NetloupeError("optimizer must be None (Adam), a torch.optim class, or a function params -> optimizer")
+
+
+def render(model_or_models, objective, param: Optional[Param] = None, transforms="standard", steps: int = 512,
+           lr: float = 0.05, optimizer=None, thresholds: Optional[Sequence[int]] = None, seed: Optional[int] = None,
+           progress: bool = True, callback: Optional[Callable] = None, captions: Optional[Sequence[str]] = None
+           ) -> Rendering:
+    """Optimize ``param`` (default: one 128 px FFT, decorrelated image) to maximize ``objective``.
+
+    model_or_models: a model or a list of them; objectives with ``model=`` name which one they
+    read (models they name that are not in the list are added). thresholds: steps whose images
+    are kept in ``snapshots`` (default: the last). callback(step, images, values) runs after
+    every step. Models stay in eval mode; only the image gets gradients.
+    """
+    objective = as_objective(objective)
+    if not isinstance(steps, int) or steps < 1:
+        raise NetloupeError(f"steps must be a positive integer; got {steps!r}")
+    models, layers, default = _plan(_loaded_models(model_or_models), objective)
+    device = models[0].device if models else _loaded_models(model_or_models)[0].device
+    param = image(128, seed=seed) if param is None else param
+    if not isinstance(param, Param):
+        raise NetloupeError(f"param must come from netloupe.optvis.param (image, pixel, from_image); got {type(param).__name__}")
+    param = param.to(device)
+    transform = resolve(transforms)
+    g = generator(seed, "cpu")
+    opt = _make_optimizer(optimizer, list(param.parameters()), lr)
+    keep = set(thresholds) if thresholds is not None else {steps}
+    history, snapshots = [], {}
+    with contextlib.ExitStack() as stack:
+        probes = {m.module: stack.enter_context(probe(m.module, layers[m.module])) for m in models}
+        for step in progress_bar(range(1, steps + 1), total=steps, desc="render", enabled=progress):
+            opt.zero_grad(set_to_none=True)
+            images = param()
+            x = transform(images, g)
+            outputs, activations = {}, {}
+            for m in models:
+                outputs[m.module] = forward(m.module, (_model_input(x, m),))
+                activations[m.module] = probes[m.module].activations
+            values = objective(Context(images, activations, outputs, default))
+            if values.shape != (images.shape[0],):
+                raise NetloupeError(f"objective {objective} gave shape {tuple(values.shape)}; it must give one "
+                                    f"value per batch element ({images.shape[0]})")
+            (-values.sum()).backward()
+            opt.step()
+            history.append(values.detach())
+            if step in keep or callback is not None:
+                with torch.no_grad():
+                    now = param().detach().cpu()
+                if step in keep:
+                    snapshots[step] = now
+                if callback is not None:
+                    callback(step, now, values.detach())
+    with torch.no_grad():
+        final = param().detach().cpu()
+    return Rendering(final, torch.stack(history).cpu(), snapshots, str(objective),
+                     list(captions) if captions is not None else None)
