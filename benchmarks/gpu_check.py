@@ -54,6 +54,21 @@ def main():
         a, b = gpu.module(x), gpu.module(x)
     print(f"{'ok ' if not torch.equal(a, b) else 'BAD'} probe(stochastic=True) dropout active on cuda")
     failures += torch.equal(a, b)
+    with leaves_unchanged(gpu.module):
+        r = nl.visualize(gpu, ["blocks.4:0", "blocks.4:1"], size=64, steps=8, seed=0, progress=False)
+        ok = r.images.shape == (2, 3, 64, 64) and bool(torch.isfinite(r.images).all())
+        print(f"{'ok ' if ok else 'BAD'} visualize on cuda: images {tuple(r.images.shape)} on {r.images.device}")
+        failures += not ok
+        d = nl.augment(gpu, "classifier", photos[0], n=2, max_epochs=20, seed=0, progress=False)
+        ok = d.images.is_cuda and bool(torch.isfinite(d.images).all())
+        print(f"{'ok ' if ok else 'BAD'} augment on cuda: loss {d.loss.tolist()}")
+        failures += not ok
+        s = nl.scan(gpu, nl.samples.dataset(8, size=128), ["blocks.2", "conv_head"], progress=False)
+        s_cpu = nl.scan(cpu, nl.samples.dataset(8, size=128), ["blocks.2", "conv_head"], progress=False)
+        ok = all(torch.equal(s[k].top_images.cpu(), s_cpu[k].top_images.cpu()) and
+                 torch.allclose(s[k].mean.cpu(), s_cpu[k].mean.cpu(), rtol=1e-3, atol=1e-4) for k in ("blocks.2", "conv_head"))
+        print(f"{'ok ' if ok else 'BAD'} scan on cuda: top-k images and channel means agree with the CPU scan")
+        failures += not ok
     print("FAILURES:", failures)
     return failures
 

@@ -25,7 +25,7 @@ import netloupe as nl
 
 def score(model, layer, images01, channels):
     """Mean activation of channel i on image i, no transforms."""
-    x = F.interpolate(model.preprocess.normalize(images01.float()), size=model.preprocess.hw, mode="bilinear",
+    x = F.interpolate(model.preprocess.normalize(images01.float().to(model.device)), size=model.preprocess.hw, mode="bilinear",
                       align_corners=False)
     with nl.probe(model.module, [layer], detach=True) as p, torch.no_grad():
         model.module(x)
@@ -68,7 +68,7 @@ def run_dreams(model, layer, chans, steps):
 
     net = copy.deepcopy(model.module)
     target = dict(net.named_modules())[layer]
-    dreamer = Dreamer(net, quiet=True, device="cpu")
+    dreamer = Dreamer(net, quiet=True, device=str(model.device))
 
     def one(c):
         p = dreamer.render(layers=[target], width=224, height=224, iters=steps,
@@ -84,9 +84,10 @@ def main():
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
-    model = nl.load_model("default")
+    model = nl.load_model("default", device=args.device)
     chans = list(range(16))
     nl.visualize(model, f"{args.layer}:0", size=args.size, steps=2, progress=False)  # warm-up, not timed
     rows = run_netloupe(model, args.layer, chans, args.steps, args.size, args.seed)
@@ -98,7 +99,7 @@ def main():
         except Exception as e:  # a peer that cannot run beside this torch is reported, not fatal
             notes.append(f"{peer}: could not run ({type(e).__name__}: {str(e).splitlines()[0][:160]})")
     print(f"default model, {args.layer} channels 0..15, {args.steps} steps, {args.size} px param "
-          f"(the model sees 224 px), torch {torch.__version__}, {torch.get_num_threads()} threads, CPU\n")
+          f"(the model sees 224 px), torch {torch.__version__}, {torch.get_num_threads()} threads, {args.device}\n")
     print("| run | wall s | optimizer steps/s | channel-steps/s | mean final activation |")
     print("|---|---|---|---|---|")
     base = rows[0][2]
