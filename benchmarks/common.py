@@ -15,8 +15,27 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _high_water() -> int:
+    """The kernel's peak-RSS mark (VmHWM) in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no VmHWM")
+
+
+def _reset_high_water() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current RSS
+        return True
+    except OSError:
+        return False
+
+
 class PeakMemory:
-    """Peak extra memory during a block: CUDA allocator peak on a GPU, sampled RSS on CPU."""
+    """Peak extra memory during a block: the CUDA allocator's peak on a GPU; on CPU the growth
+    of the process's peak RSS (memory the allocator already holds counts as free)."""
 
     def __init__(self, device):
         self.device = torch.device(device)
@@ -29,6 +48,7 @@ class PeakMemory:
             self.base = torch.cuda.memory_allocated()
             return self
         self.base = _rss()
+        self._hwm = _reset_high_water()
         self._stop = threading.Event()
         self._max = self.base
 
@@ -48,7 +68,7 @@ class PeakMemory:
         else:
             self._stop.set()
             self._thread.join()
-            self.peak = max(self._max, _rss()) - self.base
+            self.peak = max(self._max, _rss(), _high_water() if self._hwm else 0) - self.base
 
 
 def measure(fn, device, repeats: int = 3, warmup: int = 1):
