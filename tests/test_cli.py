@@ -55,6 +55,8 @@ def test_demo_writes_predictions_and_layer_table(capsys, tmp_path):
     assert preds["coffee"][0]["label"] == "espresso" and len(preds["coffee"]) == 5
     assert (tmp_path / "demo" / "predictions.png").stat().st_size > 10_000
     assert "blocks.6.0.conv_pwl" in (tmp_path / "demo" / "layers.txt").read_text()
+    assert (tmp_path / "demo" / "attribution" / "chelsea_all.png").stat().st_size > 100_000
+    assert "dead channels per layer" in out and (tmp_path / "demo" / "scan" / "index.html").exists()
 
 
 def test_console_script_help():

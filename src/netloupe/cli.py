@@ -66,7 +66,18 @@ def cmd_demo(args):
     (out / "layers.txt").write_text(str(layers(model)) + "\n")
     for n, ps in zip(names, preds):
         print(f"{n:12s} {ps[0][0]} ({ps[0][1]:.0%})")
-    print(f"wrote predictions.json, predictions.png and layers.txt to {out.resolve()}")
+    from .attribution import METHODS
+    from .stats import report, scan
+
+    sheet = _contact_sheet(model, model.inputs(samples.path("chelsea")), "chelsea", list(METHODS), "top", None,
+                           out / "attribution")
+    print(f"attribution: every method on chelsea -> {sheet.name}")
+    scanned = ["bn1", "blocks.2", "blocks.4"]
+    result = scan(model, samples.dataset(16), scanned, top_k=4, progress=False)
+    dead = {name: len(result[name].dead_channels) for name in scanned}
+    print(f"unit statistics over 16 sample images, dead channels per layer: {dead}")
+    report(result, out / "scan")
+    print(f"wrote predictions.json, predictions.png, layers.txt, attribution/ and scan/index.html to {out.resolve()}")
 
 
 def _target(text: str):
@@ -91,8 +102,28 @@ _RAW_VIEW = {"guided_backprop", "deconvnet", "guided_grad_cam"}
 _LAYER_METHODS = {"grad_cam", "grad_cam_pp", "guided_grad_cam"}
 
 
-def cmd_attribute(args):
+def _contact_sheet(model, x, stem: str, methods, target, layer, out: Path) -> Path:
+    """One overlay PNG per method for the single input ``x``, and (for several methods) a
+    contact sheet of the input and every method side by side."""
     from . import images
+    from .attribution import METHODS
+
+    tiles, captions = [images.to_pil(model.preprocess.inverse(x)[0])], [stem]
+    for method in methods:
+        kw = {"layer": layer} if layer and method in _LAYER_METHODS else {}
+        a = METHODS[method](model, x, target=target, **kw)
+        view = "raw" if method in _RAW_VIEW else "overlay"
+        a.save(out / f"{stem}_{method}.png", kind=view)
+        tiles.append(a.to_pil(kind=view))
+        captions.append(method)
+    if isinstance(a.target, torch.Tensor) and model.labels:
+        captions[0] = f"{stem}: {model.labels[int(a.target[0])]}"
+    if len(methods) > 1:
+        images.grid(tiles, captions, ncol=min(6, len(tiles)), cell=192).save(out / f"{stem}_all.png")
+    return out / f"{stem}_all.png"
+
+
+def cmd_attribute(args):
     from .attribution import METHODS
 
     methods = list(METHODS) if args.method == "all" else [args.method]
@@ -102,25 +133,10 @@ def cmd_attribute(args):
     model = _model(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = _image_args(args.images)
-    x = model.inputs(paths)
+    x = model.inputs(_image_args(args.images))
     target = _target(args.target)
     for i, name in enumerate(args.images):
-        stem = Path(name).stem
-        xi = x[i:i + 1]
-        tiles, captions = [images.to_pil(model.preprocess.inverse(xi)[0])], [stem]
-        for method in methods:
-            kw = {"layer": args.layer} if args.layer and method in _LAYER_METHODS else {}
-            a = METHODS[method](model, xi, target=target, **kw)
-            view = "raw" if method in _RAW_VIEW else "overlay"
-            a.save(out / f"{stem}_{method}.png", kind=view)
-            tiles.append(a.to_pil(kind=view))
-            captions.append(method)
-        if isinstance(a.target, torch.Tensor) and model.labels:
-            label = model.labels[int(a.target[0])]
-            captions[0] = f"{stem}: {label}"
-        if len(methods) > 1:
-            images.grid(tiles, captions, ncol=min(6, len(tiles)), cell=192).save(out / f"{stem}_all.png")
+        _contact_sheet(model, x[i:i + 1], Path(name).stem, methods, target, args.layer, out)
         print(f"{name}: wrote {len(methods)} attribution(s) to {out.resolve()}")
 
 
