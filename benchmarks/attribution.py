@@ -97,6 +97,7 @@ def main(argv=None):
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--only", default=None, help="run only methods whose name contains this")
     ap.add_argument("--size", type=int, default=224)
     args = ap.parse_args(argv)
     rows = []
@@ -107,6 +108,8 @@ def main(argv=None):
             x = torch.randn(n, 3, args.size, args.size, device=args.device)
             target = [i % 1000 for i in range(n)]
             for method, setting, ours, peer_name, peer in cases(model, layer_name, layer, x, target, args.device):
+                if args.only and args.only not in method:
+                    continue
                 t_ours, m_ours = measure(ours, args.device, args.repeats, args.warmup)
                 if peer is None:
                     rows.append((name, n, method, setting, peer_name, f"{t_ours * 1000:.0f}", "out of memory", "-",

@@ -86,20 +86,33 @@ def test_rules_equal_hand_written_reference(name, rule):
     assert not torch.allclose(ours, plain)  # the rule really changed the backward
 
 
+class Fn(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
 def test_guided_relu_passes_only_positive_grad_at_positive_input():
     x = torch.tensor([-1.0, 2.0, 3.0, 0.5, 7.0], requires_grad=True)
     g = torch.tensor([1.0, 1.0, -1.0, 2.0, 1.0])
-    with nl.probe(nn.Identity(), rule="guided"):
-        torch.relu(x).backward(g)
+    relu, relu6 = Fn(torch.relu), Fn(F.relu6)
+    with nl.probe(relu, rule="guided"):
+        relu(x).backward(g)
     assert x.grad.tolist() == [0.0, 1.0, 0.0, 2.0, 1.0]
     x.grad = None
-    with nl.probe(nn.Identity(), rule="guided"):
-        F.relu6(x).backward(g)
+    with nl.probe(relu6, rule="guided"):
+        relu6(x).backward(g)
     assert x.grad.tolist() == [0.0, 1.0, 0.0, 2.0, 0.0]  # 7 > 6: ReLU6 is flat there
     x.grad = None
-    with nl.probe(nn.Identity(), rule="deconv"):
-        torch.relu(x).backward(g)
+    with nl.probe(relu, rule="deconv"):
+        relu(x).backward(g)
     assert x.grad.tolist() == [1.0, 1.0, 0.0, 2.0, 1.0]
+    x.grad = None
+    relu(x).backward(g)  # outside the probe: the plain gradient again
+    assert x.grad.tolist() == [0.0, 1.0, -1.0, 2.0, 1.0]
 
 
 def test_rule_covers_relu6_modules_of_default_model():
@@ -118,8 +131,9 @@ def test_rule_covers_relu6_modules_of_default_model():
 
 def test_rule_leaves_non_relu_hardtanh_alone():
     x = torch.tensor([-2.0, 0.5, 3.0], requires_grad=True)
-    with nl.probe(nn.Identity(), rule="guided"):
-        F.hardtanh(x).backward(torch.tensor([-1.0, -1.0, 1.0]))
+    tanh = Fn(F.hardtanh)
+    with nl.probe(tanh, rule="guided"):
+        tanh(x).backward(torch.tensor([-1.0, -1.0, 1.0]))
     assert x.grad.tolist() == [0.0, -1.0, 0.0]
 
 

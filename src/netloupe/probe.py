@@ -8,8 +8,6 @@ exit, exceptions included: each module's ``training`` flag, each parameter's
 
 from __future__ import annotations
 
-import inspect
-import math
 from collections import defaultdict
 from typing import Dict, Iterable, List, Optional
 
@@ -27,17 +25,6 @@ RULES = ("guided", "deconv")
 _STOCHASTIC_MODULE_NAMES = {"DropPath", "StochasticDepth", "DropBlock2d", "DropBlock", "DropPathWithScale"}
 
 
-def _relu_family() -> dict:
-    """Functions that compute clamp(x, lo, hi) with lo = 0, mapped to (hi or None, always in place)."""
-    fam = {
-        torch.relu: (math.inf, False), F.relu: (math.inf, False), torch.Tensor.relu: (math.inf, False),
-        torch.relu_: (math.inf, True), F.relu_: (math.inf, True), torch.Tensor.relu_: (math.inf, True),
-        F.relu6: (6.0, False),
-        F.hardtanh: (None, False), F.hardtanh_: (None, True),  # ReLU-like only when min_val == 0
-    }
-    return fam
-
-
 def _dropout_family() -> dict:
     """Dropout functions mapped to (name, position) of their training switch."""
     fam = {}
@@ -50,31 +37,27 @@ def _dropout_family() -> dict:
     return fam
 
 
-_RELU = _relu_family()
 _DROPOUT = _dropout_family()
 
 
-class _ReluWithRule(torch.autograd.Function):
-    """clamp(x, 0, hi) whose backward follows a modified rule.
+def _rule_hooks(rule: str):
+    """Autograd-node hooks that turn a ReLU-family node's backward into the rule's.
 
-    guided: pass the gradient where the forward input lies in (0, hi) and the gradient is > 0;
-    deconv: pass the gradient where it is > 0, whatever the forward input (Zeiler & Fergus).
+    guided: the node still masks by its forward input; feeding it only the positive part of
+    the incoming gradient gives relu(grad) * 1[0 < x < hi]. deconv: the node's result is
+    replaced by relu(grad), whatever the forward input (Zeiler & Fergus).
     """
+    if rule == "guided":
+        return "prehook", lambda grad_outputs: tuple(None if g is None else g.clamp(min=0) for g in grad_outputs)
+    return "hook", lambda grad_inputs, grad_outputs: (grad_outputs[0].clamp(min=0),)
 
-    @staticmethod
-    def forward(ctx, x, hi, rule):
-        ctx.rule = rule
-        if rule == "guided":
-            ctx.save_for_backward((x > 0) & (x < hi))
-        return x.clamp(min=0) if math.isinf(hi) else x.clamp(0, hi)
 
-    @staticmethod
-    def backward(ctx, grad):
-        grad = grad.clamp(min=0)
-        if ctx.rule == "guided":
-            (passes,) = ctx.saved_tensors
-            grad = grad * passes
-        return grad, None, None
+def _is_relu_node(node) -> bool:
+    """ReLU, in place or not, however called; hardtanh with min 0 (ReLU6)."""
+    name = node.name()
+    if name.startswith("ReluBackward"):
+        return True
+    return name.startswith("HardtanhBackward") and getattr(node, "_saved_min_val", None) == 0
 
 
 def _is_stochastic(m: nn.Module) -> bool:
@@ -82,29 +65,19 @@ def _is_stochastic(m: nn.Module) -> bool:
     return isinstance(m, nn.modules.dropout._DropoutNd) or type(m).__name__ in _STOCHASTIC_MODULE_NAMES
 
 
-def _bound(func, args, kwargs):
-    return inspect.signature(func).bind(*args, **kwargs).arguments
+class _ForceDropout(TorchFunctionMode):
+    """Forces dropout on for any call site (nn modules and functional calls alike) and records
+    each call's rate."""
 
-
-class _FunctionRules(TorchFunctionMode):
-    """Swaps ReLU-family calls for their rule's version and forces dropout on, for any call
-    site: nn modules, functional calls and tensor methods alike."""
-
-    def __init__(self, rule: Optional[str], stochastic: bool):
+    def __init__(self):
         super().__init__()
-        self.rule = rule
-        self.stochastic = stochastic
         self.dropout_rates: List[float] = []
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         # called for every torch op while active: keep the common path short
         if kwargs is None:
             kwargs = {}
-        if self.rule is not None and func in _RELU:
-            out = self._relu(func, args, kwargs)
-            if out is not NotImplemented:
-                return out
-        if self.stochastic and func in _DROPOUT:
+        if func in _DROPOUT:
             name, pos = _DROPOUT[func]
             self.dropout_rates.append(float(args[1] if len(args) > 1 else kwargs.get("p", 0.5)))
             if len(args) > pos:
@@ -112,21 +85,6 @@ class _FunctionRules(TorchFunctionMode):
             else:
                 kwargs = {**kwargs, name: True}
         return func(*args, **kwargs)
-
-    def _relu(self, func, args, kwargs):
-        hi, inplace = _RELU[func]
-        x = args[0]
-        if func in (F.hardtanh, F.hardtanh_):
-            a = _bound(func, args, kwargs)
-            if a.get("min_val", -1.0) != 0:
-                return NotImplemented
-            hi, inplace = float(a.get("max_val", 1.0)), inplace or a.get("inplace", False)
-        elif func in (F.relu, F.relu6):
-            inplace = _bound(func, args, kwargs).get("inplace", False)
-        out = _ReluWithRule.apply(x, hi, self.rule)
-        if inplace:
-            return x.copy_(out)
-        return out
 
 
 def _first_tensor(output):
@@ -152,6 +110,18 @@ def _first_tensor(output):
                     return new
                 return item, put
     return None, None
+
+
+def _tensors(output):
+    """Every tensor in a (nested) model output."""
+    if isinstance(output, torch.Tensor):
+        yield output
+    elif isinstance(output, (tuple, list)):
+        for item in output:
+            yield from _tensors(item)
+    elif isinstance(output, dict):
+        for item in output.values():
+            yield from _tensors(item)
 
 
 def _unwrap(model) -> nn.Module:
@@ -250,8 +220,10 @@ class Probe:
                 named = dict(model.named_modules())
                 for name in self.layers:
                     self._handles.append(named[name].register_forward_hook(self._capture_hook(name)))
-            if self.rule is not None or self.stochastic:
-                self._mode = _FunctionRules(self.rule, self.stochastic)
+            if self.rule is not None:
+                self._handles.append(model.register_forward_hook(self._rule_hook))
+            if self.stochastic:
+                self._mode = _ForceDropout()
                 self._mode.__enter__()
         except BaseException:
             self._restore()
@@ -276,6 +248,20 @@ class Probe:
             for p in params:
                 p.requires_grad_(True)
             self._saved = None
+
+    def _rule_hook(self, module, args, output):
+        """After each forward of the model: hook every ReLU-family node of the new graph."""
+        kind, fn = _rule_hooks(self.rule)
+        stack = [t.grad_fn for t in _tensors(output) if t.grad_fn is not None]
+        seen = set()  # the hooks live on the graph's nodes and go with it; both rules are idempotent
+        while stack:
+            node = stack.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            if _is_relu_node(node):
+                (node.register_prehook if kind == "prehook" else node.register_hook)(fn)
+            stack.extend(n for n, _ in node.next_functions if n is not None)
 
     def _capture_hook(self, name: str):
         def hook(module, args, output):
@@ -306,8 +292,10 @@ def probe(model, layers: Iterable[UnitLike] = (), *, detach: bool = False, rule:
     backward, ``p.gradients[name]``. A module called several times keeps every call in
     ``p.calls[name]``; ``activations`` holds the latest.
 
-    rule: ``"guided"`` or ``"deconv"`` changes the backward of every ReLU-family call
-    (nn.ReLU, inplace or reused, ``F.relu``/``torch.relu``/``relu_``, ReLU6).
+    rule: ``"guided"`` or ``"deconv"`` changes the backward of every ReLU-family op in the
+    graph of each model call (nn.ReLU, inplace or reused, ``F.relu``/``torch.relu``/``relu_``,
+    ReLU6): after the forward, hooks go on those autograd nodes, so the forward runs at full
+    speed and nothing is added to the model.
     stochastic: dropout (modules and functional calls) and drop-path run as in training,
     while normalization layers stay in eval mode.
     freeze: parameters stop requiring grad while active, so backward passes never write
