@@ -94,3 +94,21 @@ def test_picture_mixin_save_and_plot(tmp_path):
     assert Image.open(path).getpixel((0, 0)) == (0, 255, 0)
     ax = Dot().plot()
     assert ax.get_images()[0].get_array().shape == (3, 4, 3)
+
+
+def test_chart_renders_off_screen_without_touching_pyplot():
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    class Line(images.Chart):
+        figsize = (3.0, 2.0)
+
+        def plot(self, ax=None):
+            ax.plot([0, 1], [0, 1])
+            return ax
+
+    backend, open_figures = matplotlib.get_backend(), plt.get_fignums()
+    im = Line().to_pil()
+    assert im.size == (300, 200) and im.mode == "RGB"
+    assert len(set(im.getdata())) > 2  # something was drawn
+    assert matplotlib.get_backend() == backend and plt.get_fignums() == open_figures

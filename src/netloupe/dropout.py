@@ -427,11 +427,13 @@ def augment(model, layer: UnitLike, data, n: int = 8, max_epochs: int = 2000, lo
 
 
 @dataclass
-class DropoutSweep(Picture):
+class DropoutSweep(_images.Chart):
     """Augmentation strength (mean |x~ - x| in [0, 1] pixel units) against the dropout rate.
 
     rates [R]; strength [R, B, n]; results holds each rate's DropoutAugmentation.
     """
+
+    figsize = (5.4, 3.84)  # not a field: the chart's size for to_pil
 
     rates: List[float]
     strength: torch.Tensor
@@ -453,25 +455,6 @@ class DropoutSweep(Picture):
         ax.set_title(f"dropout augmentation at {self.layer}")
         ax.grid(alpha=0.3)
         return ax
-
-    def to_pil(self) -> Image.Image:
-        import io
-
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=120)
-        try:
-            self.plot(ax)
-            fig.tight_layout()
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png")
-        finally:
-            plt.close(fig)
-        buf.seek(0)
-        return Image.open(buf).convert("RGB")
 
 
 def _set_rate(module: nn.Module, rate: float) -> int:

@@ -170,6 +170,36 @@ class Picture:
         return ax
 
 
+def figure(nrow: int = 1, ncol: int = 1, **kw):
+    """A matplotlib figure drawn off-screen, with its axes grid: no pyplot, so the user's
+    backend and open figures are never touched."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**kw)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrow, ncol, squeeze=False)
+
+
+def figure_to_pil(fig) -> Image.Image:
+    """Render an off-screen figure to an RGB PIL image."""
+    fig.canvas.draw()
+    return Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[:, :, :3].copy())
+
+
+class Chart(Picture):
+    """Mixin for results drawn as a chart: subclasses define ``plot(ax)``; ``to_pil`` renders
+    it off-screen at ``figsize`` inches."""
+
+    figsize = (6.0, 4.0)
+
+    def to_pil(self, **kw) -> Image.Image:
+        fig, axes = figure(figsize=self.figsize, dpi=100)
+        self.plot(ax=axes[0, 0], **kw)
+        fig.tight_layout()
+        return figure_to_pil(fig)
+
+
 def as_pil(item) -> Image.Image:
     """A path, PIL image or HWC numpy array as an RGB PIL image."""
     if isinstance(item, (str, os.PathLike)):

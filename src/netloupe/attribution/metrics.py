@@ -4,14 +4,12 @@ cascading model-randomization sanity check (Adebayo et al. 2018)."""
 from __future__ import annotations
 
 import copy
-import io
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
-from PIL import Image
 
 from .. import images, runtime
 from ..errors import InputError
@@ -24,27 +22,8 @@ from .result import Attribution
 from .targets import resolve
 
 
-class _Figure(images.Picture):
-    """Results drawn with matplotlib: ``to_pil`` renders ``plot`` into an image."""
-
-    def to_pil(self, **kw) -> Image.Image:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-        self.plot(ax=ax, **kw)
-        buf = io.BytesIO()
-        fig.tight_layout()
-        fig.savefig(buf, format="png")
-        plt.close(fig)
-        buf.seek(0)
-        return Image.open(buf).convert("RGB")
-
-
 @dataclass
-class Curve(_Figure):
+class Curve(images.Chart):
     """Target score as pixels are deleted (or inserted) in attribution order."""
 
     kind: str
@@ -145,7 +124,7 @@ def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @dataclass
-class Randomization(_Figure):
+class Randomization(images.Chart):
     """Rank correlation of |attribution| with the trained model's, as blocks are randomized
     from the top down. ``correlations[method]`` is [len(blocks) + 1, N]; row 0 is the
     trained model (1.0)."""

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from ..errors import InputError, NetloupeError
-from ..images import grid
+from ..images import figure, figure_to_pil, grid
 from .scan import LayerStats, ScanResult
 
 _FORMAT = 1
@@ -55,21 +55,6 @@ def load_result(directory) -> ScanResult:
 
 # -- pictures --------------------------------------------------------------------------------
 
-def _figure(nrow: int = 1, ncol: int = 1, **kw):
-    """A matplotlib figure drawn off-screen (no pyplot, so the user's backend is never touched)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(**kw)
-    FigureCanvasAgg(fig)
-    return fig, fig.subplots(nrow, ncol, squeeze=False)
-
-
-def _figure_to_pil(fig) -> Image.Image:
-    fig.canvas.draw()
-    return Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[:, :, :3].copy())
-
-
 def _shown_channels(stats: LayerStats, max_channels: Optional[int]):
     n = stats.channels if max_channels is None else min(stats.channels, max_channels)
     return list(range(n))
@@ -80,7 +65,7 @@ def histogram_grid(stats: LayerStats, max_channels: Optional[int] = 64, ncol: in
     channels = _shown_channels(stats, max_channels)
     dead = set(stats.dead_channels)
     nrow = math.ceil(len(channels) / ncol)
-    fig, axes = _figure(nrow, ncol, figsize=(ncol * 1.5, nrow * 1.15 + 0.6))
+    fig, axes = figure(nrow, ncol, figsize=(ncol * 1.5, nrow * 1.15 + 0.6))
     for ax in axes.flat:
         ax.set_axis_off()
     for ax, c in zip(axes.flat, channels):
@@ -104,14 +89,14 @@ def histogram_grid(stats: LayerStats, max_channels: Optional[int] = 64, ncol: in
     fig.suptitle(f"{stats.layer}{'' if stats.call == 0 else f' (call {stats.call})'}: per-image max activation, "
                  f"{shown}, {len(dead)} dead (red), {stats.count} images", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.97 if nrow > 2 else 0.9), h_pad=0.3, w_pad=0.2)
-    return _figure_to_pil(fig)
+    return figure_to_pil(fig)
 
 
 def activity_histograms(result: ScanResult) -> Image.Image:
     """Per layer, a histogram over channels of the share of images where the channel fires
     (is positive somewhere): a pile at 0 is a dead layer (the Toolbox's 'inactive layers')."""
     n = len(result.layers)
-    fig, axes = _figure(1, n, figsize=(3.2 * n, 2.6))
+    fig, axes = figure(1, n, figsize=(3.2 * n, 2.6))
     for ax, (key, stats) in zip(axes[0], result.layers.items()):
         active = (1 - stats.never_positive).numpy()
         ax.hist(active, bins=20, range=(0, 1), color="#1f77b4")
@@ -119,7 +104,7 @@ def activity_histograms(result: ScanResult) -> Image.Image:
         ax.set_xlabel("share of images where the channel fires", fontsize=7)
         ax.tick_params(labelsize=6)
     fig.tight_layout()
-    return _figure_to_pil(fig)
+    return figure_to_pil(fig)
 
 
 def correlation_heatmap(stats: LayerStats) -> Image.Image:
@@ -128,7 +113,7 @@ def correlation_heatmap(stats: LayerStats) -> Image.Image:
 
     order = stats.order
     corr = stats.correlation[order][:, order].numpy()
-    fig, axes = _figure(figsize=(5, 4.3))
+    fig, axes = figure(figsize=(5, 4.3))
     ax = axes[0, 0]
     cmap = colormaps["RdBu_r"].with_extremes(bad="#bbbbbb")
     im = ax.imshow(np.ma.masked_invalid(corr), cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
@@ -137,7 +122,7 @@ def correlation_heatmap(stats: LayerStats) -> Image.Image:
     ax.set_yticks([])
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    return _figure_to_pil(fig)
+    return figure_to_pil(fig)
 
 
 def montage(result: ScanResult, layer: str, channels=None, max_channels: int = 16, cell: int = 72,
