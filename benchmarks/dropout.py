@@ -12,6 +12,10 @@ netloupe one per still-running sample per step.
 
     PYTHONPATH=src OMP_NUM_THREADS=2 python benchmarks/dropout.py [--only default|vgg11_bn]
 
+``--lr-scan 0.005,0.01,0.02,0.05,0.1`` instead runs netloupe alone on the default model at each
+lr and prints passes and augmentation strength (mean |x~ - x|) per optimizer: what the default
+optimizer was chosen on.
+
 A run stopped by max steps before the tolerance is marked "no" and its ratio is then a lower bound.
 """
 
@@ -80,6 +84,25 @@ def case(name, loaded, layer, x, n, fraction, optimizers, max_steps):
     return rows
 
 
+def lr_scan(loaded, layer, x, n, fraction, optimizers, lrs, max_steps):
+    """Passes and strength per optimizer and lr: does the size of x~ - x measure dropout or lr?"""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tol = fraction * float(nl.augment(loaded, layer, x, n=n, max_epochs=0, seed=0, progress=False).loss.mean())
+    print(f"\n### lr scan: default model, layer `{layer}`, n = {n}, tolerance {tol:.4g}\n")
+    print("| optimizer | lr | passes | steps per sample | all reached | mean abs(x~ - x) per sample (pixel units) |")
+    print("|---|---|---|---|---|---|")
+    for opt in optimizers:
+        for lr in lrs:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a run that misses the tolerance shows "no" in the table
+                r = nl.augment(loaded, layer, x, n=n, seed=0, loss_tolerance=tol, optimizer=opt, lr=lr,
+                               max_epochs=max_steps, progress=False)
+            strength = ", ".join(f"{v:.4f}" for v in r.strength.flatten().tolist())
+            print(f"| {opt} | {lr:g} | {r.passes - 1 - n} | {r.steps.flatten().tolist()} | "
+                  f"{'yes' if r.converged.all() else 'no'} | {strength} |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=4)
@@ -91,9 +114,15 @@ def main():
                     help="random-weight VGG converges slowly for every method; a looser tolerance keeps the run short")
     ap.add_argument("--vgg-max-steps", type=int, default=150)
     ap.add_argument("--only", choices=["default", "vgg11_bn"], default=None)
-    ap.add_argument("--optimizers", default="adam,lbfgs", help="netloupe optimizers to run, comma-separated")
+    ap.add_argument("--optimizers", default="lbfgs,adam", help="netloupe optimizers to run, comma-separated")
+    ap.add_argument("--lr-scan", default=None, help="comma-separated lrs: scan netloupe alone on the default model")
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    if args.lr_scan:
+        model = nl.load_model("default")
+        lr_scan(model, "classifier", model.inputs(nl.samples.path("chelsea")), args.n, args.fraction,
+                args.optimizers.split(","), [float(v) for v in args.lr_scan.split(",")], 300)
+        return
     if args.only in (None, "default"):
         model = nl.load_model("default")
         x = model.inputs(nl.samples.path("chelsea"))

@@ -208,7 +208,8 @@ ZOO_CASES = {
 def test_zoo_leaves_model_unchanged(name, call):
     model, inputs = zoo.build(name)
     layer, ok_augment, ok_sweep = ZOO_CASES[name]
-    kw = dict(n=2, max_epochs=2, seed=0, progress=False)
+    # Adam moves every sample at every step, so "strength > 0" below shows that the run did something
+    kw = dict(n=2, max_epochs=2, seed=0, progress=False, optimizer="adam")
     run = {"augment": lambda: nl.augment(model, layer, inputs[0], **kw),
            "sweep": lambda: nl.dropout_sweep(model, layer, inputs[0], rates=(0.0, 0.5), **kw)}[call]
     ok = ok_augment if call == "augment" else ok_sweep
@@ -228,3 +229,15 @@ def test_zoo_leaves_model_unchanged(name, call):
             assert (result.strength > 0).all()
     else:
         assert (result.strength[0] == 0).all()
+
+
+def test_lbfgs_steps_stay_bounded_where_the_loss_is_flat():
+    # a random-weight MobileNetV3 has a nearly flat, noisy loss: L-BFGS's curvature estimate
+    # once sent x~ half the pixel range away for no gain; each step is capped at 2 lr
+    model, inputs = zoo.build("mobilenet_v3_small")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 5 steps do not converge
+        r = nl.augment(model, "classifier.3", inputs[0], n=2, max_epochs=5, seed=0, progress=False)
+    assert r.optimizer == "lbfgs"
+    moved = (r.images - r.inputs[:, None]).abs().flatten(2).max(2).values
+    assert (moved <= 5 * nl.dropout._LBFGS_MAX_STEP * r.lr * (1 + 1e-5)).all()

@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", required=True, help="the layer (unit) whose dropout samples are matched, e.g. classifier")
     p.add_argument("-n", type=int, default=8, help="dropout samples per image (default 8)")
     p.add_argument("--max-epochs", type=int, default=2000, help="optimizer steps per sample at most")
-    p.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam")
+    p.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="netloupe-dropout", help="folder for dropout_grid.png")
     p.set_defaults(func=cmd_dropout)

@@ -8,8 +8,9 @@ L's output matches each h~_i. ``sweep`` repeats this over dropout rates.
 
 What makes it converge in fewer model passes than dropviz's loop: every sample has its own
 loss, step size and stopping test (a sample that reaches its tolerance is frozen and leaves the
-batch), the default step size is a fixed fraction of the valid input range, a step size halves
-whenever its sample's loss rises (no oscillating tail), and L-BFGS is available per sample.
+batch), the optimizer is L-BFGS per sample (Adam, with a step size that halves whenever its
+sample's loss rises, is the alternative), and the first step is a fixed fraction of the valid
+input range. benchmarks/dropout_bound.py shows how close that comes to the best any method could do.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from .runtime import batch_size as _batch_size
 from .runtime import chunks, progress as _progress
 from .units import Unit, UnitLike, as_unit
 
-OPTIMIZERS = ("adam", "lbfgs")
+OPTIMIZERS = ("lbfgs", "adam")
 #: ``loss_tolerance=None``: a sample has converged once its MSE is at most this fraction of its
 #: starting MSE (the MSE between L's output on x and the dropout sample h~).
 TOLERANCE_FRACTION = 0.05
@@ -40,6 +41,8 @@ TOLERANCE_FRACTION = 0.05
 #: 2.0 for inputs in [-1, 1]): Adam's step size, and the largest pixel change of L-BFGS's first step.
 LR_FRACTION = 0.01
 _BETAS, _EPS = (0.9, 0.999), 1e-8
+#: L-BFGS's largest pixel change per step, in units of lr (on the default model its steps stay below 1.2 lr).
+_LBFGS_MAX_STEP = 2.0
 
 
 @dataclass
@@ -289,7 +292,9 @@ class _Fit:
     def _lbfgs(self) -> None:
         """L-BFGS run independently per sample, batched: each sample has its own curvature
         history, its own step length (halved on a rise of its loss, the step then retried) and
-        its own stopping test; the first step moves the largest pixel change by ``lr``."""
+        its own stopping test; the first step moves the largest pixel change by ``lr``, and no step
+        by more than _LBFGS_MAX_STEP * lr (where the loss is nearly flat, as in a random-weight net,
+        the curvature estimate would otherwise send x~ far from x for no gain)."""
         M, shape = len(self.x), self.x.shape
         flat = lambda t: t.reshape(len(t), -1)  # noqa: E731
         idx = torch.arange(M, device=self.x.device)
@@ -319,7 +324,9 @@ class _Fit:
             d = -q
             uphill = (d * grad[idx]).sum(1) >= 0  # lost curvature: fall back to the scaled gradient
             d[uphill] = -gamma[idx][uphill, None] * grad[idx][uphill]
-            trial = flat(self._clamp((x[idx] + t[idx, None] * d).view(-1, *shape[1:]), idx))
+            step_ = t[idx, None] * d
+            step_ *= (_LBFGS_MAX_STEP * self.lr / step_.abs().max(1, keepdim=True).values.clamp_min(1e-30)).clamp(max=1)
+            trial = flat(self._clamp((x[idx] + step_).view(-1, *shape[1:]), idx))
             new_loss, new_grad, new_out = self._evaluate(trial.view(-1, *shape[1:]), idx)
             new_grad = flat(new_grad)
             better = new_loss < loss[idx]
@@ -346,7 +353,7 @@ class _Fit:
 
 def augment(model, layer: UnitLike, data, n: int = 8, max_epochs: int = 2000, loss_tolerance: Optional[float] = None,
             lr: Optional[float] = None, device=None, verbosity: int = 0, batch_size: Optional[int] = None,
-            seed: Optional[int] = None, clamp: bool = True, optimizer: str = "adam",
+            seed: Optional[int] = None, clamp: bool = True, optimizer: str = "lbfgs",
             progress: bool = True) -> DropoutAugmentation:
     """Show the augmentation that dropout performs in input space (Bouthillier et al. 2015).
 
@@ -364,7 +371,9 @@ def augment(model, layer: UnitLike, data, n: int = 8, max_epochs: int = 2000, lo
     there (netloupe never moves it). batch_size: samples optimized at once (B * n are chunked).
     seed: the same seed gives the same masks, so one input gives the same result alone or in a
     batch. clamp: keep x~ inside the valid input range ([0, 1] images after normalization).
-    optimizer: "adam" or "lbfgs". verbosity: 1 prints each sample's final loss when it stops.
+    optimizer: "lbfgs" (default) or "adam". L-BFGS is the default because its x~ do not depend on
+    the step size (mean |x~ - x| stays put when lr changes 20x), while Adam's move every pixel by
+    about lr per step, so their size measures lr rather than dropout. verbosity: 1 prints each sample's final loss when it stops.
     Samples that do not reach their tolerance in max_epochs steps raise a warning.
     """
     loaded = as_loaded(model)

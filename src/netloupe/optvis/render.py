@@ -29,8 +29,9 @@ from .transforms import resolve
 
 @dataclass
 class Rendering(Picture):
-    """Rendered images [batch, 3, h, w] in [0, 1], the objective per step and element
-    (``history`` [steps, batch]), images at the threshold steps, and what made them."""
+    """Rendered images [batch, 3, h, w] in [0, 1] on the model's device, the objective per step
+    and element (``history`` [steps, batch], on the CPU), images at the threshold steps, and what
+    made them."""
 
     images: torch.Tensor
     history: torch.Tensor
@@ -151,12 +152,12 @@ def render(model_or_models, objective, param: Optional[Param] = None, transforms
             history.append(values.detach())
             if step in keep or callback is not None:
                 with torch.no_grad():
-                    now = param().detach().cpu()
+                    now = param().detach()
                 if step in keep:
                     snapshots[step] = now
                 if callback is not None:
                     callback(step, now, values.detach())
     with torch.no_grad():
-        final = param().detach().cpu()
+        final = param().detach()
     return Rendering(final, torch.stack(history).cpu(), snapshots, str(objective),
                      list(captions) if captions is not None else None)
