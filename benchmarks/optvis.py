@@ -40,14 +40,16 @@ def timed(fn):
 
 
 def run_netloupe(model, layer, chans, steps, size, seed):
-    batched, t_b = timed(lambda: nl.visualize_channels(model, layer, chans, size=size, steps=steps, seed=seed,
-                                                        batch_size=len(chans), progress=False))
-    fours, t_4 = timed(lambda: nl.visualize_channels(model, layer, chans, size=size, steps=steps, seed=seed,
-                                                     batch_size=4, progress=False))
+    rows = []
+    for per in (len(chans), 8, 4):
+        r, t = timed(lambda: nl.visualize_channels(model, layer, chans, size=size, steps=steps, seed=seed,
+                                                   batch_size=per, progress=False))
+        label = "one batch of 16" if per == len(chans) else f"{len(chans) // per} batches of {per} (batch_size={per})"
+        rows.append((f"netloupe, {label}", r.images, t, len(chans) // per))
     singles, t_s = timed(lambda: torch.cat([nl.visualize(model, f"{layer}:{c}", size=size, steps=steps, seed=seed,
                                                          progress=False).images for c in chans]))
-    return [("netloupe, one batch of 16", batched.images, t_b, 1), ("netloupe, 16 single calls", singles, t_s, len(chans)),
-            ("netloupe, 4 batches of 4 (batch_size=4)", fours.images, t_4, 4)]
+    rows.insert(1, ("netloupe, 16 single calls", singles, t_s, len(chans)))
+    return rows
 
 
 def run_lucent(model, layer, chans, steps, size):
@@ -109,6 +111,8 @@ def main():
         print(f"| {name} | {secs:.1f} | {per_call_steps:.2f} | {args.steps * len(chans) / secs:.1f} | "
               f"{acts.mean():.3f} |")
     print(f"\nspeed-up of one batch over 16 single calls: {rows[1][2] / base:.2f}x")
+    for name, _, secs, _ in rows[2:4]:
+        print(f"speed-up of {name.split(', ')[1]} over 16 single calls: {rows[1][2] / secs:.2f}x")
     for n in notes:
         print(n)
 

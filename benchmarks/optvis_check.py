@@ -5,6 +5,10 @@ For 8 channels of a middle layer of the default model, render each channel (one 
 standard transforms) with both parameterizations and the same steps, then measure each
 rendering's channel activation WITHOUT transforms (the image resized to the model input,
 normalized, one forward pass) and compare it with that channel's maximum over all sample photos.
+The same measurement at earlier steps (``--curve``) shows which parameterization leads when.
+
+The image is rendered at the model's input size (224) by default, so that the model sees each
+parameterization's pixels as they are; ``--size 128`` renders at Lucid's usual size, upsampled.
 
     PYTHONPATH=src python benchmarks/optvis_check.py --steps 512
 """
@@ -12,6 +16,8 @@ normalized, one forward pass) and compare it with that channel's maximum over al
 from __future__ import annotations
 
 import argparse
+import functools
+import operator
 import time
 
 import torch
@@ -19,6 +25,7 @@ import torch.nn.functional as F
 
 import netloupe as nl
 from netloupe import samples
+from netloupe.optvis import image, objectives, render
 
 
 def channel_means(model, layer, inputs, channels):
@@ -37,7 +44,9 @@ def main():
     ap.add_argument("--layer", default="blocks.4")
     ap.add_argument("--channels", type=int, nargs="+", default=list(range(8)))
     ap.add_argument("--steps", type=int, default=512)
-    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--curve", type=int, nargs="*", default=[16, 32, 64, 128, 256, 384],
+                    help="earlier steps at which to measure the mean activation too")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--grid", default=None, help="save the FFT and pixel renderings as a grid PNG here")
     ap.add_argument("--fft-grid", default=None, help="save the FFT renderings alone as a grid PNG here")
@@ -46,13 +55,16 @@ def main():
     chans = args.channels
     photos = model.inputs([samples.path(n) for n in samples.names()])
     photo_max = channel_means(model, args.layer, photos, chans).max(0).values
+    thresholds = sorted({t for t in args.curve if t < args.steps} | {args.steps})
+    objective = functools.reduce(operator.add, [objectives.channel(args.layer, c, batch=i) for i, c in enumerate(chans)])
     results = {}
     for name, fft in (("fft+decorrelated", True), ("pixel", False)):
         t0 = time.time()
-        r = nl.visualize_channels(model, args.layer, chans, size=args.size, steps=args.steps, seed=args.seed,
-                                  batch_size=None, fft=fft, decorrelate=fft, progress=False)
-        acts = channel_means(model, args.layer, rendering_inputs(model, r.images), chans).diagonal()
-        results[name] = (r, acts, time.time() - t0)
+        param = image(args.size, batch=len(chans), fft=fft, decorrelate=fft, seed=args.seed)
+        r = render(model, objective, param, steps=args.steps, seed=args.seed, thresholds=thresholds, progress=False)
+        curve = {t: channel_means(model, args.layer, rendering_inputs(model, im), chans).diagonal()
+                 for t, im in sorted(r.snapshots.items())}
+        results[name] = (r, curve[args.steps], time.time() - t0, curve)
     print(f"default model, layer {args.layer}, channels {chans}, {args.steps} steps, {args.size} px, seed {args.seed}")
     print(f"sample photos: {len(samples.names())} ({', '.join(samples.names())})\n")
     print("| channel | max over photos | FFT+decorrelated | pixel | FFT > photos | FFT > pixel |")
@@ -63,7 +75,13 @@ def main():
               f"{'yes' if fft_acts[i] > photo_max[i] else 'NO'} | {'yes' if fft_acts[i] > pix_acts[i] else 'NO'} |")
     print(f"| mean | {photo_max.mean():.3f} | {fft_acts.mean():.3f} | {pix_acts.mean():.3f} | "
           f"{int((fft_acts > photo_max).sum())}/{len(chans)} | {int((fft_acts > pix_acts).sum())}/{len(chans)} |")
-    for name, (_, _, secs) in results.items():
+    print("\nMean activation over the channels, by step:\n")
+    print("| step | FFT+decorrelated | pixel | FFT ahead |")
+    print("|---|---|---|---|")
+    for t in thresholds:
+        a, b = results["fft+decorrelated"][3][t].mean(), results["pixel"][3][t].mean()
+        print(f"| {t} | {a:.3f} | {b:.3f} | {'yes' if a > b else 'NO'} |")
+    for name, (_, _, secs, _) in results.items():
         print(f"\n{name}: {secs:.0f} s for {args.steps} steps of a batch of {len(chans)}")
     if args.grid:
         imgs = list(results["fft+decorrelated"][0].images) + list(results["pixel"][0].images)

@@ -293,6 +293,32 @@ def test_render_raises_the_objective_and_keeps_snapshots():
     assert torch.equal(again.images, r.images)  # same seed, same result
 
 
+class ViewNet(nn.Module):
+    """A LeNet-style net that flattens a conv output with .view, which a channels_last tensor refuses."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(2)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).view(x.shape[0], -1))
+
+
+def test_cpu_batches_go_in_channels_last_and_models_that_refuse_it_still_render():
+    model = tiny(16)
+    nl.render(model, obj.channel("conv1", 1), image(16, batch=2, seed=0), steps=1, seed=0, progress=False)
+    assert model.module.seen[-1].is_contiguous(memory_format=torch.channels_last)
+    nl.render(model, obj.channel("conv1", 1), image(16, batch=1, seed=0), steps=1, seed=0, progress=False)
+    assert model.module.seen[-1].is_contiguous()  # one image: the usual layout (faster there)
+    view_net = nl.LoadedModel(ViewNet().eval(), Preprocess(size=8))
+    with leaves_unchanged(view_net.module):
+        r = nl.render(view_net, obj.class_logit(0), image(8, batch=2, seed=0), transforms=KEEP_SIZE, steps=20,
+                      lr=0.1, seed=0, progress=False)
+    assert (r.history[-3:].mean(0) > r.history[:3].mean(0)).all()
+
+
 def test_small_images_are_upsampled_to_the_model_input_after_normalization():
     model = tiny(24)
     model.preprocess = Preprocess(size=24, mean=(0.2, 0.4, 0.6), std=(0.5, 0.25, 0.1))
