@@ -233,7 +233,7 @@ def test_zoo_leaves_model_unchanged(name, call):
 
 def test_lbfgs_steps_stay_bounded_where_the_loss_is_flat():
     # a random-weight MobileNetV3 has a nearly flat, noisy loss: L-BFGS's curvature estimate
-    # once sent x~ half the pixel range away for no gain; each step is capped at 2 lr
+    # once sent x~ half the pixel range away for no gain; each step is capped at 4 lr
     model, inputs = zoo.build("mobilenet_v3_small")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # 5 steps do not converge
