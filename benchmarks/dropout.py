@@ -56,11 +56,17 @@ def baseline(model, layer, x, targets, tol, max_steps):
     return ep, (ep + 1) * n, time.perf_counter() - t0, loss
 
 
+def starting_point(loaded, layer, x, n):
+    """augment with no steps (seed 0): the dropout targets every run here shares, and in ``loss``
+    the MSE at x before any step."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no steps: the "did not converge" warning is expected
+        return nl.augment(loaded, layer, x, n=n, max_epochs=0, seed=0, progress=False)
+
+
 def case(name, loaded, layer, x, n, fraction, optimizers, max_steps):
     rows = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # no steps: only the targets and the starting MSE
-        probe_run = nl.augment(loaded, layer, x, n=n, max_epochs=0, seed=0, progress=False)
+    probe_run = starting_point(loaded, layer, x, n)
     start = probe_run.loss[0]  # MSE at x, before any step
     tol = fraction * float(start.mean())
     for opt in optimizers:
@@ -86,9 +92,7 @@ def case(name, loaded, layer, x, n, fraction, optimizers, max_steps):
 
 def lr_scan(loaded, layer, x, n, fraction, optimizers, lrs, max_steps):
     """Passes and strength per optimizer and lr: does the size of x~ - x measure dropout or lr?"""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tol = fraction * float(nl.augment(loaded, layer, x, n=n, max_epochs=0, seed=0, progress=False).loss.mean())
+    tol = fraction * float(starting_point(loaded, layer, x, n).loss.mean())
     print(f"\n### lr scan: default model, layer `{layer}`, n = {n}, tolerance {tol:.4g}\n")
     print("| optimizer | lr | passes | steps per sample | all reached | mean abs(x~ - x) per sample (pixel units) |")
     print("|---|---|---|---|---|---|")

@@ -22,14 +22,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import warnings
 
 import torch
 
 import netloupe as nl
 
 sys.path.insert(0, os.path.dirname(__file__))
-from dropout import baseline  # noqa: E402
+from dropout import baseline, starting_point  # noqa: E402
 
 
 def layer_output(module, layer, x):
@@ -113,9 +112,7 @@ def main():
           " dropviz passes | dropviz / ideal |")
     print("|---|---|---|---|---|---|")
     for n in args.n:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # no steps: only the targets and the starting MSE
-            r0 = nl.augment(loaded, layer, x, n=n, max_epochs=0, seed=0, progress=False)
+        r0 = starting_point(loaded, layer, x, n)
         targets = r0.targets[0].flatten(1).double()
         R = (targets - clean).T  # [D, n]: the change of L's output each sample asks for
         alone = [krylov_iterations(J, R[:, i:i + 1], args.fractions) for i in range(n)]

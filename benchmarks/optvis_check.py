@@ -64,12 +64,12 @@ def main():
         r = render(model, objective, param, steps=args.steps, seed=args.seed, thresholds=thresholds, progress=False)
         curve = {t: channel_means(model, args.layer, rendering_inputs(model, im), chans).diagonal()
                  for t, im in sorted(r.snapshots.items())}
-        results[name] = (r, curve[args.steps], time.time() - t0, curve)
+        results[name] = (r, curve, time.time() - t0)
     print(f"default model, layer {args.layer}, channels {chans}, {args.steps} steps, {args.size} px, seed {args.seed}")
     print(f"sample photos: {len(samples.names())} ({', '.join(samples.names())})\n")
     print("| channel | max over photos | FFT+decorrelated | pixel | FFT > photos | FFT > pixel |")
     print("|---|---|---|---|---|---|")
-    fft_acts, pix_acts = results["fft+decorrelated"][1], results["pixel"][1]
+    fft_acts, pix_acts = results["fft+decorrelated"][1][args.steps], results["pixel"][1][args.steps]
     for i, c in enumerate(chans):
         print(f"| {c} | {photo_max[i]:.3f} | {fft_acts[i]:.3f} | {pix_acts[i]:.3f} | "
               f"{'yes' if fft_acts[i] > photo_max[i] else 'NO'} | {'yes' if fft_acts[i] > pix_acts[i] else 'NO'} |")
@@ -79,9 +79,9 @@ def main():
     print("| step | FFT+decorrelated | pixel | FFT ahead |")
     print("|---|---|---|---|")
     for t in thresholds:
-        a, b = results["fft+decorrelated"][3][t].mean(), results["pixel"][3][t].mean()
+        a, b = results["fft+decorrelated"][1][t].mean(), results["pixel"][1][t].mean()
         print(f"| {t} | {a:.3f} | {b:.3f} | {'yes' if a > b else 'NO'} |")
-    for name, (_, _, secs, _) in results.items():
+    for name, (_, _, secs) in results.items():
         print(f"\n{name}: {secs:.0f} s for {args.steps} steps of a batch of {len(chans)}")
     if args.grid:
         imgs = list(results["fft+decorrelated"][0].images) + list(results["pixel"][0].images)

@@ -374,7 +374,8 @@ def augment(model, layer: UnitLike, data, n: int = 8, max_epochs: int = 2000, lo
     batch. clamp: keep x~ inside the valid input range ([0, 1] images after normalization).
     optimizer: "lbfgs" (default) or "adam". L-BFGS is the default because its x~ do not depend on
     the step size (mean |x~ - x| stays put when lr changes 20x), while Adam's move every pixel by
-    about lr per step, so their size measures lr rather than dropout. verbosity: 1 prints each sample's final loss when it stops.
+    about lr per step, so their size measures lr rather than dropout. verbosity: 1 prints each
+    sample's final loss when it stops.
     Samples that do not reach their tolerance in max_epochs steps raise a warning.
     """
     loaded = as_loaded(model)
