@@ -352,3 +352,36 @@ def test_bad_attribution_arguments():
         nl.grad_cam(model, x, 1, layer="fc")
     with pytest.raises(nl.NetloupeError, match="one score per sample"):
         nl.saliency(model, x, lambda out: out.sum())
+
+
+def test_plot_has_a_colour_bar_in_attribution_units():
+    from netloupe.images import figure
+
+    model, _ = zoo.build("resnet18")
+    r = nl.saliency(model, torch.randn(1, 3, 64, 64), 1)
+    for kind in ("heatmap", "overlay", "raw", "norm-blur"):
+        fig, axes = figure(1, 1)
+        r.plot(ax=axes[0, 0], kind=kind)
+        assert len(fig.axes) == 2, kind  # the image and its colour bar
+        bar = fig.axes[1]
+        lo, hi = bar.get_ylim()
+        if kind in ("heatmap", "overlay"):  # 0 .. the robust maximum of |values| summed over channels
+            m = r.values[0].abs().sum(0)
+            assert lo == 0 and abs(hi - float(torch.quantile(m.flatten(), 0.995))) < 1e-6 * float(m.max())
+        if kind == "raw":
+            assert lo == -hi
+    fig, axes = figure(1, 1)
+    r.plot(ax=axes[0, 0], colorbar=False)
+    assert len(fig.axes) == 1
+
+
+def test_contact_sheet_explains_one_class_with_every_method():
+    model, _ = zoo.build("resnet18")
+    sheet = nl.attribution.contact_sheet(model, torch.randn(1, 3, 64, 64), methods=["saliency", "deconvnet", "grad_cam"])
+    targets = {int(r.target[0]) for r in sheet.results.values()}
+    assert len(targets) == 1 and list(sheet.results) == ["saliency", "deconvnet", "grad_cam"]
+    assert sheet.view("deconvnet") == "raw" and sheet.view("grad_cam") == "overlay"
+    im = sheet.to_pil()
+    assert im.size[0] > 4 * 150
+    with pytest.raises(nl.InputError, match="one input"):
+        nl.attribution.contact_sheet(model, torch.randn(2, 3, 64, 64))

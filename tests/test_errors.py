@@ -27,6 +27,19 @@ def _notes(tmp_path):
     return path
 
 
+def _meta_model():
+    with torch.device("meta"):
+        return torch.nn.Linear(4, 2)
+
+
+def _scripted():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.script(torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)))
+
+
 CASES = [
     ("unknown layer", lambda m, t: nl.probe(m.module, ["blocks.9"]), nl.UnitError, "nearest: blocks"),
     ("bad unit syntax", lambda m, t: _unit_value(m, "blocks.5:twelve"), nl.UnitError, "layer:channel@y,x"),
@@ -36,7 +49,24 @@ CASES = [
     ("missing file", lambda m, t: m.predict(t / "nothere.jpg"), nl.InputError, "not found"),
     ("non-image file", lambda m, t: m.predict(_notes(t)), nl.InputError, "cannot read"),
     ("folder as image", lambda m, t: m.predict(t), nl.InputError, "is a folder"),
-    ("wrong tensor rank", lambda m, t: m.predict(torch.zeros(3, 64)), nl.InputError, r"\[N, C, H, W\]"),
+    ("wrong tensor rank", lambda m, t: m.predict(torch.zeros(64)), nl.InputError, r"\[N, C, H, W\]"),
+    ("features to an image model", lambda m, t: m.predict(torch.zeros(3, 64)), nl.InputError,
+     r"failed on inputs of shape \(3, 64\)"),
+    ("empty batch", lambda m, t: nl.saliency(m, torch.zeros(0, 3, 64, 64)), nl.InputError, "batch is empty"),
+    ("empty batch, CAM", lambda m, t: nl.grad_cam(m, torch.zeros(0, 3, 64, 64)), nl.InputError, "batch is empty"),
+    ("fractional class", lambda m, t: nl.saliency(m, torch.zeros(1, 3, 64, 64), 3.7), nl.InputError, "whole number"),
+    ("fractional classes", lambda m, t: nl.saliency(m, torch.zeros(2, 3, 64, 64), [1, 2.5]), nl.InputError,
+     "whole number"),
+    ("negative noise", lambda m, t: nl.smoothgrad(m, torch.zeros(1, 3, 64, 64), 1, noise=-0.1), nl.InputError,
+     "noise must be"),
+    ("meta-device model", lambda m, t: nl.saliency(_meta_model(), torch.zeros(1, 4)), nl.ModelError, "meta device"),
+    ("TorchScript with a rule", lambda m, t: nl.guided_backprop(_scripted(), torch.zeros(1, 4), 0), nl.NetloupeError,
+     "TorchScript"),
+    ("TorchScript CAM", lambda m, t: nl.grad_cam(_scripted(), torch.zeros(1, 4), 0, layer="0"), nl.NetloupeError,
+     "TorchScript"),
+    ("top patches without a scan", lambda m, t: nl.top_patches(None, "bn1", 0), nl.InputError, "ScanResult"),
+    ("model given several inputs", lambda m, t: nl.saliency(m, (torch.zeros(1, 3, 64, 64),) * 2), nl.InputError,
+     "takes 2 positional arguments"),
     ("wrong channel count", lambda m, t: m.predict(torch.zeros(1, 1, 64, 64)), nl.InputError, "failed on inputs"),
     ("NaN input", lambda m, t: m.predict(torch.full((1, 3, 64, 64), float("nan"))), nl.InputError, "NaN"),
     ("wrong input type", lambda m, t: m.predict({"img": 1}), nl.InputError, "cannot use a dict"),
@@ -58,3 +88,33 @@ def test_bad_input_gives_helpful_error_and_leaves_model(model, tmp_path, monkeyp
         with pytest.raises(error, match=match) as e:
             call(model, tmp_path)
     assert isinstance(e.value, nl.NetloupeError)
+
+
+class _Buggy(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        if x.shape[0] > 0:
+            raise RuntimeError("boom: a bug in the user's forward")
+        return self.fc(x)
+
+
+def test_a_bug_in_the_models_forward_is_not_blamed_on_the_inputs():
+    with pytest.raises(RuntimeError, match="boom") as e:
+        nl.saliency(_Buggy(), torch.zeros(2, 4), 0)
+    assert not isinstance(e.value, nl.NetloupeError)
+    with pytest.raises(nl.InputError, match="failed on inputs of shape \\(2, 5\\)") as e:  # a real shape problem
+        nl.saliency(torch.nn.Linear(4, 2), torch.zeros(2, 5), 0)
+    assert isinstance(e.value.__cause__, RuntimeError)  # the original error is chained, never lost
+
+
+def test_torchscript_models_take_the_methods_that_need_no_hooks():
+    model = _scripted()
+    x = torch.randn(3, 4)
+    ours = nl.integrated_gradients(model, x, 1, steps=8, method="riemann_middle").values
+    assert ours.shape == (3, 4) and torch.isfinite(ours).all()
+    xi = x.clone().requires_grad_(True)
+    model(xi)[:, 1].sum().backward()
+    assert torch.allclose(nl.saliency(model, x, 1, abs=False).values, xi.grad)

@@ -56,7 +56,13 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(nl.InputError, match="cannot read"):
         pre(tmp_path / "notes.txt")
     with pytest.raises(nl.InputError, match=r"\[N, C, H, W\]"):
-        pre(torch.zeros(2, 2, 3, 4, 5))
+        pre(torch.zeros(5))  # no batch dimension
+    assert pre(torch.zeros(2, 2, 3, 4, 5)).shape == (2, 2, 3, 4, 5)  # tensors are taken as model inputs as they are
+    assert pre(torch.zeros(3, 4, 5)).shape == (1, 3, 4, 5)  # one image
+    with pytest.raises(nl.InputError, match="batch is empty"):
+        pre(torch.zeros(0, 3, 4, 4))
+    with pytest.raises(nl.InputError, match="a tuple means several model inputs"):
+        pre((torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4)))
     with pytest.raises(nl.InputError, match="NaN"):
         pre(torch.full((1, 3, 4, 4), float("nan")))
     with pytest.raises(nl.InputError, match="cannot use a dict"):
@@ -112,3 +118,31 @@ def test_chart_renders_off_screen_without_touching_pyplot():
     assert im.size == (300, 200) and im.mode == "RGB"
     assert len(set(im.getdata())) > 2  # something was drawn
     assert matplotlib.get_backend() == backend and plt.get_fignums() == open_figures
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG file whose header claims width x height pixels; its data is a single byte."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+
+
+def test_images_above_the_decompression_bomb_limit_are_refused_with_the_way_out(tmp_path, monkeypatch):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_claiming(100_000, 100_000))
+    with pytest.raises(nl.InputError, match=f"limit of {Image.MAX_IMAGE_PIXELS:,}") as e:
+        images.load_image(bomb)
+    assert "PIL.Image.MAX_IMAGE_PIXELS = N" in str(e.value) and "--max-pixels N" in str(e.value)
+    small = tmp_path / "small.png"
+    Image.new("RGB", (20, 20)).save(small)  # 400 pixels
+    for limit in (300, 150):  # Pillow only warns below twice the limit, and raises above it: both are refused
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+        with pytest.raises(nl.InputError, match=f"limit of {limit}"):
+            images.load_image(small)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 400)
+    assert images.load_image(small).size == (20, 20)

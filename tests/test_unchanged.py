@@ -34,13 +34,22 @@ def _probe_backward(model, inputs):
 
 def _attribution(method, **kw):
     def call(model, inputs):
-        if len(inputs) > 1:  # attribution explains single-input models: a clear error for the siamese one
-            with pytest.raises(nl.NetloupeError):
-                nl.attribute(model, inputs[0], method, target=0, **kw)
-            return
-        r = nl.attribute(model, inputs[0], method, target=0, **kw)
-        assert r.values.shape[0] == len(inputs[0]) and torch.isfinite(r.values).all()
+        r = nl.attribute(model, inputs if len(inputs) > 1 else inputs[0], method, target=0, **kw)
+        values = r.values if isinstance(r.values, tuple) else (r.values,)
+        assert all(v is None or (v.shape[0] == len(inputs[0]) and torch.isfinite(v).all()) for v in values)
+        if len(inputs) > 1:  # the same model with its second input passed through as a forward argument
+            r = nl.attribute(model, inputs[0], method, target=0, forward_args=inputs[1:], **kw)
+            assert torch.isfinite(r.values).all()
     return call
+
+
+def _contact_sheet(model, inputs):
+    if len(inputs) > 1:  # a sheet explains one image through a one-input model
+        with pytest.raises(nl.NetloupeError):
+            nl.attribution.contact_sheet(model, inputs[0][:1], ["saliency"])
+        return
+    sheet = nl.attribution.contact_sheet(model, inputs[0][:1], ["saliency", "grad_cam"])
+    assert sheet.to_pil().size[0] > 300
 
 
 def _metrics(model, inputs):
@@ -66,11 +75,17 @@ PUBLIC_CALLS = {
     "grad_cam": _attribution("grad_cam"),
     "grad_cam_pp": _attribution("grad_cam_pp"),
     "guided_grad_cam": _attribution("guided_grad_cam"),
+    "grad_cam_layer_input": _attribution("grad_cam", layer_input=True),
+    "guided_grad_cam_nearest": _attribution("guided_grad_cam", interpolate="nearest"),
+    "integrated_gradients_unmultiplied": _attribution("integrated_gradients", steps=3, multiply_by_inputs=False),
     "occlusion": _attribution("occlusion", window=8, stride=8, progress=False),
     "metrics": _metrics,
+    "contact_sheet": _contact_sheet,
     "load_model": lambda model, inputs: nl.load_model(model),
     "predict": _predict,
     "layers": _layers,
+    "min_size": lambda model, inputs: len(inputs) > 1 or nl.optvis.min_size(
+        nl.load_model(model, preprocess=nl.Preprocess(size=inputs[0].shape[-1]))) >= 1,
     "probe": _probe_backward,
 }
 

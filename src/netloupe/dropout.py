@@ -27,7 +27,7 @@ from PIL import Image
 from . import images as _images
 from .errors import InputError, NetloupeError
 from .images import Picture, Preprocess
-from .models import as_loaded
+from .models import as_loaded, forward
 from .probe import probe
 from .runtime import batch_size as _batch_size
 from .runtime import chunks, progress as _progress
@@ -142,11 +142,7 @@ def _mse(a: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def _eval_pass(module: nn.Module, unit: Unit, x: torch.Tensor):
     """L's output and the model's output on x, everything in eval mode."""
     with probe(module, [unit.layer], detach=True) as p, torch.no_grad():
-        try:
-            out = module(x)
-        except (RuntimeError, TypeError) as e:
-            raise InputError(f"the model failed on inputs of shape {tuple(x.shape)}: {str(e).splitlines()[0]}. "
-                             "augment needs a model that takes one image batch") from None
+        out = forward(module, (x,))
         if unit.layer not in p.activations:
             raise NetloupeError(f"layer {unit.layer!r} did not run (or gave no tensor) in the forward pass; "
                                 "choose a layer the model calls")

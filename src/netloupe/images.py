@@ -24,16 +24,28 @@ _RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Im
 
 
 def load_image(path: Union[str, os.PathLike]) -> Image.Image:
-    """Open an image file as RGB (grayscale, palette and RGBA are converted)."""
+    """Open an image file as RGB (grayscale, palette and RGBA are converted).
+
+    An image above Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``), or whose
+    header claims to be, is refused: Pillow only warns below twice the limit, and decoding such
+    a file can take all the memory there is."""
+    import warnings
+
     path = Path(path)
     if not path.exists():
         raise InputError(f"image file not found: {path}; check the path")
     if path.is_dir():
         raise InputError(f"{path} is a folder; give an image file (jpg, png, ...)")
     try:
-        with Image.open(path) as im:
-            im.load()
-            return to_rgb(im)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                return to_rgb(im)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise InputError(f"{path} has more pixels than Pillow's limit of {Image.MAX_IMAGE_PIXELS:,} (its guard "
+                         "against decompression bombs); if you trust the file, raise the limit: "
+                         "PIL.Image.MAX_IMAGE_PIXELS = N in Python, --max-pixels N on the command line") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise InputError(f"cannot read {path} as an image ({e}); give a jpg, png, bmp or webp file") from None
 
@@ -120,19 +132,11 @@ class Preprocess:
 
     def __call__(self, inputs, device=None, dtype=torch.float32) -> torch.Tensor:
         if isinstance(inputs, torch.Tensor):
-            x = inputs
-            if x.dim() == 3:
-                x = x.unsqueeze(0)
-            if x.dim() != 4:
-                raise InputError(
-                    f"expected an image batch tensor [N, C, H, W] (or one image [C, H, W]); got shape {tuple(inputs.shape)}")
-            if not x.is_floating_point():
-                raise InputError(f"tensors are taken as model inputs and must be float; got {x.dtype}. "
-                                 "Pass a uint8 image as a numpy HWC array or PIL image instead")
-            if not torch.isfinite(x).all():
-                raise InputError("the input tensor contains NaN or infinite values")
-            return x.to(device=device or x.device, dtype=dtype)
-        items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+            return input_tensor(inputs.unsqueeze(0) if inputs.dim() == 3 else inputs, device, dtype)
+        if isinstance(inputs, tuple):
+            raise InputError(f"got a tuple of {len(inputs)} items: a tuple means several model inputs, which this "
+                             "function does not take; pass a list for a batch of images")
+        items = list(inputs) if isinstance(inputs, list) else [inputs]
         if not items:
             raise InputError("no inputs given; pass an image path, PIL image, numpy array or tensor")
         batch = []
@@ -146,6 +150,23 @@ class Preprocess:
         if len(shapes) > 1:
             raise InputError(f"inputs have different shapes {sorted(shapes)}; give tensors of one size")
         return torch.stack(batch).to(device=device, dtype=dtype)
+
+
+def input_tensor(x: torch.Tensor, device=None, dtype=torch.float32) -> torch.Tensor:
+    """A tensor taken as a model input batch as is ([N, C, H, W] images, [N, D] features, ...),
+    checked and moved to ``device`` and ``dtype``."""
+    if x.dim() < 2:
+        raise InputError(f"expected a batch tensor [N, ...] (images [N, C, H, W] or one image [C, H, W], features "
+                         f"[N, D]); got shape {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise InputError(f"the input batch is empty (shape {tuple(x.shape)}); give at least one input")
+    if not x.is_floating_point():
+        raise InputError(f"tensors are taken as model inputs and must be float; got {x.dtype}. Pass a uint8 image "
+                         "as a numpy HWC array or PIL image instead; integer inputs (token ids, masks) go in "
+                         "forward_args=")
+    if not torch.isfinite(x).all():
+        raise InputError("the input tensor contains NaN or infinite values")
+    return x.to(device=device or x.device, dtype=dtype)
 
 
 class Picture:

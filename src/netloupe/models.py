@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import pickle
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +46,8 @@ class LoadedModel:
 
     def predict(self, inputs, k: int = 5) -> List[List[Tuple[str, float]]]:
         """Top-k (label, probability) per input."""
+        if not isinstance(k, int) or k < 1:
+            raise InputError(f"k is how many classes to list per input and must be 1 or more; got {k!r}")
         x = self.inputs(inputs)
         with probe(self.module), torch.no_grad():
             logits = forward(self.module, (x,))
@@ -59,12 +63,20 @@ class LoadedModel:
 def as_loaded(model) -> LoadedModel:
     """Accept a LoadedModel, a spec string or a bare nn.Module (given ImageNet preprocessing)."""
     if isinstance(model, LoadedModel):
-        return model
+        return _usable(model)
     if isinstance(model, nn.Module):
-        return LoadedModel(model, Preprocess(), None, type(model).__name__)
+        return _usable(LoadedModel(model, Preprocess(), None, type(model).__name__))
     if isinstance(model, (str, os.PathLike)):
         return load_model(model)
     raise ModelError(f"expected an nn.Module, a LoadedModel or a model spec string; got {type(model).__name__}")
+
+
+def _usable(loaded: LoadedModel) -> LoadedModel:
+    """A model whose tensors hold values: a model built on the meta device has none to compute with."""
+    if any(t.is_meta for t in loaded.module.parameters()) or any(t.is_meta for t in loaded.module.buffers()):
+        raise ModelError(f"{loaded.name} has parameters on the meta device (shapes without values); give it real "
+                         "weights first, e.g. model.to_empty(device='cpu') then model.load_state_dict(state)")
+    return loaded
 
 
 def imagenet_labels() -> List[str]:
@@ -158,10 +170,26 @@ def _load_default() -> LoadedModel:
 
 # -- library architectures -------------------------------------------------------------------
 
+_SAVE_STATE = "save the weights alone with torch.save(model.state_dict(), PATH) and pass that file"
+# how torch.save files begin: a zip archive, or (the legacy format) a pickle of protocol 2 to 5
+_TORCH_MAGIC = (b"PK\x03\x04",) + tuple(b"\x80" + bytes([protocol]) for protocol in range(2, 6))
+
+
+def _check_torch_file(path: Path, advice: str) -> None:
+    """Refuse a file torch.save cannot have written before torch.load sees it: torch's own
+    message for such a file advises weights_only=False, which would run whatever it holds."""
+    with open(path, "rb") as f:
+        if not f.read(4).startswith(_TORCH_MAGIC):
+            raise ModelError(f"{path} is not a PyTorch file (torch.save writes a zip archive; this is neither "
+                             f"a zip archive nor a pickle); {advice}")
+
+
 def _load_state(model: nn.Module, path, name: str) -> None:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"weights file not found: {path}")
+    if path.suffix != ".safetensors":
+        _check_torch_file(path, _SAVE_STATE)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -169,8 +197,12 @@ def _load_state(model: nn.Module, path, name: str) -> None:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # weights_only refused a pickled object; torch's advice would run it
+        raise ModelError(f"{path} holds pickled Python objects besides tensors, which netloupe does not load "
+                         f"(unpickling them can run code); {_SAVE_STATE}") from None
     except Exception as e:
-        raise ModelError(f"cannot read weights from {path} ({e}); give a state dict saved with torch.save") from None
+        raise ModelError(f"cannot read weights from {path} ({str(e).splitlines()[0]}); "
+                         "give a state dict saved with torch.save") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -264,6 +296,7 @@ def _load_timm(name: str, weights) -> LoadedModel:
 def _load_file(path: Path) -> LoadedModel:
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
+    _check_torch_file(path, "give a TorchScript file (torch.jit.save) or a model saved with torch.save(model, PATH)")
     try:
         with warnings.catch_warnings():  # TorchScript is deprecated upstream but still what users have
             warnings.simplefilter("ignore", FutureWarning)
@@ -340,11 +373,33 @@ def layers(model, example_input=None) -> LayerTable:
     return table
 
 
-def forward(module: nn.Module, args: Sequence[torch.Tensor]):
-    """Call the model; a failure caused by the inputs' shape or count becomes an InputError."""
+# Messages of errors that torch (or Python, for the call itself) raises when inputs have the wrong
+# shape, count, dtype or device for a model: only these become an InputError with advice about the
+# inputs. Anything else (a bug in the model's forward, running out of memory) passes through as is.
+_INPUT_PROBLEM = re.compile(
+    r"size mismatch|shapes? cannot be multiplied|Given groups=|Given input size|Expected .*(input|dimension|channels)"
+    r"|expected input|to have \d+ channels|must match the size|Sizes of tensors must match"
+    r"|Calculated padded input size|Kernel size can't be greater|Input type .* and (weight|bias) type"
+    r"|Expected all tensors to be on the same device|is not on the expected device"
+    r"|forward\(\) (takes|missing|got an unexpected)"
+    r"|Wrong image (height|width)|Input (image )?(height|width|size).*(match|expected)|doesn't match model")
+
+
+def _is_input_problem(error: BaseException) -> bool:
+    """Whether a model's failure is about the inputs it was given (shape, count, dtype, device)."""
+    return (isinstance(error, (RuntimeError, TypeError, AssertionError))  # size asserts of ViT patch embeddings
+            and not isinstance(error, torch.OutOfMemoryError) and _INPUT_PROBLEM.search(str(error)) is not None)
+
+
+def forward(module: nn.Module, args: Sequence, kwargs: Optional[dict] = None):
+    """Call the model. A failure caused by the inputs' shape, count, dtype or device becomes an
+    InputError that says so (the original error chained); any other failure is the model's own
+    and passes through unchanged."""
     try:
-        return module(*args)
-    except (RuntimeError, TypeError) as e:
-        shapes = ", ".join(str(tuple(a.shape)) for a in args)
-        raise InputError(f"the model failed on inputs of shape {shapes}: {str(e).splitlines()[0]}. "
-                         "Give an example input of the size the model expects") from None
+        return module(*args, **(kwargs or {}))
+    except (RuntimeError, TypeError, AssertionError) as e:
+        if not _is_input_problem(e):
+            raise
+        shapes = ", ".join(str(tuple(a.shape)) if isinstance(a, torch.Tensor) else type(a).__name__ for a in args)
+        raise InputError(f"the model failed on inputs of shape {shapes} ({str(e).splitlines()[0]}); give inputs "
+                         "of the shape, number and dtype the model expects") from e

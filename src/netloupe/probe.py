@@ -137,31 +137,38 @@ class Probe:
     """Captures layer outputs (and their gradients) while active; see :func:`probe`."""
 
     def __init__(self, model, layers: Iterable[UnitLike] = (), *, detach: bool = False,
-                 rule: Optional[str] = None, stochastic: bool = False, freeze: bool = True):
+                 rule: Optional[str] = None, stochastic: bool = False, freeze: bool = True,
+                 layer_inputs: Iterable[UnitLike] = ()):
         if rule is not None and rule not in RULES:
             raise NetloupeError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)} or None")
         self.model = _unwrap(model)
-        if isinstance(layers, (str, nn.Module)):
-            layers = [layers]
-        self.layers: List[str] = []
-        for unit in layers:
-            name = as_unit(self.model, unit).layer
-            if name not in self.layers:
-                self.layers.append(name)
+        self.layers = self._names(layers)
+        self.input_layers = self._names(layer_inputs)
         self.detach, self.rule, self.stochastic = detach, rule, stochastic
         self._freeze = freeze
         self.calls: Dict[str, List[torch.Tensor]] = defaultdict(list)
+        self.input_calls: Dict[str, List[torch.Tensor]] = defaultdict(list)
         self._grads: Dict[tuple, torch.Tensor] = {}
         self._handles = []
         self._mode = None
         self._rates: List[float] = []
         self._saved = None
 
+    def _names(self, layers) -> List[str]:
+        if isinstance(layers, (str, nn.Module)):
+            layers = [layers]
+        return list(dict.fromkeys(as_unit(self.model, unit).layer for unit in layers))
+
     # -- results ---------------------------------------------------------------------------
     @property
     def activations(self) -> Dict[str, torch.Tensor]:
         """Layer name -> output of its latest call in the current forward pass."""
         return {name: calls[-1] for name, calls in self.calls.items() if calls}
+
+    @property
+    def layer_inputs(self) -> Dict[str, torch.Tensor]:
+        """Layer name -> the first tensor argument of its latest call (for ``layer_inputs=``)."""
+        return {name: calls[-1] for name, calls in self.input_calls.items() if calls}
 
     @property
     def gradients(self) -> Dict[str, torch.Tensor]:
@@ -198,6 +205,7 @@ class Probe:
     def clear(self) -> None:
         """Forget what was captured (done automatically when the model's own forward starts)."""
         self.calls.clear()
+        self.input_calls.clear()
         self._grads.clear()
 
     # -- context ---------------------------------------------------------------------------
@@ -215,11 +223,18 @@ class Probe:
                 object.__setattr__(m, "training", not training)
             for p in self._saved[1]:
                 p.requires_grad_(False)
-            if self.layers:
+            if (self.layers or self.input_layers or self.rule) and isinstance(model, torch.jit.ScriptModule):
+                raise NetloupeError("this is a TorchScript model, which takes no hooks: capturing layers and "
+                                    "backward rules need the original nn.Module (gradient methods without "
+                                    "a rule, such as saliency and integrated gradients, work)")
+            if self.layers or self.input_layers:
                 self._handles.append(model.register_forward_pre_hook(lambda *_: self.clear()))
                 named = dict(model.named_modules())
                 for name in self.layers:
-                    self._handles.append(named[name].register_forward_hook(self._capture_hook(name)))
+                    self._handles.append(named[name].register_forward_hook(self._capture_hook(name, self.calls)))
+                for name in self.input_layers:
+                    self._handles.append(named[name].register_forward_pre_hook(
+                        self._capture_hook(name, self.input_calls)))
             if self.rule is not None:
                 self._handles.append(model.register_forward_hook(self._rule_hook))
             if self.stochastic:
@@ -263,34 +278,42 @@ class Probe:
                 (node.register_prehook if kind == "prehook" else node.register_hook)(fn)
             stack.extend(n for n, _ in node.next_functions if n is not None)
 
-    def _capture_hook(self, name: str):
-        def hook(module, args, output):
-            t, put = _first_tensor(output)
+    def _keep(self, name: str, t: torch.Tensor, calls: Dict[str, List[torch.Tensor]]) -> torch.Tensor:
+        """Record ``t`` for layer ``name``; returns what flows on in its place."""
+        index = len(calls[name])
+        if self.detach:
+            calls[name].append(t.detach().clone())
+            return t
+        # Keep the captured tensor apart from what flows on, so that a later in-place op
+        # (a ReLU(inplace=True) after this layer) cannot overwrite it.
+        if torch.is_grad_enabled() and not t.requires_grad and t.is_floating_point():
+            t = t.detach().requires_grad_(True)  # gradients at this layer even if the input has none
+        calls[name].append(t)
+        if t.requires_grad and calls is self.calls:
+            t.register_hook(lambda g: self._grads.__setitem__((name, index), g))
+        return t.clone()
+
+    def _capture_hook(self, name: str, calls: Dict[str, List[torch.Tensor]]):
+        """A hook that records the first tensor of what it is given: as a forward hook
+        (module, args, output) the output, as a pre-hook (module, args) the arguments."""
+        def hook(module, *given):
+            t, put = _first_tensor(given[-1])
             if t is None:
                 return None
-            index = len(self.calls[name])
-            if self.detach:
-                self.calls[name].append(t.detach().clone())
-                return None
-            # Keep the captured tensor apart from what flows on, so that a later in-place op
-            # (a ReLU(inplace=True) after this layer) cannot overwrite it.
-            if torch.is_grad_enabled() and not t.requires_grad and t.is_floating_point():
-                t = t.detach().requires_grad_(True)  # gradients at this layer even if the input has none
-            self.calls[name].append(t)
-            if t.requires_grad:
-                t.register_hook(lambda g: self._grads.__setitem__((name, index), g))
-            return put(t.clone())
+            kept = self._keep(name, t, calls)
+            return None if self.detach else put(kept)
         return hook
 
 
 def probe(model, layers: Iterable[UnitLike] = (), *, detach: bool = False, rule: Optional[str] = None,
-          stochastic: bool = False, freeze: bool = True) -> Probe:
+          stochastic: bool = False, freeze: bool = True, layer_inputs: Iterable[UnitLike] = ()) -> Probe:
     """Capture activations and gradients of ``layers`` while the block runs.
 
     ``with probe(model, ["layer3", "layer4"]) as p: out = model(x)`` gives
     ``p.activations[name]`` (in the autograd graph unless ``detach=True``) and, after a
     backward, ``p.gradients[name]``. A module called several times keeps every call in
-    ``p.calls[name]``; ``activations`` holds the latest.
+    ``p.calls[name]``; ``activations`` holds the latest. ``layer_inputs``: layers whose input
+    (the first tensor argument) is captured too, in ``p.layer_inputs`` / ``p.input_calls``.
 
     rule: ``"guided"`` or ``"deconv"`` changes the backward of every ReLU-family op in the
     graph of each model call (nn.ReLU, inplace or reused, ``F.relu``/``torch.relu``/``relu_``,
@@ -303,4 +326,5 @@ def probe(model, layers: Iterable[UnitLike] = (), *, detach: bool = False, rule:
     The model runs in eval mode while the probe is active (so BatchNorm statistics are
     never updated), and on exit every mode, flag and hook is as it was.
     """
-    return Probe(model, layers, detach=detach, rule=rule, stochastic=stochastic, freeze=freeze)
+    return Probe(model, layers, detach=detach, rule=rule, stochastic=stochastic, freeze=freeze,
+                 layer_inputs=layer_inputs)

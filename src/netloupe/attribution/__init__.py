@@ -11,6 +11,7 @@ from .gradients import deconvnet, guided_backprop, input_x_gradient, saliency
 from .integrated import integrated_gradients
 from .occlusion import occlusion
 from .result import Attribution
+from .sheet import ContactSheet, contact_sheet
 from .smooth import smoothgrad
 
 METHODS: Dict[str, Callable] = {
@@ -40,5 +41,6 @@ def attribute(model, inputs, *name, **kw) -> Attribution:
     return METHODS[method](model, inputs, **kw)
 
 
-__all__ = ["METHODS", "metrics", "Attribution", "attribute", "deconvnet", "grad_cam", "grad_cam_pp", "guided_backprop",
-           "guided_grad_cam", "input_x_gradient", "integrated_gradients", "occlusion", "saliency", "smoothgrad"]
+__all__ = ["METHODS", "metrics", "Attribution", "ContactSheet", "attribute", "contact_sheet", "deconvnet", "grad_cam",
+           "grad_cam_pp", "guided_backprop", "guided_grad_cam", "input_x_gradient", "integrated_gradients", "occlusion",
+           "saliency", "smoothgrad"]

@@ -4,32 +4,38 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import torch
 import torch.nn.functional as F
 
-from ..errors import NetloupeError
-from ..models import forward
+from ..errors import InputError, NetloupeError
 from ..probe import probe
 from ..units import UnitLike, as_unit
-from .gradients import guided_backprop, prepare
+from .gradients import Prepared, guided_backprop, prepare
+from .inputs import ForwardArgs, Tensors
 from .result import Attribution
 from .targets import TargetLike
 
+INTERPOLATIONS = ("bilinear", "nearest")
 
-def default_layer(module, x: torch.Tensor) -> str:
-    """The last layer (in execution order) with a spatial output: [N, C, H, W] with H*W > 1,
-    or transformer tokens [N, 1 + s*s, D] computed before the last attention layer (after
-    it, only the class token reaches the output, so patch tokens get no gradient)."""
+
+def default_layer(module, xs: Tensors, extra: ForwardArgs = ForwardArgs(), layer_input: bool = False) -> str:
+    """The last layer (in execution order) with a spatial output (or input, for ``layer_input``):
+    [N, C, H, W] with H*W > 1, or transformer tokens [N, 1 + s*s, D] computed before the last
+    attention layer (after it, only the class token reaches the output, so patch tokens get
+    no gradient)."""
     names = [n for n, _ in module.named_modules() if n]
-    with probe(module, names, detach=True) as p, torch.no_grad():
-        forward(module, (x[:1],))
-    order = list(p.activations)
+    first = torch.zeros(1, dtype=torch.long)
+    with probe(module, () if layer_input else names, layer_inputs=names if layer_input else (), detach=True) as p, \
+            torch.no_grad():
+        extra.take(first).call(module, [x[:1] for x in xs])
+    captured = p.layer_inputs if layer_input else p.activations
+    order = list(captured)
     kinds = {n: type(m).__name__ for n, m in module.named_modules()}
     attention = [i for i, n in enumerate(order) if "Attention" in kinds[n]]
     last_attention = attention[-1] if attention else len(order)
-    spatial = [n for i, (n, a) in enumerate(p.activations.items())
+    spatial = [n for i, (n, a) in enumerate(captured.items())
                if _grid(a) is not None and (a.dim() == 4 or i < last_attention)]
     if not spatial:
         raise NetloupeError("found no layer with a spatial output for a CAM; pass layer='name' "
@@ -48,31 +54,68 @@ def _grid(a: torch.Tensor) -> Optional[torch.Tensor]:
     return None
 
 
-def _layer_and_grad(model, inputs, target, layer, reshape):
-    loaded, x, t = prepare(model, inputs, target)
-    name = default_layer(loaded.module, x) if layer is None else as_unit(loaded.module, layer).layer
-    with probe(loaded.module, [name] + t.layers) as p:
-        s = t.score(forward(loaded.module, (x,)), p, torch.arange(x.shape[0]))
-        act = p.activations[name]
-        (grad,) = torch.autograd.grad(s.sum(), act)
+def _interpolation(interpolate: Union[bool, str]) -> Optional[str]:
+    """True means bilinear; False or None keeps the layer's resolution."""
+    if interpolate is True:
+        return "bilinear"
+    if interpolate is False or interpolate is None:
+        return None
+    if interpolate not in INTERPOLATIONS:
+        raise InputError(f"interpolate must be True, False or one of {', '.join(INTERPOLATIONS)}; got {interpolate!r}")
+    return interpolate
+
+
+def _layer_and_grad(c: Prepared, layer, reshape, layer_input: bool):
+    """The CAM layer's name, its output (or input) as [N, C, h, w], and the target's gradient there."""
+    module = c.loaded.module
+    name = default_layer(module, c.xs, c.extra, layer_input) if layer is None else as_unit(module, layer).layer
+    where = "input" if layer_input else "output"
+    with probe(module, c.target.layers if layer_input else [name] + c.target.layers,
+               layer_inputs=[name] if layer_input else ()) as p:
+        s = c.target.score(c.extra.call(module, c.xs), p, torch.arange(c.n))
+        captured = p.layer_inputs if layer_input else p.activations
+        if name not in captured:
+            raise NetloupeError(f"layer {name!r} did not run (or took/gave no tensor) in the forward pass; choose a "
+                                "layer the model calls (netloupe.layers(model) lists them)")
+        act = captured[name]
+        (grad,) = torch.autograd.grad(s.sum(), act, allow_unused=True) if s.requires_grad else (None,)
+    if grad is None:
+        raise NetloupeError(f"the target does not depend on the {where} of layer {name!r} (an unused branch?); "
+                            "choose a layer on the path from the input to the target")
+    raw_shape = tuple(act.shape)
     act = act.detach()
     if reshape is not None:
         act, grad = reshape(act), reshape(grad)
     else:
         act, grad = _grid(act), _grid(grad)
         if act is None:
-            raise NetloupeError(f"layer {name!r} has output shape {tuple(p.activations[name].shape)}, no spatial "
-                                "grid; choose a conv layer, or pass reshape= (tokens -> [N, C, h, w])")
-    return loaded, x, t, name, act, grad
+            raise NetloupeError(f"layer {name!r} has {where} shape {raw_shape}, no spatial grid; choose a conv "
+                                "layer, or pass reshape= (tokens -> [N, C, h, w])")
+    return name, act, grad
 
 
-def _finish(cam, loaded, x, t, name, method, interpolate, relu, channel):
+def _image_input(c: Prepared) -> int:
+    """Which input a CAM is drawn on: the first with an [N, C, H, W] image layout."""
+    return next((i for i, x in enumerate(c.xs) if x.dim() == 4), 0)
+
+
+def _finish(cam, c: Prepared, name, method, interpolate, relu, channel, layer_input) -> Attribution:
     if relu:
         cam = cam.clamp(min=0)
-    if interpolate:
-        cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
-    return Attribution(cam, method, t.describe(), x.detach(), loaded.preprocess,
-                       extra={"layer": name, "channel": channel})
+    mode = _interpolation(interpolate)
+    drawn = _image_input(c)
+    if mode is not None:
+        if c.xs[drawn].dim() != 4:
+            raise InputError("there is no image input [N, C, H, W] to resize the CAM to; pass interpolate=False")
+        cam = upsample(cam, c.xs[drawn].shape[2:], mode)
+    return Attribution(cam, method, c.target.describe(), c.xs[drawn].detach(), c.loaded.preprocess,
+                       extra={"layer": name, "channel": channel, "interpolate": mode, "layer_input": layer_input,
+                              "input": drawn})
+
+
+def upsample(cam: torch.Tensor, size, mode: str) -> torch.Tensor:
+    """A CAM [N, 1, h, w] resized to ``size`` (captum's LayerAttribution.interpolate)."""
+    return F.interpolate(cam, size=tuple(size), mode=mode, **({} if mode == "nearest" else {"align_corners": False}))
 
 
 def _weighted(act, weights, channel):
@@ -84,38 +127,55 @@ def _weighted(act, weights, channel):
 
 
 def grad_cam(model, inputs, target: TargetLike = "top", layer: Optional[UnitLike] = None,
-             channel: Optional[int] = None, interpolate: bool = True, relu: bool = True,
-             reshape: Optional[Callable] = None) -> Attribution:
+             channel: Optional[int] = None, interpolate: Union[bool, str] = True, relu: bool = True,
+             reshape: Optional[Callable] = None, layer_input: bool = False, forward_args=None) -> Attribution:
     """Grad-CAM: the layer's channels weighted by their mean gradient, summed.
 
-    layer defaults to the last layer with a spatial output; ``channel`` gives that one
-    channel's term; ``interpolate`` resizes bilinearly to the input (False keeps the layer's
-    resolution); ``reshape`` maps token outputs to [N, C, h, w] (square + CLS is automatic).
+    layer defaults to the last layer with a spatial output; ``layer_input=True`` uses what goes
+    into the layer instead of what comes out (captum's attribute_to_layer_input); ``channel``
+    gives that one channel's term; ``interpolate`` resizes to the input: True or "bilinear",
+    "nearest", or False to keep the layer's resolution; ``reshape`` maps token outputs to
+    [N, C, h, w] (square + CLS is automatic). With several inputs the map is drawn on the first
+    image input. A layer the target does not depend on is an error.
     """
-    loaded, x, t, name, act, grad = _layer_and_grad(model, inputs, target, layer, reshape)
+    c = prepare(model, inputs, target, forward_args)
+    name, act, grad = _layer_and_grad(c, layer, reshape, layer_input)
     weights = grad.mean(dim=(2, 3))
-    return _finish(_weighted(act, weights, channel), loaded, x, t, name, "grad_cam", interpolate, relu, channel)
+    return _finish(_weighted(act, weights, channel), c, name, "grad_cam", interpolate, relu, channel, layer_input)
 
 
 def grad_cam_pp(model, inputs, target: TargetLike = "top", layer: Optional[UnitLike] = None,
-                channel: Optional[int] = None, interpolate: bool = True, relu: bool = True,
-                reshape: Optional[Callable] = None) -> Attribution:
+                channel: Optional[int] = None, interpolate: Union[bool, str] = True, relu: bool = True,
+                reshape: Optional[Callable] = None, layer_input: bool = False, forward_args=None) -> Attribution:
     """Grad-CAM++: channel weights from positive gradients, each position weighted by the
     closed-form alpha of the paper (exponential-score form), which favours every instance
-    of a class over the strongest one."""
-    loaded, x, t, name, act, grad = _layer_and_grad(model, inputs, target, layer, reshape)
+    of a class over the strongest one. Options as in grad_cam."""
+    c = prepare(model, inputs, target, forward_args)
+    name, act, grad = _layer_and_grad(c, layer, reshape, layer_input)
     g2 = grad * grad
     g3 = g2 * grad
     denom = 2 * g2 + act.sum(dim=(2, 3), keepdim=True) * g3 + 1e-6
     alpha = torch.where(grad != 0, g2 / denom, torch.zeros_like(g2))
     weights = (alpha * grad.clamp(min=0)).sum(dim=(2, 3))
-    return _finish(_weighted(act, weights, channel), loaded, x, t, name, "grad_cam_pp", interpolate, relu, channel)
+    return _finish(_weighted(act, weights, channel), c, name, "grad_cam_pp", interpolate, relu, channel, layer_input)
 
 
 def guided_grad_cam(model, inputs, target: TargetLike = "top", layer: Optional[UnitLike] = None,
-                    reshape: Optional[Callable] = None) -> Attribution:
-    """Guided backprop times the Grad-CAM map upsampled to the input: fine detail, class-specific."""
-    cam = grad_cam(model, inputs, target, layer=layer, reshape=reshape)
-    guided = guided_backprop(model, cam.inputs, target=cam.target)
-    return Attribution(guided.values * cam.values, "guided_grad_cam", cam.target, cam.inputs, cam.preprocess,
-                       extra=cam.extra)
+                    reshape: Optional[Callable] = None, interpolate: str = "bilinear", layer_input: bool = False,
+                    forward_args=None) -> Attribution:
+    """Guided backprop times the Grad-CAM map resized to the input ("bilinear" or "nearest",
+    captum's default): fine detail, class-specific. With several inputs, each image input
+    [N, C, H, W] gets its own product; inputs without a spatial grid get None."""
+    mode = _interpolation(interpolate)
+    if mode is None:
+        raise InputError("guided_grad_cam multiplies by the CAM at the input's size; interpolate must be "
+                         f"one of {', '.join(INTERPOLATIONS)}")
+    cam = grad_cam(model, inputs, target, layer=layer, reshape=reshape, interpolate=False, layer_input=layer_input,
+                   forward_args=forward_args)
+    guided = guided_backprop(model, inputs, target=cam.target, forward_args=forward_args)
+    if not guided.several:
+        return Attribution(guided.values * upsample(cam.values, guided.values.shape[2:], mode), "guided_grad_cam",
+                           cam.target, guided.inputs, cam.preprocess, extra={**cam.extra, "interpolate": mode})
+    values = tuple(g * upsample(cam.values, g.shape[2:], mode) if g.dim() == 4 else None for g in guided.values)
+    return Attribution(values, "guided_grad_cam", cam.target, guided.inputs, cam.preprocess,
+                       extra={**cam.extra, "interpolate": mode})

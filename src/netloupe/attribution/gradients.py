@@ -3,81 +3,117 @@ batched input-gradient engine the other methods build on."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
 
 from ..errors import NetloupeError
-from ..models import LoadedModel, as_loaded, forward
+from ..models import LoadedModel, as_loaded
 from ..probe import probe
 from ..runtime import chunks
+from .inputs import ForwardArgs, Tensors, model_inputs, unpack
 from .result import Attribution
 from .targets import Target, TargetLike, resolve
 
 
-def prepare(model, inputs, target: TargetLike) -> Tuple[LoadedModel, torch.Tensor, Target]:
-    """The model, its input batch (on its device) and the resolved target."""
+@dataclass
+class Prepared:
+    """A method's call, resolved: the model, its input batches (on its device), whether the
+    user gave several inputs, the extra forward arguments and the target."""
+
+    loaded: LoadedModel
+    xs: Tensors
+    several: bool
+    extra: ForwardArgs
+    target: Target
+
+    @property
+    def n(self) -> int:
+        return self.xs[0].shape[0]
+
+    def result(self, values: Tensors, method: str, inputs: Optional[Tensors] = None, **kw) -> Attribution:
+        """The Attribution of per-input ``values`` (explaining ``inputs``, by default the inputs)."""
+        inputs = tuple(x.detach() for x in self.xs) if inputs is None else inputs
+        return Attribution(unpack(values, self.several), method, self.target.describe(), unpack(inputs, self.several),
+                           self.loaded.preprocess, **kw)
+
+
+def prepare(model, inputs, target: TargetLike, forward_args=None) -> Prepared:
+    """Resolve a method's model, inputs (one, or a tuple of several), forward arguments and target."""
     loaded = as_loaded(model)
-    x = loaded.inputs(inputs)
-    return loaded, x, resolve(loaded.module, x, target)
+    xs, several = model_inputs(loaded, inputs)
+    extra = ForwardArgs.of(forward_args, xs[0].shape[0])
+    return Prepared(loaded, xs, several, extra, resolve(loaded.module, xs, target, extra))
 
 
-def input_gradients(module, xs: torch.Tensor, target: Target, rows: Optional[torch.Tensor] = None,
-                    rule: Optional[str] = None, batch_size: Optional[int] = None):
-    """d score / d input for every row of ``xs`` (row i explains sample ``rows[i]``), in chunks
-    of ``batch_size`` rows; returns (gradients, scores)."""
-    n = xs.shape[0]
+def input_gradients(module, xs: Tensors, target: Target, rows: Optional[torch.Tensor] = None,
+                    rule: Optional[str] = None, batch_size: Optional[int] = None,
+                    extra: ForwardArgs = ForwardArgs()) -> Tuple[Tensors, torch.Tensor]:
+    """d score / d input for every row of the inputs ``xs`` (row i explains sample ``rows[i]``,
+    whose forward arguments in ``extra`` it takes), in chunks of ``batch_size`` rows; returns
+    (one gradient per input, scores). An input the score does not depend on gets zeros."""
+    n = xs[0].shape[0]
     rows = torch.arange(n) if rows is None else rows
-    grads = torch.empty_like(xs)
-    scores = torch.empty(n, dtype=xs.dtype, device=xs.device)
+    grads = tuple(torch.zeros_like(x) for x in xs)
+    scores = torch.empty(n, dtype=xs[0].dtype, device=xs[0].device)
     with probe(module, target.layers, rule=rule) as p:
         for sl in chunks(n, batch_size or n):
-            xi = xs[sl].detach().requires_grad_(True)
-            s = target.score(forward(module, (xi,)), p, rows[sl])
-            if not s.requires_grad:
+            xi = tuple(x[sl].detach().requires_grad_(True) for x in xs)
+            s = target.score(extra.take(rows[sl]).call(module, xi), p, rows[sl])
+            gs = torch.autograd.grad(s.sum(), xi, allow_unused=True) if s.requires_grad else (None,) * len(xi)
+            if all(g is None for g in gs):
                 raise NetloupeError("the target score does not depend on the input; check the target")
-            (grads[sl],) = torch.autograd.grad(s.sum(), xi)
+            for g, out in zip(gs, grads):
+                if g is not None:
+                    out[sl] = g
             scores[sl] = s.detach()
     return grads, scores
 
 
-def target_scores(module, xs: torch.Tensor, target: Target, rows: Optional[torch.Tensor] = None,
-                  batch_size: Optional[int] = None) -> torch.Tensor:
-    """The target score of every row of ``xs`` without gradients, in chunks of ``batch_size``."""
-    n = xs.shape[0]
+def target_scores(module, xs: Tensors, target: Target, rows: Optional[torch.Tensor] = None,
+                  batch_size: Optional[int] = None, extra: ForwardArgs = ForwardArgs()) -> torch.Tensor:
+    """The target score of every row of the inputs ``xs`` without gradients, in chunks of ``batch_size``."""
+    n = xs[0].shape[0]
     rows = torch.arange(n) if rows is None else rows
-    scores = torch.empty(n, dtype=xs.dtype, device=xs.device)
+    scores = torch.empty(n, dtype=xs[0].dtype, device=xs[0].device)
     with probe(module, target.layers) as p, torch.no_grad():
         for sl in chunks(n, batch_size or n):
-            scores[sl] = target.score(forward(module, (xs[sl],)), p, rows[sl])
+            scores[sl] = target.score(extra.take(rows[sl]).call(module, [x[sl] for x in xs]), p, rows[sl])
     return scores
 
 
-def _gradient(name, model, inputs, target, rule=None, times_input=False, abs=False) -> Attribution:
-    loaded, x, t = prepare(model, inputs, target)
-    g, _ = input_gradients(loaded.module, x, t, rule=rule)
-    v = g * x if times_input else g
-    return Attribution(v.abs() if abs else v, name, t.describe(), x.detach(), loaded.preprocess)
+def _gradient(name, model, inputs, target, forward_args, rule=None, times_input=False, abs=False) -> Attribution:
+    c = prepare(model, inputs, target, forward_args)
+    grads, _ = input_gradients(c.loaded.module, c.xs, c.target, rule=rule, extra=c.extra)
+    values = tuple(g * x if times_input else g for g, x in zip(grads, c.xs))
+    return c.result(tuple(v.abs() for v in values) if abs else values, name)
 
 
-def saliency(model, inputs, target: TargetLike = "top", abs: bool = True) -> Attribution:
+def saliency(model, inputs, target: TargetLike = "top", abs: bool = True, forward_args=None) -> Attribution:
     """Gradient of the target score with respect to the input (Simonyan et al. 2014); ``abs``
-    gives its magnitude. With ``abs=False``, ``.positive()``/``.negative()`` split the signs."""
-    return _gradient("saliency", model, inputs, target, abs=abs)
+    gives its magnitude. With ``abs=False``, ``.positive()``/``.negative()`` split the signs.
+
+    Every method takes ``inputs`` as one input (images or a batch tensor) or a tuple with one
+    batch per model input (then ``values`` is a tuple too), and ``forward_args``: extra
+    arguments of the model's forward after the inputs (a tuple, a dict of keywords, or one
+    value), passed unchanged; a tensor in them whose first dimension is the batch size follows
+    its sample when a method re-batches."""
+    return _gradient("saliency", model, inputs, target, forward_args, abs=abs)
 
 
-def input_x_gradient(model, inputs, target: TargetLike = "top") -> Attribution:
+def input_x_gradient(model, inputs, target: TargetLike = "top", forward_args=None) -> Attribution:
     """Input times its gradient: a first-order estimate of each pixel's contribution."""
-    return _gradient("input_x_gradient", model, inputs, target, times_input=True)
+    return _gradient("input_x_gradient", model, inputs, target, forward_args, times_input=True)
 
 
-def guided_backprop(model, inputs, target: TargetLike = "top") -> Attribution:
+def guided_backprop(model, inputs, target: TargetLike = "top", forward_args=None) -> Attribution:
     """Guided backpropagation (Springenberg et al. 2015): through every ReLU, only positive
     gradient passes, and only where the forward input was positive."""
-    return _gradient("guided_backprop", model, inputs, target, rule="guided")
+    return _gradient("guided_backprop", model, inputs, target, forward_args, rule="guided")
 
 
-def deconvnet(model, inputs, target: TargetLike = "top") -> Attribution:
+def deconvnet(model, inputs, target: TargetLike = "top", forward_args=None) -> Attribution:
     """Deconvnet (Zeiler & Fergus 2014): through every ReLU, only positive gradient passes,
     whatever the forward input."""
-    return _gradient("deconvnet", model, inputs, target, rule="deconv")
+    return _gradient("deconvnet", model, inputs, target, forward_args, rule="deconv")

@@ -12,6 +12,7 @@ from ..images import blur
 from ..runtime import batch_size as pick_batch_size
 from ..runtime import chunks, generator
 from .gradients import input_gradients, prepare, target_scores
+from .inputs import Tensors, per_input, unpack
 from .result import Attribution
 from .targets import TargetLike
 
@@ -40,9 +41,9 @@ def path_points(steps: int, method: str):
 
 
 def make_baseline(x: torch.Tensor, baseline, seed: Optional[int] = None) -> torch.Tensor:
-    """A baseline batch like ``x``: a number, a tensor, "blur" (a heavily blurred input) or
-    "noise" (uniform noise over the input's range)."""
-    if isinstance(baseline, (int, float)):
+    """A baseline batch like ``x``: a number, a tensor, "blur" (a heavily blurred image) or
+    "noise" (uniform noise over each input's range)."""
+    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
         return torch.full_like(x, float(baseline))
     if isinstance(baseline, torch.Tensor):
         b = baseline.to(x)
@@ -51,12 +52,27 @@ def make_baseline(x: torch.Tensor, baseline, seed: Optional[int] = None) -> torc
         except RuntimeError:
             raise InputError(f"baseline of shape {tuple(baseline.shape)} does not fit inputs {tuple(x.shape)}") from None
     if baseline == "blur":
+        if x.dim() != 4:
+            raise InputError(f"baseline 'blur' needs image inputs [N, C, H, W]; got shape {tuple(x.shape)}; "
+                             "use a number or a tensor")
         return blur(x, sigma=max(x.shape[-2:]) / 20)
     if baseline == "noise":
-        lo, hi = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
+        dims = tuple(range(1, x.dim()))
+        lo, hi = x.amin(dim=dims, keepdim=True), x.amax(dim=dims, keepdim=True)
         u = torch.rand(x.shape, generator=generator(seed, x.device), device=x.device, dtype=x.dtype)
         return lo + u * (hi - lo)
     raise InputError(f"unknown baseline {baseline!r}; use a number, a tensor, 'blur' or 'noise'")
+
+
+def make_baselines(xs: Tensors, baseline, seed: Optional[int] = None) -> Tensors:
+    """One baseline per input: ``baseline`` for all, or a tuple with one per input."""
+    return tuple(make_baseline(x, b, None if seed is None else seed + i)
+                 for i, (x, b) in enumerate(zip(xs, per_input(baseline, len(xs), "baseline"))))
+
+
+def _along(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-row numbers [R] shaped to broadcast over rows of ``x``."""
+    return a.to(x).view(-1, *([1] * (x.dim() - 1)))
 
 
 def _trapezoid_weights(alphas: torch.Tensor) -> torch.Tensor:
@@ -79,27 +95,29 @@ def _fill(nodes: torch.Tensor, err: torch.Tensor, r: int) -> torch.Tensor:
     return torch.cat(new)
 
 
-def _adaptive_path(module, x, base, t, steps, bs):
+def _adaptive_path(module, xs, bases, t, steps, bs, extra):
     """Adaptive trapezoid quadrature of the path integral, ``steps`` gradients per sample.
 
     Every gradient evaluation also gives the score f(alpha), so each interval's trapezoid
-    error is known exactly: f(b) - f(a) - (b - a)(f'(a) + f'(b)) / 2 with f' = grad . (x - b).
-    Starting from a uniform grid, each round places new nodes in the intervals in proportion
-    to their error. Scores often jump right next to the baseline, where a uniform grid
-    wastes its points.
+    error is known exactly: f(b) - f(a) - (b - a)(f'(a) + f'(b)) / 2 with f' = grad . (x - b)
+    summed over the inputs. Starting from a uniform grid, each round places new nodes in the
+    intervals in proportion to their error. Scores often jump right next to the baseline,
+    where a uniform grid wastes its points.
     """
-    n = x.shape[0]
-    diff = x - base
+    n = xs[0].shape[0]
+    diffs = tuple(x - b for x, b in zip(xs, bases))
     per_round = max(2, steps // 10)  # independent of the batch, so a batch equals its samples alone
     alphas = torch.linspace(0, 1, per_round, dtype=torch.float64).repeat(n, 1)  # [n, m]
 
-    def evaluate(new):  # [n, r] alphas -> gradients, scores and path slopes there
+    def evaluate(new):  # [n, r] alphas -> per-input gradients [n, r, ...], scores and path slopes there
         r = new.shape[1]
         samples = torch.arange(n).repeat_interleave(r)
-        a = new.reshape(-1).to(x).view(-1, 1, 1, 1)
-        g, s = input_gradients(module, base[samples] + a * diff[samples], t, samples, batch_size=bs)
-        g = g.view(n, r, *x.shape[1:])
-        return g, s.view(n, r).double().cpu(), (g * diff[:, None]).flatten(2).sum(2).double().cpu()
+        a = new.reshape(-1)
+        points = tuple(b[samples] + _along(a, d) * d[samples] for b, d in zip(bases, diffs))
+        g, s = input_gradients(module, points, t, samples, batch_size=bs, extra=extra)
+        g = tuple(gi.view(n, r, *d.shape[1:]) for gi, d in zip(g, diffs))
+        slope = sum((gi * d[:, None]).flatten(2).sum(2) for gi, d in zip(g, diffs))
+        return g, s.view(n, r).double().cpu(), slope.double().cpu()
 
     grads, f, slope = evaluate(alphas)
     while alphas.shape[1] < steps:
@@ -111,16 +129,33 @@ def _adaptive_path(module, x, base, t, steps, bs):
         new = torch.stack([_fill(a_s[i], err[i], r) for i in range(n)])
         g, f_new, d_new = evaluate(new)
         alphas, f, slope = torch.cat([alphas, new], 1), torch.cat([f, f_new], 1), torch.cat([slope, d_new], 1)
-        grads = torch.cat([grads, g], 1)
+        grads = tuple(torch.cat([old, more], 1) for old, more in zip(grads, g))
     order = alphas.argsort(1)
     w = _trapezoid_weights(alphas.gather(1, order))
-    weights = torch.empty_like(w).scatter_(1, order, w).to(x)
-    return (grads * weights.view(n, -1, *([1] * (x.dim() - 1)))).sum(1)
+    weights = torch.empty_like(w).scatter_(1, order, w)
+    return tuple((g * weights.to(g).view(n, -1, *([1] * (g.dim() - 2)))).sum(1) for g in grads)
+
+
+def _fixed_path(module, xs, bases, t, steps, method, bs, extra):
+    """A fixed quadrature rule: path points built a chunk at a time (row r is step r // n of
+    sample r % n), weighted gradients summed per sample."""
+    n = xs[0].shape[0]
+    alphas, weights = (torch.tensor(v, dtype=torch.float64) for v in path_points(steps, method))
+    totals = tuple(torch.zeros_like(x) for x in xs)
+    for sl in chunks(steps * n, bs):
+        r = torch.arange(sl.start, sl.stop)
+        samples, k = r % n, r // n
+        points = tuple(b[samples] + _along(alphas[k], x) * (x - b)[samples] for x, b in zip(xs, bases))
+        grads, _ = input_gradients(module, points, t, samples, extra=extra)
+        for total, g in zip(totals, grads):
+            total.index_add_(0, samples.to(total.device), g * _along(weights[k], g))
+    return totals
 
 
 def integrated_gradients(model, inputs, target: TargetLike = "top", baseline: Union[float, torch.Tensor, str] = 0,
                          steps: int = 50, method: str = "adaptive", batch_size: Optional[int] = None,
-                         seed: Optional[int] = None) -> Attribution:
+                         seed: Optional[int] = None, multiply_by_inputs: bool = True,
+                         forward_args=None) -> Attribution:
     """(x - baseline) times the path integral of the gradient from baseline to x.
 
     method: "adaptive" (the default) spends the ``steps`` gradients where the score changes
@@ -128,31 +163,26 @@ def integrated_gradients(model, inputs, target: TargetLike = "top", baseline: Un
     fixed rules (captum's names; our trapezoid's weights sum to 1, captum's to (n-1)/n).
     ``result.delta`` is the completeness gap per sample: sum of attributions minus
     (f(x) - f(baseline)); it shrinks as ``steps`` grows. ``batch_size`` is the number of
-    path points per forward pass (default: 8 on CPU, 64 on GPU).
+    path points per forward pass (default: 8 on CPU, 64 on GPU). ``multiply_by_inputs=False``
+    gives the path-integrated gradient alone (captum's option; ``delta`` still measures the
+    quadrature of the full attribution). Several inputs (a tuple) move along the path together;
+    ``baseline`` may then be a tuple with one per input.
     """
-    loaded, x, t = prepare(model, inputs, target)
-    base = make_baseline(x, baseline, seed)
-    n = x.shape[0]
-    diff = x - base
-    bs = pick_batch_size(batch_size, x.device, cpu=8, gpu=64)
+    c = prepare(model, inputs, target, forward_args)
+    bases = make_baselines(c.xs, baseline, seed)
+    n, module = c.n, c.loaded.module
+    bs = pick_batch_size(batch_size, c.xs[0].device, cpu=8, gpu=64)
     if method == "adaptive":
         if steps < 3:
             raise InputError(f"adaptive integrated gradients needs steps >= 3; got {steps}")
-        total = _adaptive_path(loaded.module, x, base, t, steps, bs)
+        totals = _adaptive_path(module, c.xs, bases, c.target, steps, bs, c.extra)
     else:
-        alphas, weights = path_points(steps, method)
-        total = torch.zeros_like(x)
-        # path points are built a chunk at a time: row r is step r // n of sample r % n
-        for sl in chunks(steps * n, bs):
-            r = torch.arange(sl.start, sl.stop)
-            samples, k = r % n, r // n
-            a = torch.tensor(alphas, dtype=x.dtype)[k].to(x.device).view(-1, 1, 1, 1)
-            w = torch.tensor(weights, dtype=x.dtype)[k].to(x.device).view(-1, 1, 1, 1)
-            g, _ = input_gradients(loaded.module, base[samples] + a * diff[samples], t, samples)
-            total.index_add_(0, samples.to(x.device), g * w)
-    values = diff * total
-    f = target_scores(loaded.module, torch.cat([x, base]), t, torch.arange(n).repeat(2), batch_size=bs)
+        totals = _fixed_path(module, c.xs, bases, c.target, steps, method, bs, c.extra)
+    full = tuple((x - b) * total for x, b, total in zip(c.xs, bases, totals))
+    f = target_scores(module, tuple(torch.cat([x, b]) for x, b in zip(c.xs, bases)), c.target,
+                      torch.arange(n).repeat(2), batch_size=bs, extra=c.extra)
     gap = f[:n] - f[n:]
-    delta = values.flatten(1).sum(1) - gap
-    return Attribution(values, "integrated_gradients", t.describe(), x.detach(), loaded.preprocess,
-                       delta=delta.detach(), extra={"baseline": base, "steps": steps, "method": method, "gap": gap})
+    delta = sum(v.flatten(1).sum(1) for v in full) - gap
+    return c.result(full if multiply_by_inputs else totals, "integrated_gradients", delta=delta.detach(),
+                    extra={"baseline": unpack(bases, c.several), "steps": steps, "method": method, "gap": gap,
+                           "multiply_by_inputs": multiply_by_inputs})

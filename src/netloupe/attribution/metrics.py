@@ -51,7 +51,7 @@ def _curve(kind, model, inputs, attribution: Attribution, steps, baseline, batch
     x = loaded.inputs(inputs)
     if attribution.values.shape[0] != x.shape[0]:
         raise InputError(f"the attribution explains {attribution.values.shape[0]} inputs but {x.shape[0]} were given")
-    t = resolve(loaded.module, x, attribution.target if target is None else target)
+    t = resolve(loaded.module, (x,), attribution.target if target is None else target)
     heat = attribution.map()
     if heat.shape[-2:] != x.shape[-2:]:
         heat = torch.nn.functional.interpolate(heat[:, None], size=x.shape[-2:], mode="bilinear")[:, 0]
@@ -71,7 +71,7 @@ def _curve(kind, model, inputs, attribution: Attribution, steps, baseline, batch
     for sl in chunks(len(rows), bs):
         r, k = rows[sl], ks[sl].to(x.device).view(-1, 1, 1, 1)
         changed = rank[r] < k
-        scores[sl] = target_scores(loaded.module, torch.where(changed, end[r], start[r]), t, r)
+        scores[sl] = target_scores(loaded.module, (torch.where(changed, end[r], start[r]),), t, r)
     scores = scores.view(n, steps + 1).detach().cpu()
     fractions = torch.tensor(counts, dtype=torch.float32) / hw
     auc = torch.from_numpy(np.trapezoid(scores.numpy(), fractions.numpy(), axis=1))
@@ -175,7 +175,7 @@ def randomization_check(model, inputs, method: Union[str, Callable, List] = "sal
         fns[m if isinstance(m, str) else getattr(m, "__name__", "method")] = fn
     loaded = as_loaded(model)
     x = loaded.inputs(inputs)
-    classes = resolve(loaded.module, x, target).describe()  # explain the trained model's target throughout
+    classes = resolve(loaded.module, (x,), target).describe()  # explain the trained model's target throughout
     blocks = blocks_top_down(loaded.module) if blocks is None else list(blocks)
     copy_model = copy.deepcopy(loaded)
     modules = dict(copy_model.module.named_modules())

@@ -3,78 +3,126 @@ record how much the target score drops; many windows go through each forward pas
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+import math
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
+from .. import runtime
 from ..errors import InputError
 from ..runtime import batch_size as pick_batch_size
 from ..runtime import chunks
-from .. import runtime
 from .gradients import prepare, target_scores
-from .integrated import make_baseline
+from .inputs import per_input, unpack
+from .integrated import make_baselines
 from .result import Attribution
 from .targets import TargetLike
 
 
-def _triple(v, channels: int, name: str) -> Tuple[int, int, int]:
-    if isinstance(v, int):
-        return (channels, v, v)
-    v = tuple(int(i) for i in v)
-    if len(v) == 2:
-        return (channels, *v)
-    if len(v) != 3:
-        raise InputError(f"{name} must be an int, (h, w) or (c, h, w); got {v}")
+def window_shape(v, shape: Sequence[int], name: str) -> Tuple[int, ...]:
+    """A window (or stride) for one sample of ``shape``. An int w: (C, w, w) for an image
+    [C, H, W] (all channels at once; (C, w, w, w) for [C, T, H, W]), (w, D) for tokens or rows
+    [T, D] (whole rows), (w,) for features [D]. A tuple: one size per dimension, or for an
+    image (h, w) with all channels."""
+    rank = len(shape)
+    if isinstance(v, int) and not isinstance(v, bool):
+        if rank == 1:
+            return (v,)
+        if rank == 2:
+            return (v, shape[1])
+        return (shape[0],) + (v,) * (rank - 1)
+    try:
+        v = tuple(int(i) for i in v)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be an int or a tuple of ints; got {v!r}") from None
+    if rank >= 3 and len(v) == rank - 1:
+        v = (shape[0],) + v
+    if len(v) != rank:
+        raise InputError(f"{name} {v} has {len(v)} sizes for inputs with {rank} dimensions per sample "
+                         f"{tuple(shape)}; give an int or one size per dimension")
     return v
 
 
-def window_positions(shape: Sequence[int], window, stride):
-    """Top-left corners (c, y, x) of every window that fits inside a [C, H, W] input."""
-    axes = []
+def window_starts(size: int, window: int, stride: int) -> List[int]:
+    """Where the windows along one axis start: every ``stride`` from 0, as many as it takes to
+    reach the end; the last one is cut at the edge when (size - window) is not a multiple of
+    the stride (captum's rule), so every position is covered."""
+    return [k * stride for k in range(math.ceil((size - window) / stride) + 1)]
+
+
+def _check(shape, window, stride) -> None:
     for size, w, s in zip(shape, window, stride):
         if w < 1 or s < 1 or w > size:
             raise InputError(f"window {tuple(window)} with stride {tuple(stride)} does not fit an input of "
                              f"shape {tuple(shape)}")
-        axes.append(range(0, size - w + 1, s))
-    return [(c, y, x) for c in axes[0] for y in axes[1] for x in axes[2]]
+        if s > w and w < size:
+            raise InputError(f"stride {tuple(stride)} is larger than window {tuple(window)}: the positions between "
+                             "windows would never be occluded; use a stride no larger than the window")
+
+
+def _axis_masks(size: int, window: int, stride: int, device) -> torch.Tensor:
+    """[windows, size]: which positions each window along one axis covers."""
+    starts = torch.tensor(window_starts(size, window, stride), device=device)
+    pos = torch.arange(size, device=device)
+    return (pos >= starts[:, None]) & (pos < starts[:, None] + window)
+
+
+def _window_masks(axes: List[torch.Tensor], index: torch.Tensor) -> torch.Tensor:
+    """Masks [len(index), *shape] of the windows numbered ``index`` (row-major over the axes)."""
+    counts = [a.shape[0] for a in axes]
+    mask = None
+    for d, a in reversed(list(enumerate(axes))):
+        m = a[index % counts[d]].view(len(index), *[1] * d, a.shape[1], *[1] * (len(axes) - d - 1))
+        mask = m if mask is None else mask & m
+        index = index // counts[d]
+    return mask
+
+
+def _coverage(axes: List[torch.Tensor]) -> torch.Tensor:
+    """How many windows cover each position: the product of the per-axis counts."""
+    count = None
+    for d, a in enumerate(axes):
+        c = a.sum(0).view(*[1] * d, a.shape[1], *[1] * (len(axes) - d - 1))
+        count = c if count is None else count * c
+    return count
 
 
 def occlusion(model, inputs, target: TargetLike = "top", window: Union[int, Sequence[int]] = 16,
               stride: Union[int, Sequence[int]] = 8, baseline=0, batch_size: Optional[int] = None,
-              progress: bool = True) -> Attribution:
-    """Each pixel gets the mean drop of the target score over the windows that cover it.
+              progress: bool = True, forward_args=None) -> Attribution:
+    """Each position gets the mean drop of the target score over the windows that cover it.
 
-    window and stride: an int (square, all channels at once), (h, w) or (c, h, w).
-    batch_size: occluded images per forward pass (default 16 on CPU, 256 on GPU).
+    window and stride: see window_shape (an int, (h, w) or one size per dimension); the stride
+    may not exceed the window. Windows start every stride from 0 along each axis, and where the
+    last one would pass the edge it is cut there (as captum does), so every position is
+    covered. Several inputs (a tuple) are occluded one at a time, the others left as they are;
+    window, stride and baseline may then be tuples with one entry per input.
+    batch_size: occluded copies per forward pass (default 16 on CPU, 256 on GPU).
     """
-    loaded, x, t = prepare(model, inputs, target)
-    n, shape = x.shape[0], tuple(x.shape[1:])
-    win = _triple(window, shape[0], "window")
-    std = _triple(stride, shape[0], "stride")
-    corners = window_positions(shape, win, std)
-    base = make_baseline(x, baseline)
-    bs = pick_batch_size(batch_size, x.device, cpu=16, gpu=256)
-    clean = target_scores(loaded.module, x, t, batch_size=bs)
-
-    def mask_of(corner):
-        m = torch.zeros(shape, dtype=torch.bool, device=x.device)
-        c, y, xx = corner
-        m[c:c + win[0], y:y + win[1], xx:xx + win[2]] = True
-        return m
-
-    count = torch.zeros(shape, dtype=x.dtype, device=x.device)
-    for corner in corners:
-        c, y, xx = corner
-        count[c:c + win[0], y:y + win[1], xx:xx + win[2]] += 1
-    total = torch.zeros_like(x)
-    p = len(corners)
-    for sl in runtime.progress(list(chunks(n * p, bs)), desc="occlusion", enabled=progress):
-        r = torch.arange(sl.start, sl.stop)
-        samples, pos = r // p, r % p
-        masks = torch.stack([mask_of(corners[i]) for i in pos.tolist()])
-        occluded = torch.where(masks, base[samples], x[samples])
-        drop = clean[samples] - target_scores(loaded.module, occluded, t, samples, batch_size=bs)
-        total.index_add_(0, samples.to(x.device), drop.view(-1, 1, 1, 1) * masks)
-    values = torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total))
-    return Attribution(values, "occlusion", t.describe(), x.detach(), loaded.preprocess,
-                       extra={"window": win, "stride": std})
+    c = prepare(model, inputs, target, forward_args)
+    k = len(c.xs)
+    bases = make_baselines(c.xs, baseline)
+    plans = []
+    for x, w, s in zip(c.xs, per_input(window, k, "window"), per_input(stride, k, "stride")):
+        shape = tuple(x.shape[1:])
+        win, std = window_shape(w, shape, "window"), window_shape(s, shape, "stride")
+        _check(shape, win, std)
+        plans.append((win, std, [_axis_masks(*a, x.device) for a in zip(shape, win, std)]))
+    bs = pick_batch_size(batch_size, c.xs[0].device, cpu=16, gpu=256)
+    module, n = c.loaded.module, c.n
+    clean = target_scores(module, c.xs, c.target, batch_size=bs, extra=c.extra)
+    work = [(j, sl) for j, (_, _, axes) in enumerate(plans) for sl in chunks(n * math.prod(len(a) for a in axes), bs)]
+    totals = [torch.zeros_like(x) for x in c.xs]
+    for j, sl in runtime.progress(work, desc="occlusion", enabled=progress):
+        axes = plans[j][2]
+        p = math.prod(len(a) for a in axes)
+        r = torch.arange(sl.start, sl.stop, device=c.xs[j].device)
+        samples = r // p
+        masks = _window_masks(axes, r % p)
+        points = [x[samples] for x in c.xs]
+        points[j] = torch.where(masks, bases[j][samples], points[j])
+        drop = clean[samples] - target_scores(module, points, c.target, samples.cpu(), batch_size=bs, extra=c.extra)
+        totals[j].index_add_(0, samples, drop.view(-1, *[1] * (masks.dim() - 1)) * masks)
+    values = tuple(total / _coverage(axes).to(total) for total, (_, _, axes) in zip(totals, plans))
+    return c.result(values, "occlusion", extra={"window": unpack(tuple(p[0] for p in plans), c.several),
+                                               "stride": unpack(tuple(p[1] for p in plans), c.several)})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Optional
+from typing import Any, Optional, Tuple, Union
 
 import torch
 from PIL import Image
@@ -13,68 +13,138 @@ from ..errors import InputError
 from ..images import Preprocess
 
 KINDS = ("heatmap", "overlay", "raw", "gray", "norm-blur")
+_CMAPS = {"heatmap": "inferno", "overlay": "jet", "gray": "gray", "norm-blur": "inferno"}
+
+Values = Union[torch.Tensor, Tuple[Optional[torch.Tensor], ...]]
 
 
 @dataclass
 class Attribution(images.Picture):
-    """values: [N, C, H, W] for input-space methods, [N, 1, h, w] for class activation maps.
+    """values: [N, C, H, W] for input-space methods, [N, 1, h, w] for class activation maps;
+    for a model with several inputs, a tuple with one tensor per input (same shapes as the
+    inputs; None where a method has nothing to say about that input).
 
-    inputs are the model inputs explained (for overlays), target what was explained
-    (class indices per sample, a unit string or a callable), delta the completeness gap of
-    integrated gradients per sample.
+    inputs are the model inputs explained (for overlays; a tuple for several), target what was
+    explained (class indices per sample, a unit string or a callable), delta the completeness
+    gap of integrated gradients per sample.
     """
 
-    values: torch.Tensor
+    values: Values
     method: str
     target: Any
-    inputs: Optional[torch.Tensor] = None
+    inputs: Optional[Values] = None
     preprocess: Optional[Preprocess] = None
     delta: Optional[torch.Tensor] = None
     extra: dict = field(default_factory=dict)
 
+    @property
+    def several(self) -> bool:
+        """Whether this explains a model with several inputs (values is a tuple)."""
+        return isinstance(self.values, tuple)
+
     def __len__(self) -> int:
-        return self.values.shape[0]
+        first = next(v for v in self.values if v is not None) if self.several else self.values
+        return first.shape[0]
+
+    def part(self, i: int) -> "Attribution":
+        """The attribution of input ``i`` alone, for drawing and metrics."""
+        if not self.several:
+            if i != 0:
+                raise InputError(f"this attribution explains one input; part({i}) does not exist")
+            return self
+        if not 0 <= i < len(self.values):
+            raise InputError(f"part {i} out of range; this attribution explains {len(self.values)} inputs")
+        if self.values[i] is None:
+            raise InputError(f"{self.method} has no attribution for input {i} (it has no spatial grid)")
+        inputs = self.inputs[i] if isinstance(self.inputs, tuple) else self.inputs
+        return replace(self, values=self.values[i], inputs=inputs)
+
+    def _map_values(self, fn) -> Values:
+        return tuple(None if v is None else fn(v) for v in self.values) if self.several else fn(self.values)
 
     def positive(self) -> "Attribution":
         """Only the evidence for the target (positive values)."""
-        return replace(self, values=self.values.clamp(min=0), method=f"{self.method}+")
+        return replace(self, values=self._map_values(lambda v: v.clamp(min=0)), method=f"{self.method}+")
 
     def negative(self) -> "Attribution":
         """Only the evidence against the target, as magnitudes."""
-        return replace(self, values=(-self.values).clamp(min=0), method=f"{self.method}-")
+        return replace(self, values=self._map_values(lambda v: (-v).clamp(min=0)), method=f"{self.method}-")
+
+    def _single(self, what: str) -> "Attribution":
+        if self.several:
+            raise InputError(f"this attribution explains {len(self.values)} inputs; {what} one of them with "
+                             f"result.part(i).{what}(...)")
+        return self
 
     def map(self) -> torch.Tensor:
         """[N, H, W]: the per-pixel magnitude, |values| summed over channels."""
-        return self.values.detach().abs().sum(1)
+        return self._single("map").values.detach().abs().sum(1)
 
     def image(self, index: int = 0) -> torch.Tensor:
         """The explained input as [3, H, W] in [0, 1]."""
-        if self.inputs is None:
-            raise InputError("this attribution holds no inputs to draw under it")
+        if self.inputs is None or isinstance(self.inputs, tuple):
+            raise InputError("this attribution holds no single image input to draw under it")
         x = self.inputs[index: index + 1].detach().float().cpu()
         return (self.preprocess.inverse(x) if self.preprocess else x.clamp(0, 1))[0]
+
+    def _view(self, kind: str, index: int):
+        """What ``kind`` draws for sample ``index``: an [H, W] map (or signed [3, H, W] for raw) in
+        [0, 1] and the attribution value at each end of that range."""
+        if kind not in KINDS:
+            raise InputError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
+        self._single("to_pil")
+        if not 0 <= index < len(self):
+            raise InputError(f"index {index} out of range for {len(self)} attributions")
+        v = self.values[index].detach().float().cpu()
+        if v.dim() != 3:
+            raise InputError(f"only image-shaped attributions [N, C, H, W] can be drawn; these have shape "
+                             f"{tuple(self.values.shape)}")
+        if kind == "raw":  # signed values around gray, one robust scale for all channels
+            rgb = v.expand(3, -1, -1) if v.shape[0] == 1 else v[:3]
+            hi = float(_robust_max(rgb.abs()))
+            return (rgb / hi).clamp(-1, 1) * 0.5 + 0.5, (-hi, hi)
+        m = v.abs().sum(0)
+        hi = float(_robust_max(m))
+        m = (m / hi).clamp(0, 1)
+        if kind == "norm-blur":
+            m, hi = _robust_unit(images.blur(m, sigma=max(1.0, m.shape[-1] / 100))), None
+        return m, (0.0, hi)
 
     def to_pil(self, kind: str = "heatmap", index: int = 0, cmap: Optional[str] = None,
                alpha: float = 0.5) -> Image.Image:
         """Draw sample ``index``: heatmap, overlay (on the input), raw (signed RGB), gray, norm-blur."""
-        if kind not in KINDS:
-            raise InputError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
-        if not 0 <= index < len(self):
-            raise InputError(f"index {index} out of range for {len(self)} attributions")
-        v = self.values[index].detach().float().cpu()
-        if kind == "raw":  # signed values around gray, one robust scale for all channels
-            rgb = v.expand(3, -1, -1) if v.shape[0] == 1 else v[:3]
-            return images.to_pil((rgb / _robust_max(rgb.abs())).clamp(-1, 1) * 0.5 + 0.5)
-        m = _robust_unit(v.abs().sum(0))
-        if kind == "norm-blur":
-            m = _robust_unit(images.blur(m, sigma=max(1.0, m.shape[-1] / 100)))
-        if kind == "gray":
+        m, _ = self._view(kind, index)
+        if kind in ("raw", "gray"):
             return images.to_pil(m)
-        if kind == "heatmap":
-            return images.heatmap(m, cmap or "inferno", vmin=0.0, vmax=1.0)
+        if kind != "overlay":
+            return images.heatmap(m, cmap or _CMAPS[kind], vmin=0.0, vmax=1.0)
         base = images.to_pil(self.image(index))
-        heat = images.heatmap(m, cmap or "jet", vmin=0.0, vmax=1.0).resize(base.size, Image.BILINEAR)
+        heat = images.heatmap(m, cmap or _CMAPS[kind], vmin=0.0, vmax=1.0).resize(base.size, Image.BILINEAR)
         return Image.blend(base, heat, alpha)
+
+    def plot(self, ax=None, kind: str = "heatmap", index: int = 0, cmap: Optional[str] = None, alpha: float = 0.5,
+             colorbar: bool = True, title: Optional[str] = None):
+        """Draw sample ``index`` on a matplotlib axis (a new figure if none) with a colour bar in
+        attribution units: |values| summed over channels, from 0 to the robust maximum (the
+        99.5th percentile; brighter values saturate); for ``raw``, the signed value per channel."""
+        import matplotlib.pyplot as plt
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+
+        if ax is None:
+            _, ax = plt.subplots()
+        m, (lo, hi) = self._view(kind, index)
+        ax.imshow(self.to_pil(kind=kind, index=index, cmap=cmap, alpha=alpha))
+        ax.set_axis_off()
+        ax.set_title(self.method if title is None else title, fontsize=8)
+        if colorbar:
+            name = "gray" if kind == "raw" else cmap or _CMAPS[kind]
+            scale = Normalize(0.0, 1.0) if hi is None else Normalize(lo, hi)
+            bar = ax.figure.colorbar(ScalarMappable(scale, name), ax=ax, fraction=0.046, pad=0.02)
+            bar.ax.tick_params(labelsize=6)
+            bar.set_label("relative" if hi is None else "signed value" if kind == "raw" else "|attribution|",
+                          fontsize=6)
+        return ax
 
 
 def _robust_max(m: torch.Tensor) -> torch.Tensor:

@@ -10,60 +10,81 @@ from ..errors import InputError
 from ..runtime import batch_size as pick_batch_size
 from ..runtime import chunks, generator
 from .gradients import prepare, saliency
+from .inputs import as_tensors, per_input
 from .result import Attribution
 from .targets import Target, TargetLike
 
 KINDS = ("smoothgrad", "squared", "vargrad")
 
 
-def noise_batch(x: torch.Tensor, samples: int, noise: float, seed: Optional[int]) -> torch.Tensor:
+def noise_batch(x: torch.Tensor, samples: int, noise: float, seed: Optional[int] = None,
+                rng: Optional[torch.Generator] = None) -> torch.Tensor:
     """Gaussian noise for each of ``samples`` copies of every input, laid out sample-major
     (input i's copies are rows i*samples .. i*samples + samples - 1); sigma is ``noise`` times
-    each input's max - min, as Smilkov et al. define it."""
-    sigma = noise * (x.amax(dim=tuple(range(1, x.dim()))) - x.amin(dim=tuple(range(1, x.dim()))))
-    eps = torch.randn((x.shape[0] * samples, *x.shape[1:]), generator=generator(seed, x.device),
+    each input's max - min, as Smilkov et al. define it. Drawn from ``rng`` if given, else
+    from a generator seeded with ``seed``."""
+    dims = tuple(range(1, x.dim()))
+    sigma = noise * (x.amax(dim=dims) - x.amin(dim=dims))
+    eps = torch.randn((x.shape[0] * samples, *x.shape[1:]), generator=rng or generator(seed, x.device),
                       device=x.device, dtype=x.dtype)
     return eps * sigma.repeat_interleave(samples).view(-1, *([1] * (x.dim() - 1)))
 
 
 def smoothgrad(model, inputs, target: TargetLike = "top", method: Union[Callable, str] = saliency,
                samples: int = 50, noise: float = 0.15, kind: str = "smoothgrad", batch_size: Optional[int] = None,
-               seed: Optional[int] = None, **method_kw) -> Attribution:
+               seed: Optional[int] = None, forward_args=None, **method_kw) -> Attribution:
     """Average an attribution method over noisy copies of each input.
 
     kind: "smoothgrad" (mean), "squared" (mean of squares) or "vargrad" (variance).
+    noise: sigma as a fraction of each input's range, >= 0 (a tuple: one per input).
     batch_size: noisy copies per call of ``method`` (default 8 on CPU, 64 on GPU).
+    Several inputs each get their own noise; ``forward_args`` follow their sample.
     """
     from . import METHODS
 
     if kind not in KINDS:
         raise InputError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
-    if samples < 1:
-        raise InputError(f"samples must be >= 1; got {samples}")
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+        raise InputError(f"samples must be an integer >= 1; got {samples!r}")
     fn = METHODS.get(method) if isinstance(method, str) else method
     if fn is None or not callable(fn):
         raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)} or pass a function")
-    loaded, x, t = prepare(model, inputs, target)
-    n = x.shape[0]
-    noisy = x.repeat_interleave(samples, dim=0) + noise_batch(x, samples, noise, seed)
+    c = prepare(model, inputs, target, forward_args)
+    noises = per_input(noise, len(c.xs), "noise")
+    if any(not isinstance(s, (int, float)) or isinstance(s, bool) or not s >= 0 for s in noises):
+        raise InputError(f"noise must be a number >= 0 (a fraction of each input's range); got {noise!r}")
+    n = c.n
+    rng = generator(seed, c.xs[0].device)  # one stream: each input gets noise of its own
+    noisy = tuple(x.repeat_interleave(samples, dim=0) + noise_batch(x, samples, s, seed, rng)
+                  for x, s in zip(c.xs, noises))
     rows = torch.arange(n).repeat_interleave(samples)
-    bs = pick_batch_size(batch_size, x.device, cpu=8, gpu=64)
+    bs = pick_batch_size(batch_size, c.xs[0].device, cpu=8, gpu=64)
     total = total_sq = None
+    t = c.target
     for sl in chunks(n * samples, bs):
         r = rows[sl]
         sub = Target(classes=t.classes[r] if t.classes is not None else None, unit=t.unit, fn=t.fn)
-        a = fn(loaded, noisy[sl], target=_as_user_target(sub), **method_kw).values
+        part = tuple(x[sl] for x in noisy)
+        a = fn(c.loaded, part if c.several else part[0], target=_as_user_target(sub),
+               forward_args=c.extra.take(r), **method_kw)
+        values = as_tensors(a.values)
         if total is None:
-            total = torch.zeros((n, *a.shape[1:]), dtype=a.dtype, device=a.device)
-            total_sq = torch.zeros_like(total)
-        idx = r.to(a.device)
-        total.index_add_(0, idx, a)
-        total_sq.index_add_(0, idx, a * a)
-    mean, mean_sq = total / samples, total_sq / samples
-    values = {"smoothgrad": mean, "squared": mean_sq, "vargrad": mean_sq - mean * mean}[kind]
+            total = [torch.zeros((n, *v.shape[1:]), dtype=v.dtype, device=v.device) for v in values]
+            total_sq = [torch.zeros_like(v) for v in total]
+        for v, s1, s2 in zip(values, total, total_sq):
+            idx = r.to(v.device)
+            s1.index_add_(0, idx, v)
+            s2.index_add_(0, idx, v * v)
+    stats = []
+    for s1, s2 in zip(total, total_sq):
+        mean, mean_sq = s1 / samples, s2 / samples
+        stats.append({"smoothgrad": mean, "squared": mean_sq, "vargrad": mean_sq - mean * mean}[kind])
     name = getattr(fn, "__name__", "method")
-    return Attribution(values, f"smoothgrad[{name}]" if kind == "smoothgrad" else f"{kind}[{name}]",
-                       t.describe(), x.detach(), loaded.preprocess,
+    clean = tuple(x.detach() for x in c.xs)
+    several = isinstance(a.values, tuple)  # a CAM gives one map even for several inputs: drawn on one of them
+    return Attribution(tuple(stats) if several else stats[0],
+                       f"smoothgrad[{name}]" if kind == "smoothgrad" else f"{kind}[{name}]", t.describe(),
+                       clean if several else clean[a.extra.get("input", 0)], c.loaded.preprocess,
                        extra={"samples": samples, "noise": noise, "kind": kind})
 
 

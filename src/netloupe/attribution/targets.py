@@ -9,9 +9,9 @@ from typing import Callable, List, Optional, Union
 import torch
 
 from ..errors import InputError, NetloupeError
-from ..models import forward
 from ..probe import Probe, probe
 from ..units import Unit
+from .inputs import ForwardArgs, Tensors
 
 TargetLike = Union[int, str, Unit, List[int], torch.Tensor, Callable]
 
@@ -62,32 +62,41 @@ def _rows_of(output) -> int:
     return t.shape[0]
 
 
-def resolve(module, x: torch.Tensor, target: TargetLike) -> Target:
-    """Turn a user's target into a Target for the batch ``x`` ("top" runs one forward pass)."""
-    n = x.shape[0]
+def resolve(module, xs: Tensors, target: TargetLike, extra: Optional[ForwardArgs] = None) -> Target:
+    """Turn a user's target into a Target for the batch ``xs`` ("top" runs one forward pass)."""
+    n = xs[0].shape[0]
     if callable(target) and not isinstance(target, (Unit, torch.Tensor)):
         return Target(fn=target)
     if isinstance(target, Unit) or (isinstance(target, str) and target != "top"):
         return Target(unit=Unit.parse(target))
     if isinstance(target, str):  # "top": the predicted class of each input
         with probe(module), torch.no_grad():
-            out = forward(module, (x,))
+            out = (extra or ForwardArgs()).call(module, xs)
         if not isinstance(out, torch.Tensor) or out.dim() != 2:
             raise NetloupeError("target='top' needs a model that returns [N, classes] logits; "
                                 "pass a unit string or a callable target instead")
         return Target(classes=out.argmax(1).cpu())
-    if isinstance(target, bool):
-        raise InputError(f"unsupported target {target!r}; use an int class, 'top', a unit string or a callable")
-    if isinstance(target, int):
-        classes = torch.full((n,), target, dtype=torch.long)
-    else:
-        try:
-            classes = torch.as_tensor(target, dtype=torch.long).cpu().reshape(-1)
-        except (TypeError, ValueError, RuntimeError):
-            raise InputError(f"unsupported target {target!r}; use an int class, a list with one class per "
-                             "input, 'top', a unit string like 'layer4:12', or a callable") from None
-        if classes.numel() == 1:
-            classes = classes.expand(n).clone()
-        if classes.numel() != n:
-            raise InputError(f"got {classes.numel()} target classes for {n} inputs; give one per input")
+    classes = _class_indices(target)
+    if classes.numel() == 1:
+        classes = classes.expand(n).clone()
+    if classes.numel() != n:
+        raise InputError(f"got {classes.numel()} target classes for {n} inputs; give one per input")
     return Target(classes=classes)
+
+
+def _class_indices(target) -> torch.Tensor:
+    """Class indices from an int, a list or a tensor; a number with a fraction is a mistake, not a class."""
+    unsupported = InputError(f"unsupported target {target!r}; use an int class, a list with one class per input, "
+                             "'top', a unit string like 'layer4:12', or a callable")
+    if isinstance(target, bool) or (isinstance(target, torch.Tensor) and target.dtype == torch.bool):
+        raise unsupported
+    try:
+        t = torch.as_tensor(target).cpu().reshape(-1)
+    except (TypeError, ValueError, RuntimeError):
+        raise unsupported from None
+    if t.dtype == torch.bool or t.is_complex():
+        raise unsupported
+    if t.is_floating_point():
+        if not torch.isfinite(t).all() or (t != t.round()).any():
+            raise InputError(f"target {target!r} is not a whole number; a class target is an int class index")
+    return t.long()

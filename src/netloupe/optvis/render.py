@@ -101,11 +101,12 @@ def _model_input(x: torch.Tensor, loaded: LoadedModel, channels_last: bool = Fal
 def _run_model(loaded: LoadedModel, x: torch.Tensor, channels_last: Dict) -> torch.Tensor:
     """The model's output on the transformed images. A batch on the CPU goes in channels_last,
     which oneDNN runs up to 1.5x faster per image (benchmarks/optvis.py); a model that cannot
-    take that layout (a ``.view`` of a conv output) gets the usual one from then on."""
+    take that layout (a ``.view`` of a conv output) gets the usual one from then on; if the
+    usual layout fails too, that failure is the one raised."""
     if channels_last.get(loaded.module):
         try:
             return forward(loaded.module, (_model_input(x, loaded, True),))
-        except InputError:
+        except (RuntimeError, TypeError, InputError):
             channels_last[loaded.module] = False
     return forward(loaded.module, (_model_input(x, loaded),))
 
