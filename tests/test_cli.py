@@ -1,4 +1,7 @@
+import argparse
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -11,6 +14,16 @@ def run(capsys, *argv):
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def error_line(code, err):
+    """The error of a run that failed as a user's mistake should: exit 2, one line, no traceback."""
+    assert code == 2 and err.startswith("netloupe: error: ") and err.count("\n") == 1, err
+    return err
+
+
+# a model spec that fails if it is ever loaded: errors about it show that a check came first
+UNLOADABLE = "nosuchpackage.mod:factory"
 
 
 def test_predict_sample_photos(capsys):
@@ -65,7 +78,7 @@ def test_console_script_help():
     for verb in ("predict", "layers", "demo"):
         assert verb in out.stdout
     bad = subprocess.run([sys.executable, "-m", "netloupe.cli", "predict"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "IMAGE" in bad.stderr
+    assert bad.returncode == 2 and "IMAGE" in bad.stderr and bad.stderr.count("\n") == 1
 
 
 TINY = '''
@@ -80,12 +93,18 @@ def tiny():
 '''
 
 
-def test_attribute_all_methods_writes_overlays_and_contact_sheet(capsys, tmp_path, monkeypatch):
-    from PIL import Image
-
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    """The spec of TINY's model: 32 px in, 5 classes, fast enough to run any verb on."""
     (tmp_path / "tinymodels.py").write_text(TINY)
     monkeypatch.syspath_prepend(str(tmp_path))
-    code, out, err = run(capsys, "attribute", "chelsea", "--model", "tinymodels:tiny", "--method", "all",
+    return "tinymodels:tiny"
+
+
+def test_attribute_all_methods_writes_overlays_and_contact_sheet(capsys, tmp_path, tiny):
+    from PIL import Image
+
+    code, out, err = run(capsys, "attribute", "chelsea", "--model", tiny, "--method", "all",
                          "--target", "2", "--out", str(tmp_path / "attr"))
     assert code == 0, err
     from netloupe.attribution import METHODS
@@ -94,6 +113,111 @@ def test_attribute_all_methods_writes_overlays_and_contact_sheet(capsys, tmp_pat
         assert Image.open(tmp_path / "attr" / f"chelsea_{method}.png").size == (32, 32)
     sheet = Image.open(tmp_path / "attr" / "chelsea_all.png")
     assert sheet.size[0] > 6 * 150 and sheet.size[1] > 2 * 150  # 11 tiles, 6 per row
-    code, out, err = run(capsys, "attribute", "chelsea", "--model", "tinymodels:tiny", "--method", "lime",
+    code, out, err = run(capsys, "attribute", "chelsea", "--model", tiny, "--method", "lime",
                          "--out", str(tmp_path / "attr"))
     assert code == 2 and "unknown method" in err
+
+
+OUT_VERBS = [["attribute", "chelsea"], ["dropout", "chelsea", "--layer", "classifier"], ["demo"],
+             ["scan", "samples", "--layers", "blocks.2"], ["visualize", "blocks.2"]]
+
+
+@pytest.mark.parametrize("argv", OUT_VERBS, ids=lambda argv: argv[0])
+def test_an_out_folder_that_cannot_be_written_is_refused_before_any_work(capsys, tmp_path, argv):
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file, not a folder")
+    for out in (blocker / "out", blocker / "a" / "b", blocker):
+        err = error_line(*run(capsys, *argv, "--model", UNLOADABLE, "--out", str(out))[::2])
+        assert f"cannot write --out {out}: {blocker} is a file, not a folder; choose another --out" in err
+    if os.geteuid() != 0:  # root may write into a read-only folder, so only others can check this
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        err = error_line(*run(capsys, *argv, "--model", UNLOADABLE, "--out", str(locked / "out"))[::2])
+        assert f"no permission to write in {locked}" in err
+    assert {p.name for p in tmp_path.iterdir()} <= {"locked", "notes.txt"}  # nothing made
+
+
+def test_a_failed_run_removes_the_out_folder_it_created_and_only_that(capsys, tmp_path, tiny):
+    made = tmp_path / "new" / "attr"  # the first methods write their PNGs before grad_cam fails on the layer
+    err = error_line(*run(capsys, "attribute", "chelsea", "--model", tiny, "--layer", "nosuch", "--out", str(made))[::2])
+    assert "nosuch" in err and not (tmp_path / "new").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "mine.txt").write_text("the user's")
+    error_line(*run(capsys, "attribute", "chelsea", "--model", tiny, "--layer", "nosuch", "--out", str(kept))[::2])
+    assert (kept / "mine.txt").read_text() == "the user's"
+    error_line(*run(capsys, "attribute", "missing.jpg", "--model", tiny, "--out", str(made))[::2])
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("argv", [["predict"], ["attribute"], ["dropout", "--layer", "classifier"]], ids=lambda a: a[0])
+def test_a_mistyped_sample_name_gets_the_nearest_and_the_list(capsys, tmp_path, monkeypatch, argv):
+    import netloupe as nl
+
+    monkeypatch.chdir(tmp_path)  # where the default --out folders would go
+    err = error_line(*run(capsys, argv[0], "chelsee", *argv[1:], "--model", UNLOADABLE)[::2])
+    assert "'chelsee' is neither an image file (not found) nor a sample name; did you mean chelsea?" in err
+    assert all(name in err for name in nl.samples.names())
+    err = error_line(*run(capsys, argv[0], "zzz", *argv[1:], "--model", UNLOADABLE)[::2])
+    assert "did you mean" not in err and "coffee" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_predict_top_zero_and_visualize_below_the_models_stride_are_refused(capsys, tmp_path, tiny):
+    import netloupe as nl
+    from netloupe.optvis.recipes import min_size
+
+    err = error_line(*run(capsys, "predict", "chelsea", "--top", "0", "--model", UNLOADABLE)[::2])
+    assert "argument --top: must be 1 or more; got 0 (see `netloupe predict --help`)" in err
+    err = error_line(*run(capsys, "visualize", "blocks.2", "--size", "3", "--out", str(tmp_path / "vis"))[::2])
+    assert ("--size 3 is below this model's minimum of 32 px (one cell of its coarsest layer); use --size 32 or more"
+            in err) and not (tmp_path / "vis").exists()
+    assert min_size(nl.load_model(tiny)) == 2  # 32 px in, 16 x 16 at its strided conv
+    # 224 px in, 7 x 7 last; the 1 x 1 outputs of its global pool and squeeze-excite gates are left out
+    assert min_size(nl.load_model("timm:mobilenetv3_small_050", weights=None)) == 32
+
+
+def test_max_pixels_sets_pillows_limit_for_the_run(capsys, tmp_path, monkeypatch, tiny):
+    from PIL import Image
+
+    small = tmp_path / "small.png"
+    Image.new("RGB", (40, 40)).save(small)  # 1,600 pixels
+    err = error_line(*run(capsys, "predict", str(small), "--model", tiny, "--max-pixels", "1000")[::2])
+    assert "more pixels than Pillow's limit of 1,000" in err and "--max-pixels N" in err
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    code, out, err = run(capsys, "predict", str(small), "--model", tiny, "--max-pixels", "2000")
+    assert code == 0 and out.startswith(str(small)), err
+    assert Image.MAX_IMAGE_PIXELS == 1000  # restored after the run
+    error_line(*run(capsys, "predict", str(small), "--model", tiny)[::2])  # the default: the limit in force
+    err = error_line(*run(capsys, "predict", str(small), "--model", tiny, "--max-pixels", "0")[::2])
+    assert "argument --max-pixels: must be 1 or more" in err
+    err = error_line(*run(capsys, "scan", "samples", "--layers", "bn1", "--workers", "-1", "--model", UNLOADABLE)[::2])
+    assert "argument --workers: must be 0 or more" in err
+    assert "is not a whole number" in error_line(*run(capsys, "predict", "chelsea", "--top", "abc")[::2])
+
+
+def test_files_that_are_not_pytorch_files(capsys, tmp_path):
+    for name in ("junk.pth", "junk.pt"):
+        (tmp_path / name).write_bytes(b"not a model " * 50)
+    for argv in (["--model", "torchvision:squeezenet1_1", "--weights", str(tmp_path / "junk.pth")],
+                 ["--model", str(tmp_path / "junk.pt")]):
+        err = error_line(*run(capsys, "layers", *argv)[::2])
+        assert "is not a PyTorch file (torch.save writes a zip archive" in err and "weights_only" not in err
+
+
+def test_help_lists_verbs_in_readme_order_the_methods_and_every_default(capsys):
+    from netloupe.attribution import METHODS
+    from netloupe.cli import build_parser
+
+    assert main(["--help"]) == 0
+    listed = re.findall(r"^    (\w+)", capsys.readouterr().out, re.M)
+    assert listed == ["predict", "layers", "attribute", "visualize", "dropout", "scan", "demo"]
+    verbs = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    helps = {name: " ".join(p.format_help().split()) for name, p in verbs.items()}
+    for name, p in verbs.items():
+        options = [a for a in p._actions if a.option_strings and a.dest != "help"]
+        assert helps[name].count("(default: ") + helps[name].count("(required)") == len(options), name
+    assert ", ".join(METHODS) + ", or all (default: all)" in helps["attribute"]
+    assert "--top K how many classes to list per image (default: 5)" in helps["predict"]
+    assert "--quiet no progress bar (default: off)" in helps["visualize"]
+    assert "--layer LAYER the layer (unit) whose dropout samples are matched, e.g. classifier (required)" in helps["dropout"]

@@ -1,3 +1,4 @@
+import argparse
 import sys
 
 import pytest
@@ -128,3 +129,36 @@ def test_layer_table_of_a_two_input_model():
     assert rows["head"].shape == (2, 2) and rows["branch.0"].shape == (2, 8, 16, 16)
     with pytest.raises(nl.InputError, match="failed on inputs"):
         nl.layers(model, torch.zeros(1, 3, 16, 16))
+
+
+def test_files_that_are_not_plain_weights_say_what_to_save_instead(tmp_path):
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"these bytes were never written by torch.save " * 20)
+    (tmp_path / "junk.pt").write_bytes(junk.read_bytes())
+    for spec, kw in (("torchvision:squeezenet1_1", {"weights": junk}),
+                     ("timm:mobilenetv3_small_050", {"weights": junk}),
+                     (tmp_path / "junk.pt", {})):
+        with pytest.raises(nl.ModelError, match="is not a PyTorch file") as e:
+            nl.load_model(spec, **kw)
+        assert "weights_only" not in str(e.value)
+    net = torchvision.models.squeezenet1_1()
+    checkpoints = {"whole.pth": net, "checkpoint.pth": {"model": net.state_dict(), "args": argparse.Namespace(lr=0.1)}}
+    for name, obj in checkpoints.items():
+        torch.save(obj, tmp_path / name)
+        with pytest.raises(nl.ModelError, match=r"pickled Python objects.*torch\.save\(model\.state_dict\(\)") as e:
+            nl.load_model("torchvision:squeezenet1_1", weights=tmp_path / name)
+        assert "weights_only" not in str(e.value)
+    legacy = tmp_path / "legacy.pth"  # torch.save's pre-zip format still loads
+    torch.save(net.state_dict(), legacy, _use_new_zipfile_serialization=False)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(nl.load_model("torchvision:squeezenet1_1", weights=legacy).module(x), net.eval()(x))
+
+
+def test_predict_needs_k_of_one_or_more():
+    m = nl.load_model(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 4)).eval())
+    x = torch.zeros(1, 3, 8, 8)
+    for k in (0, -1):
+        with pytest.raises(nl.InputError, match="1 or more"):
+            m.predict(x, k=k)
+    assert len(m.predict(x, k=2)[0]) == 2

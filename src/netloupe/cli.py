@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 
 import torch
 
-from .errors import NetloupeError
+from .errors import InputError, NetloupeError
 
 
 def _device(name):
@@ -36,8 +40,9 @@ def _model(args):
 
 
 def cmd_predict(args):
+    paths = _image_args(args.images)
     model = _model(args)
-    for name, preds in zip(args.images, model.predict(_image_args(args.images), k=args.top)):
+    for name, preds in zip(args.images, model.predict(paths, k=args.top)):
         print(name)
         for label, p in preds:
             print(f"  {p:7.2%}  {label}")
@@ -73,7 +78,7 @@ def cmd_demo(args):
                            out / "attribution")
     print(f"attribution: every method on chelsea -> {sheet.name}")
     scanned = ["bn1", "blocks.2", "blocks.4"]
-    result = scan(model, samples.dataset(16), scanned, top_k=4, progress=False)
+    result = scan(model, samples.dataset(16), scanned, top_k=4)
     dead = {name: len(result[name].dead_channels) for name in scanned}
     print(f"unit statistics over 16 sample images, dead channels per layer: {dead}")
     report(result, out / "scan")
@@ -90,36 +95,34 @@ def _target(text: str):
 
 
 def _image_args(items):
-    """Image arguments: file paths, or sample photo names (chelsea, coffee, ...)."""
+    """Image arguments: file paths, or sample photo names (chelsea, coffee, ...). Checked before
+    any model loads, so a typo fails at once, with the nearest sample name."""
     from . import samples
 
-    sample_names = samples.names()
-    return [samples.path(i) if i in sample_names and not Path(i).exists() else i for i in items]
-
-
-# how each method is best looked at: signed fine detail as raw RGB, the rest over the photo
-_RAW_VIEW = {"guided_backprop", "deconvnet", "guided_grad_cam"}
-_LAYER_METHODS = {"grad_cam", "grad_cam_pp", "guided_grad_cam"}
+    names, paths = samples.names(), []
+    for item in items:
+        if Path(item).exists():
+            paths.append(item)
+        elif item in names:
+            paths.append(samples.path(item))
+        else:
+            near = difflib.get_close_matches(item, names, n=1)
+            hint = f"did you mean {near[0]}? " if near else ""
+            raise InputError(f"{item!r} is neither an image file (not found) nor a sample name; {hint}"
+                             f"the sample names are {', '.join(names)}")
+    return paths
 
 
 def _contact_sheet(model, x, stem: str, methods, target, layer, out: Path) -> Path:
-    """One overlay PNG per method for the single input ``x``, and (for several methods) a
-    contact sheet of the input and every method side by side."""
-    from . import images
-    from .attribution import METHODS
+    """One PNG per method for the single input ``x`` (raw or overlay, as the sheet shows it), and
+    for several methods the contact sheet of the input and every method, with colour bars."""
+    from .attribution import contact_sheet
 
-    tiles, captions = [images.to_pil(model.preprocess.inverse(x)[0])], [stem]
-    for method in methods:
-        kw = {"layer": layer} if layer and method in _LAYER_METHODS else {}
-        a = METHODS[method](model, x, target=target, **kw)
-        view = "raw" if method in _RAW_VIEW else "overlay"
-        a.save(out / f"{stem}_{method}.png", kind=view)
-        tiles.append(a.to_pil(kind=view))
-        captions.append(method)
-    if isinstance(a.target, torch.Tensor) and model.labels:
-        captions[0] = f"{stem}: {model.labels[int(a.target[0])]}"
+    sheet = contact_sheet(model, x, methods, target=target, layer=layer, title=stem)
+    for method, result in sheet.results.items():
+        result.save(out / f"{stem}_{method}.png", kind=sheet.view(method))
     if len(methods) > 1:
-        images.grid(tiles, captions, ncol=min(6, len(tiles)), cell=192).save(out / f"{stem}_all.png")
+        sheet.save(out / f"{stem}_all.png")
     return out / f"{stem}_all.png"
 
 
@@ -130,10 +133,11 @@ def cmd_attribute(args):
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise NetloupeError(f"unknown method {unknown[0]!r}; choose one of {', '.join(METHODS)} or all")
+    paths = _image_args(args.images)
     model = _model(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    x = model.inputs(_image_args(args.images))
+    x = model.inputs(paths)
     target = _target(args.target)
     for i, name in enumerate(args.images):
         _contact_sheet(model, x[i:i + 1], Path(name).stem, methods, target, args.layer, out)
@@ -161,8 +165,9 @@ def cmd_scan(args):
 def cmd_dropout(args):
     from .dropout import augment
 
+    paths = _image_args(args.images)
     model = _model(args)
-    result = augment(model, args.layer, _image_args(args.images), n=args.n, max_epochs=args.max_epochs, seed=args.seed,
+    result = augment(model, args.layer, paths, n=args.n, max_epochs=args.max_epochs, seed=args.seed,
                      optimizer=args.optimizer)
     out = Path(args.out)
     grid = result.save(out / "dropout_grid.png")
@@ -178,11 +183,17 @@ def cmd_dropout(args):
                 line += f", top-1 {'changed to ' + name(new) if new != top else 'unchanged (' + name(top) + ')'}"
             print(line)
     print(f"wrote {grid.resolve()}")
+
+
 def cmd_visualize(args):
     from . import images
     from .optvis import recipes
 
     model = _model(args)
+    smallest = recipes.min_size(model)
+    if args.size < smallest:
+        raise NetloupeError(f"--size {args.size} is below this model's minimum of {smallest} px (one cell of its "
+                            f"coarsest layer); use --size {smallest} or more")
     out = Path(args.out)
     common = dict(size=args.size, steps=args.steps, seed=args.seed, progress=not args.quiet)
     if args.diverse:
@@ -199,77 +210,163 @@ def cmd_visualize(args):
     print(f"wrote {len(pictures)} PNGs and contact_sheet.png to {out.resolve()}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors end like every other netloupe error: one line, exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"netloupe: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _count(minimum: int):
+    """An argparse type: an integer of at least ``minimum``."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more; got {value}")
+        return value
+    parse.__name__ = "count"
+    return parse
+
+
+class _Help(argparse.HelpFormatter):
+    """Help in which every option states its default: a value is appended, a flag reads 'off',
+    a required option says so; help that words its own default is left as written."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if not action.option_strings or action.default is argparse.SUPPRESS or "(default:" in text:
+            return text
+        if action.required:
+            return f"{text} (required)"
+        return f"{text} (default: {'off' if action.default is False else '%(default)s'})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="netloupe", description="See what a PyTorch network has learned and why it decides.")
+    from PIL import Image
+
+    from .attribution import METHODS
+
+    parser = _Parser(prog="netloupe", description="See what a PyTorch network has learned and why it decides.",
+                     formatter_class=_Help)
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model", default="default",
-                        help="'default', torchvision:NAME, timm:NAME, a saved model file, or package.module:factory")
-    common.add_argument("--weights", default=None,
-                        help="weights file for torchvision:/timm: specs, or 'random' (default: the local cache)")
-    common.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+    common = _Parser(add_help=False)
+    common.add_argument("--model", default="default", help="'default' (EfficientNet-Lite0, ImageNet), torchvision:NAME, "
+                        "timm:NAME, a saved model file, or package.module:factory")
+    common.add_argument("--weights", default=None, help="weights file for torchvision:/timm: specs, or 'random' "
+                        "(default: the pretrained file in the local cache)")
+    common.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
+    common.add_argument("--max-pixels", type=_count(1), default=Image.MAX_IMAGE_PIXELS, metavar="N",
+                        help="refuse images of more than N pixels (Pillow's guard against decompression bombs); "
+                        "raise it for huge images you trust")
 
-    p = sub.add_parser("predict", parents=[common], help="top-k classes for images (paths or sample names)")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--top", type=int, default=5)
-    p.set_defaults(func=cmd_predict)
+    def verb(name, func, help):
+        p = sub.add_parser(name, parents=[common], help=help, formatter_class=_Help)
+        p.set_defaults(func=func)
+        return p
 
-    p = sub.add_parser("layers", parents=[common], help="table of the model's layers with output shapes")
-    p.set_defaults(func=cmd_layers)
+    image_help = "image files, or sample photo names (chelsea, coffee, ...)"
+    p = verb("predict", cmd_predict, "top-k classes for images (paths or sample names)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help=image_help)
+    p.add_argument("--top", type=_count(1), default=5, metavar="K", help="how many classes to list per image")
 
-    p = sub.add_parser("attribute", parents=[common], help="attribution maps (overlay PNGs; --method all: a contact sheet)")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--method", default="all", help="a method name (see netloupe.attribution.METHODS) or all")
-    p.add_argument("--target", default="top", help="top, a class index, or a unit like blocks.6.0:12")
-    p.add_argument("--layer", default=None, help="layer for the CAM methods (default: last spatial layer)")
-    p.add_argument("--out", default="netloupe-out")
-    p.set_defaults(func=cmd_attribute)
+    verb("layers", cmd_layers, "table of the model's layers with output shapes")
 
-    p = sub.add_parser("dropout", parents=[common], help="what dropout does to images, in input space (Bouthillier et al.)")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p = verb("attribute", cmd_attribute, "attribution maps (overlay PNGs; --method all: a contact sheet)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help=image_help)
+    p.add_argument("--method", default="all", help=f"{', '.join(METHODS)}, or all")
+    p.add_argument("--target", default="top", help="top (the predicted class), a class index, or a unit like blocks.6.0:12")
+    p.add_argument("--layer", default=None, help="layer for the CAM methods (default: the last spatial layer)")
+    p.add_argument("--out", default="netloupe-out", metavar="DIR", help="folder for the PNGs")
+
+    p = verb("visualize", cmd_visualize, "feature visualizations of units (one PNG each + a contact sheet)")
+    p.add_argument("units", nargs="+", metavar="UNIT", help="layer, layer:channel or layer:channel@y,x (':N' is output N)")
+    p.add_argument("--size", type=_count(2), default=224, help="image side in pixels; at least the model's total stride, "
+                   "32 for the default model")
+    p.add_argument("--steps", type=_count(1), default=512, help="optimization steps")
+    p.add_argument("--diverse", type=_count(0), default=0, metavar="N", help="N diverse images per unit (0: one image per unit)")
+    p.add_argument("--batch-size", type=_count(1), default=None, help="units per optimization batch (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", default="netloupe-visualize", metavar="DIR", help="folder for the PNGs and contact_sheet.png")
+
+    p = verb("dropout", cmd_dropout, "what dropout does to images, in input space (Bouthillier et al.)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help=image_help)
     p.add_argument("--layer", required=True, help="the layer (unit) whose dropout samples are matched, e.g. classifier")
-    p.add_argument("-n", type=int, default=8, help="dropout samples per image (default 8)")
-    p.add_argument("--max-epochs", type=int, default=2000, help="optimizer steps per sample at most")
-    p.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="netloupe-dropout", help="folder for dropout_grid.png")
-    p.set_defaults(func=cmd_dropout)
+    p.add_argument("-n", type=_count(1), default=8, help="dropout samples per image")
+    p.add_argument("--max-epochs", type=_count(0), default=2000, help="optimizer steps per sample at most")
+    p.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs", help="how each sample is matched")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--out", default="netloupe-dropout", metavar="DIR", help="folder for dropout_grid.png")
 
-    p = sub.add_parser("demo", parents=[common], help="run the tour on the sample photos and write the results")
-    p.add_argument("--out", default="netloupe-demo")
-    p.set_defaults(func=cmd_demo)
-
-    p = sub.add_parser("scan", parents=[common], help="dataset-wide statistics and top-k patches of layers' channels")
+    p = verb("scan", cmd_scan, "dataset-wide statistics and top-k patches of layers' channels")
     p.add_argument("data", help="a folder of images, an image list or pair list file, or 'samples'")
     p.add_argument("--layers", required=True, help="comma-separated layer names (see `netloupe layers`)")
-    p.add_argument("--top-k", type=int, default=9)
-    p.add_argument("--bottom-k", type=int, default=0)
-    p.add_argument("--bins", type=int, default=50)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for reading images")
-    p.add_argument("--out", default="netloupe-scan")
-    p.set_defaults(func=cmd_scan)
-    p = sub.add_parser("visualize", parents=[common], help="feature visualizations of units (one PNG each + a contact sheet)")
-    p.add_argument("units", nargs="+", metavar="UNIT", help="layer, layer:channel or layer:channel@y,x (':N' is output N)")
-    p.add_argument("--size", type=int, default=224)
-    p.add_argument("--steps", type=int, default=512)
-    p.add_argument("--diverse", type=int, default=0, metavar="N", help="N diverse images per unit")
-    p.add_argument("--batch-size", type=int, default=None, help="units per optimization batch (default: all)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--out", default="netloupe-visualize")
-    p.set_defaults(func=cmd_visualize)
+    p.add_argument("--top-k", type=_count(1), default=9, help="highest-activating patches kept per channel")
+    p.add_argument("--bottom-k", type=_count(0), default=0, help="lowest-activating patches kept per channel")
+    p.add_argument("--bins", type=_count(2), default=50, help="histogram bins per channel")
+    p.add_argument("--batch-size", type=_count(1), default=None,
+                   help="images per batch (default: 32 on the CPU, 128 on a GPU)")
+    p.add_argument("--workers", type=_count(0), default=0, help="DataLoader worker processes for reading images")
+    p.add_argument("--out", default="netloupe-scan", metavar="DIR", help="folder for the statistics and index.html")
+
+    p = verb("demo", cmd_demo, "run the tour on the sample photos and write the results")
+    p.add_argument("--out", default="netloupe-demo", metavar="DIR", help="folder for the results")
     return parser
+
+
+@contextlib.contextmanager
+def _pixel_limit(n):
+    """--max-pixels: Pillow's decompression-bomb limit for this run, restored after it."""
+    from PIL import Image
+
+    before, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, n
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
+
+
+@contextlib.contextmanager
+def _out_folder(out):
+    """--out: refused before any work when it cannot be written; if the run then fails, what
+    it created there is removed (a folder that existed before is left as it is)."""
+    if out is None:
+        yield
+        return
+    out = Path(out)
+    created, parent = None, out
+    while not os.path.exists(parent):
+        created, parent = parent, parent.parent
+    if not parent.is_dir():
+        raise NetloupeError(f"cannot write --out {out}: {parent} is a file, not a folder; choose another --out folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise NetloupeError(f"cannot write --out {out}: no permission to write in {parent}; "
+                            "choose a folder you can write to")
+    try:
+        yield
+    except BrokenPipeError:  # the output's reader left; the run itself went well
+        raise
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
 
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error already printed
+        return e.code if isinstance(e.code, int) else 2
     if args.verb is None:
         parser.print_help()
         return 2
     try:
-        args.func(args)
+        with _pixel_limit(args.max_pixels), _out_folder(getattr(args, "out", None)):
+            args.func(args)
     except NetloupeError as e:
         print(f"netloupe: error: {e}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ transfer-visualization's FeatureVisualizer for its users."""
 from __future__ import annotations
 
 import functools
+import math
 import operator
 import re
 from typing import Iterable, List, Optional, Sequence, Union
@@ -12,7 +13,7 @@ import torch
 from PIL import Image
 
 from ..errors import NetloupeError, UnitError
-from ..models import as_loaded
+from ..models import as_loaded, layers
 from ..runtime import batch_size as default_batch_size, chunks
 from ..units import Unit, as_unit
 from . import objectives as obj
@@ -54,6 +55,20 @@ def file_name(caption: str) -> str:
     """A file name for a unit or caption: ``blocks.4:3`` -> ``blocks.4_3``, the output ``:281`` -> ``output_281``."""
     text = caption if not caption.startswith(":") else "output" + caption
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "output"
+
+
+def min_size(model) -> int:
+    """The smallest image side, in pixels, worth rendering for ``model``: its total stride, the
+    input side (``preprocess.hw``) over the smallest grid side among its layers' [N, C, H, W]
+    outputs at that size (224 / 7 = 32 for the default model). Below it the coarsest layer has
+    less than one cell to respond with. One-cell grids are left out: global pooling and
+    squeeze-excite gates make them at any input size."""
+    loaded = as_loaded(model)
+    h, w = loaded.preprocess.hw
+    grids = [r.shape[2:] for r in layers(loaded) if r.shape is not None and len(r.shape) == 4 and min(r.shape[2:]) > 1]
+    if not grids:
+        return 1
+    return max(math.ceil(h / min(g[0] for g in grids)), math.ceil(w / min(g[1] for g in grids)))
 
 
 def _units(model, units) -> List[Unit]:
