@@ -2,6 +2,7 @@
 against analytic values, patches fed back through the model, persistence, report, CLI, and a
 real two-process torchrun scan against the one-process scan."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ from PIL import Image
 
 import netloupe as nl
 from netloupe.stats import ScanResult
+from netloupe.stats.report import _correlation_figure, _histogram_figure, histogram_grid, histogram_pages
 from netloupe.cli import main
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -300,6 +302,7 @@ def test_each_top_patch_fed_back_reproduces_its_activation():
         for bottom in (False, True):
             patches = nl.top_patches(result, "5", channel, bottom=bottom)
             assert patches.windows.shape[-2:] == (9, 9)  # 3 + 2 + 2 * 2
+            assert not patches.field.clipped and patches.fired is None and patches.cells is None
             for j, index in enumerate(patches.images.tolist()):
                 assert _feed_back(model, images[index], patches, j, channel) == pytest.approx(
                     patches.values[j].item(), rel=1e-5, abs=1e-6)
@@ -351,6 +354,51 @@ def test_attribution_callback_is_cropped_with_the_patch():
     assert patches.to_pil().size[0] > 3 * 64
 
 
+def _clipped_net(seed=5):
+    """Three convs whose receptive field covers a 12 x 12 input; the output grid is 4 x 4, so a
+    grid cell spans 3 input pixels and pixel 3 * y + 1 sits exactly on cell y's centre."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, stride=3), nn.ReLU(),
+                         nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()).eval()
+
+
+def test_deep_layer_patches_show_where_the_unit_fired():
+    from model_state import leaves_unchanged, scramble
+
+    model = scramble(_clipped_net())
+    g = torch.Generator().manual_seed(6)
+    images = [torch.randn(3, 12, 12, generator=g) for _ in range(10)]
+    with leaves_unchanged(model):
+        result = nl.scan(model, images, ["5"], top_k=3, progress=False)
+        channel = int(result["5"].max.argmax())
+        patches = nl.top_patches(result, "5", channel)
+    assert patches.field.clipped and patches.fired.shape == (3, 12, 12) and patches.cells.shape == (3, 4)
+    for j, (y, x) in enumerate(patches.positions.tolist()):
+        assert patches.cells[j].tolist() == [3 * y, 3 * x, 3 * y + 3, 3 * x + 3]
+        value = patches.values[j].item()
+        # the upsampled map holds the unit's value at its cell's centre and nowhere more
+        assert patches.fired[j, 3 * y + 1, 3 * x + 1].item() == pytest.approx(value, rel=1e-5)
+        assert patches.fired[j].max().item() == pytest.approx(value, rel=1e-5)
+    # the picture: the heat overlay changes the photo, the outline sits on the cell's border
+    drawn = np.asarray(patches.to_pil(cell=36, captions=False, pad=0)).astype(int)
+    unboxed = np.asarray(dataclasses.replace(patches, cells=None).to_pil(cell=36, captions=False, pad=0)).astype(int)
+    plain = np.asarray(dataclasses.replace(patches, cells=None, fired=None).to_pil(cell=36, captions=False, pad=0))
+    assert np.abs(unboxed - plain).mean() > 5
+    for j, (top, left, bottom, right) in enumerate((patches.cells * 3).tolist()):  # 12 px shown as 36
+        changed = np.abs(drawn[:, 36 * j:36 * (j + 1)] - unboxed[:, 36 * j:36 * (j + 1)]).sum(2) > 0
+        ys, xs = np.nonzero(changed)
+        assert abs(ys.min() - max(top - 1, 0)) <= 1 and abs(ys.max() - min(bottom, 35)) <= 1
+        assert abs(xs.min() - max(left - 1, 0)) <= 1 and abs(xs.max() - min(right, 35)) <= 1
+        inner = changed[top + 2:bottom - 2, left + 2:right - 2]
+        assert not inner.any()  # an outline: the cell's own pixels stay visible
+    # attribution maps, when given, take the overlay's place; the outline stays
+    ramp = torch.arange(144.0).view(12, 12)
+    with_maps = nl.top_patches(result, "5", channel, attribute=lambda *_: ramp)
+    assert torch.equal(with_maps.fired, patches.fired)
+    assert np.array_equal(np.asarray(with_maps.to_pil(cell=36)),
+                          np.asarray(dataclasses.replace(patches, fired=with_maps.maps).to_pil(cell=36)))
+
+
 # -- persistence, report, CLI ----------------------------------------------------------------
 
 def test_save_load_roundtrip_without_pickle(tmp_path):
@@ -376,12 +424,13 @@ def test_save_load_roundtrip_without_pickle(tmp_path):
         nl.top_patches(back, "3", 1)
 
 
-def test_report_writes_pictures_and_index(tmp_path):
+def test_report_writes_pictures_and_index(tmp_path, capsys):
     model = _planted()
     g = torch.Generator().manual_seed(0)
     images = [torch.rand(3, 12, 12, generator=g) for _ in range(12)]
     result = nl.scan(model, images, ["0", "1"], top_k=3, progress=False)
     index = nl.report(result, tmp_path / "rep")
+    assert "report" in capsys.readouterr().err  # the drawing phase shows its own bar
     page = index.read_text()
     linked = {part.split('"')[0] for part in page.split('src="')[1:]} | {"activity.png"}
     assert {"1_histograms.png", "1_correlation.png", "1_topk.png", "activity.png"} <= linked
@@ -391,6 +440,77 @@ def test_report_writes_pictures_and_index(tmp_path):
     assert "1 dead" in page
     grid = np.asarray(result.to_pil(layer="1"))  # a dead channel is drawn in red
     assert ((grid[:, :, 0] > 200) & (grid[:, :, 1] < 60) & (grid[:, :, 2] < 60)).sum() > 20
+
+
+def test_histograms_show_every_channel_paged(tmp_path, capsys):
+    model = nn.Sequential(nn.Conv2d(3, 12, 1), nn.ReLU()).eval()
+    g = torch.Generator().manual_seed(0)
+    images = [torch.randn(3, 4, 4, generator=g) for _ in range(6)]
+    result = nl.scan(model, images, ["1"], top_k=2, progress=False)
+    stats = result["1"]
+    assert histogram_pages(stats) == 1 and histogram_pages(stats, per_page=8) == 2
+    index = nl.report(result, tmp_path / "rep", per_page=8, progress=False)
+    assert capsys.readouterr().err == ""  # progress=False: silent
+    page = index.read_text()
+    written = sorted(p.name for p in (tmp_path / "rep").glob("1_histograms*.png"))
+    assert written == ["1_histograms.png", "1_histograms_2.png"]
+    assert all(f'src="{name}"' in page for name in written)
+    shown = []
+    for number in (1, 2):
+        fig = _histogram_figure(stats, number, 8, 4)
+        channels = [int(ax.get_title().split()[0]) for ax in fig.axes if ax.get_title()]
+        assert f"channels {channels[0]}-{channels[-1]} of 12" in fig.get_suptitle()
+        assert f"page {number} of 2" in fig.get_suptitle()
+        shown += channels
+    assert shown == list(range(12))  # every channel once, in order
+    assert result.to_pil(per_page=8).tobytes() == histogram_grid(stats, 1, 8).tobytes()  # to_pil: the first page
+    with pytest.raises(nl.InputError, match="page 1..2"):
+        histogram_grid(stats, page=3, per_page=8)
+
+
+def _heatmap_axes(fig):
+    return next(ax for ax in fig.axes if ax.get_images() and ax.get_xlabel() == "channel")
+
+
+def _no_overlap(extents, lo, hi):
+    spans = sorted((getattr(e, lo), getattr(e, hi)) for e in extents)
+    return all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+
+
+def test_correlation_heatmap_labels_channels_and_explains_grey():
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, 12, 12, generator=g) for _ in range(12)]
+    stats = nl.scan(_planted(), images, ["1"], top_k=2, progress=False)["1"]  # channel 3 is constant
+    fig = _correlation_figure(stats)
+    ax = _heatmap_axes(fig)
+    order = [str(c) for c in stats.order.tolist()]
+    assert [t.get_text() for t in ax.get_xticklabels()] == order  # few channels: every one labelled
+    assert [t.get_text() for t in ax.get_yticklabels()] == order
+    (legend,) = fig.legends
+    assert "constant channel" in legend.get_texts()[0].get_text()
+    grey = ax.get_images()[0].get_cmap().get_bad()
+    assert np.allclose(legend.legend_handles[0].get_facecolor(), grey)
+    # no constant channel, no legend
+    varied = nl.scan(_random_net(), [torch.randn(3, 6, 6, generator=g) for _ in range(12)], ["0"], progress=False)
+    assert not torch.isnan(varied["0"].correlation).any() and _correlation_figure(varied["0"]).legends == []
+
+
+def test_correlation_heatmap_labels_a_readable_subset_of_many_channels():
+    model = nn.Sequential(nn.Conv2d(3, 300, 1)).eval()
+    g = torch.Generator().manual_seed(1)
+    stats = nl.scan(model, [torch.randn(3, 2, 2, generator=g) for _ in range(20)], ["0"], progress=False)["0"]
+    fig = _correlation_figure(stats)
+    fig.canvas.draw()
+    ax = _heatmap_axes(fig)
+    order = stats.order.tolist()
+    ticks = [int(t) for t in ax.get_yticks()]
+    step = ticks[1] - ticks[0]
+    assert ticks == list(range(0, 300, step)) and 10 <= len(ticks) < 300
+    assert [t.get_text() for t in ax.get_yticklabels()] == [str(order[t]) for t in ticks]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(order[t]) for t in ticks]
+    renderer = fig.canvas.get_renderer()
+    assert _no_overlap([t.get_window_extent(renderer) for t in ax.get_yticklabels()], "y0", "y1")
+    assert _no_overlap([t.get_window_extent(renderer) for t in ax.get_xticklabels()], "x0", "x1")
 
 
 def test_cli_scan(tmp_path, capsys):

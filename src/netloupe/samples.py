@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from typing import List
 
@@ -37,7 +38,9 @@ def names() -> List[str]:
 def path(name: str) -> str:
     """File path of a sample photo."""
     if name not in _FILES:
-        raise InputError(f"no sample photo named {name!r}; choose one of {', '.join(names())}")
+        near = difflib.get_close_matches(str(name), names(), n=1)
+        raise InputError(f"no sample photo named {name!r}; {f'did you mean {near[0]}? ' if near else ''}"
+                         f"choose one of {', '.join(names())}")
     p = os.path.join(_data_dir(), _FILES[name])
     if not os.path.isfile(p):
         raise InputError(f"the sample photo {name!r} is missing from scikit-image's data folder {_data_dir()}")
@@ -49,8 +52,23 @@ def image(name: str) -> Image.Image:
     return load_image(path(name))
 
 
+# Crops as (left, top, right, bottom) shares of the photo: the full view, the four disjoint
+# quadrants, then a centre crop, so that images of one photo show different content.
+_CROPS = {
+    "full": (0.0, 0.0, 1.0, 1.0),
+    "tl": (0.0, 0.0, 0.5, 0.5),
+    "tr": (0.5, 0.0, 1.0, 0.5),
+    "bl": (0.0, 0.5, 0.5, 1.0),
+    "br": (0.5, 0.5, 1.0, 1.0),
+    "centre": (0.25, 0.25, 0.75, 0.75),
+}
+
+
 class SampleDataset:
-    """A deterministic list of PIL images made from the sample photos by crops and flips."""
+    """A deterministic list of PIL images made from the sample photos: every photo's full view,
+    then each quadrant, then its centre; mirror images only after every distinct crop, so that
+    the first ``len(names()) * 6`` images hold no picture twice (a top-k row never shows a photo
+    next to its own mirror image)."""
 
     def __init__(self, n: int = 32, size: int = 256):
         if n < 1:
@@ -59,8 +77,7 @@ class SampleDataset:
         self.names: List[str] = []
         self._specs = []
         photos = names()
-        # per photo: full view, then four corner crops, each also mirrored
-        variants = [(crop, flip) for crop in ("full", "tl", "tr", "bl", "br") for flip in (False, True)]
+        variants = [(crop, flip) for flip in (False, True) for crop in _CROPS]
         for k in range(n):
             photo = photos[k % len(photos)]
             crop, flip = variants[(k // len(photos)) % len(variants)]
@@ -74,16 +91,13 @@ class SampleDataset:
         photo, crop, flip = self._specs[i]
         im = image(photo)
         w, h = im.size
-        if crop != "full":
-            cw, ch = int(w * 0.7), int(h * 0.7)
-            left = 0 if crop[1] == "l" else w - cw
-            top = 0 if crop[0] == "t" else h - ch
-            im = im.crop((left, top, left + cw, top + ch))
+        left, top, right, bottom = _CROPS[crop]
+        im = im.crop((round(left * w), round(top * h), round(right * w), round(bottom * h)))
         if flip:
             im = ImageOps.mirror(im)
         return ImageOps.fit(im, (self.size, self.size), Image.BICUBIC)
 
 
 def dataset(n: int = 32, size: int = 256) -> SampleDataset:
-    """``n`` deterministic images (crops and flips of the sample photos), ``size`` pixels square."""
+    """``n`` deterministic images (crops of the sample photos, mirrored ones last), ``size`` pixels square."""
     return SampleDataset(n, size)

@@ -17,11 +17,11 @@ from typing import Callable, List, Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from ..errors import InputError, NetloupeError, UnitError
 from ..images import Picture, grid, overlay, to_pil
-from ..models import LoadedModel, as_loaded
+from ..models import LoadedModel, as_loaded, forward
 from ..probe import probe
 from ..units import Unit, as_unit
 from .scan import ScanResult, as_source, model_inputs
@@ -183,12 +183,29 @@ def _crop(t: torch.Tensor, box, fill: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _outline(tile: Image.Image, box) -> Image.Image:
+    """``tile`` with a white box (black-edged, so it shows on any colour) around ``box``
+    (top, left, bottom, right; bottom/right exclusive) in the tile's pixels."""
+    top, left, bottom, right = box
+    out = tile.copy()
+    draw = ImageDraw.Draw(out)
+    draw.rectangle((left - 1, top - 1, right, bottom), outline=(0, 0, 0), width=3)
+    draw.rectangle((left, top, right - 1, bottom - 1), outline=(255, 255, 255), width=1)
+    return out
+
+
 @dataclass
 class Patches(Picture):
     """The top (or bottom) k patches of one channel: for each, the image id, the unit value and
     position, the ``box`` in input coordinates, ``windows`` (the model-input crop, zero beyond the
     image), ``pictures`` ([0, 1] RGB, checkerboard beyond the image) and, if an ``attribute``
-    callback was given, ``maps`` cropped the same way."""
+    callback was given, ``maps`` cropped the same way.
+
+    A unit whose receptive field covers the whole input (``field.clipped``) gives the whole photo
+    as its patch, which alone cannot say what the unit responded to; for those, ``fired`` holds
+    the channel's activation map on each image, upsampled bilinearly to the input size [k, H, W],
+    and ``cells`` the input-space box (top, left, bottom, right) of the grid cell of the maximum:
+    the pictures show them as a heat overlay and an outline."""
 
     layer: str
     channel: int
@@ -201,12 +218,43 @@ class Patches(Picture):
     pictures: torch.Tensor
     field: ReceptiveField
     maps: Optional[torch.Tensor] = None
+    fired: Optional[torch.Tensor] = None
+    cells: Optional[torch.Tensor] = None
 
     def to_pil(self, cell: int = 96, captions: bool = True, **kw) -> Image.Image:
-        tiles = [to_pil(pic) if self.maps is None else overlay(to_pil(pic), m) for pic, m in
-                 zip(self.pictures, self.maps if self.maps is not None else [None] * len(self.pictures))]
+        """One tile per patch, ``cell`` pixels wide: the attribution maps as a heat overlay if
+        given, else the fired maps; the cell of the maximum outlined where known."""
+        heat = self.maps if self.maps is not None else self.fired
+        tiles = []
+        for j, pic in enumerate(self.pictures):
+            tile = to_pil(pic) if heat is None else overlay(to_pil(pic), heat[j])
+            if self.cells is not None:  # outlined at the shown size, so the line stays sharp
+                scale = cell / tile.width if cell else 1.0
+                tile = tile.resize((round(tile.width * scale), round(tile.height * scale)), Image.BILINEAR)
+                origin = self.boxes[j, :2].repeat(2)
+                tile = _outline(tile, [round(v * scale) for v in (self.cells[j] - origin).tolist()])
+            tiles.append(tile)
         names = [f"{i.rsplit('/', 1)[-1][:14]}\n{v:.3g}" for i, v in zip(self.image_ids, self.values.tolist())]
         return grid(tiles, names if captions else None, ncol=len(tiles), cell=cell, **kw)
+
+
+def _fired(loaded: LoadedModel, layer: str, call: int, channel: int, samples, positions: torch.Tensor,
+           input_index: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(maps [k, H, W], cells [k, 4]): ``channel``'s output on each sample (one batched forward),
+    upsampled bilinearly to the input size, and the input-space box of the grid cell at each
+    (y, x) of ``positions``; a grid cell spans input size / grid size pixels."""
+    module = loaded.module
+    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
+    batch = [torch.stack(parts).to(device=loaded.device, dtype=dtype) for parts in zip(*samples)]
+    with probe(module, [layer], detach=True) as p, torch.no_grad():
+        forward(module, batch)
+    act = p.calls[layer][call][:, channel:channel + 1].float()
+    size = batch[input_index].shape[-2:]
+    maps = F.interpolate(act, size=size, mode="bilinear", align_corners=False)[:, 0].cpu()
+    (h, w), (H, W) = act.shape[-2:], size
+    y, x = positions[:, 0].double(), positions[:, 1].double()
+    cells = torch.stack([y * H / h, x * W / w, (y + 1) * H / h, (x + 1) * W / w], 1).round().long()
+    return maps, cells
 
 
 def _sample_inputs(result: ScanResult, data, model: LoadedModel, index: int):
@@ -234,7 +282,13 @@ def top_patches(result: ScanResult, layer: str, channel: int, *, model=None, dat
     guided-backprop map); it is called once per patch and cropped with it. field: the layer's
     receptive field at the images' size, if already measured (e.g. ``patches.field`` of another
     channel of the same layer); measured when missing or made for another layer or size.
+    Where the field covers the whole input (deep layers), the patches also get the channel's
+    activation maps (``fired``) and the cell of each maximum (``cells``), from one forward pass
+    over the k images.
     """
+    if not isinstance(result, ScanResult):
+        raise InputError(f"top_patches takes the ScanResult of netloupe.scan(model, data, layers) first; got "
+                         f"{type(result).__name__}")
     stats = result[layer]
     if not 0 <= channel < stats.channels:
         raise UnitError(f"channel {channel} out of range; layer {layer!r} has channels 0..{stats.channels - 1}")
@@ -247,9 +301,10 @@ def top_patches(result: ScanResult, layer: str, channel: int, *, model=None, dat
     if not len(images):
         raise NetloupeError("the scan kept no bottom-k images; scan with bottom_k > 0" if bottom else
                             "the scan kept no top-k images")
-    windows, pictures, maps, boxes = [], [], [], []
+    windows, pictures, maps, boxes, samples = [], [], [], [], []
     for index, (y, x) in zip(images.tolist(), positions.tolist()):
         parts = _sample_inputs(result, data, loaded, index)
+        samples.append(parts)
         stale = field is None or field.layer != stats.layer or \
             field.input_size != tuple(parts[field.input_index].shape[-2:])
         if stale:
@@ -266,7 +321,9 @@ def top_patches(result: ScanResult, layer: str, channel: int, *, model=None, dat
             m = attribute(loaded, batch, Unit(stats.layer, channel, y, x))
             m = torch.as_tensor(m).detach().float().cpu().reshape(image.shape[-2:])
             maps.append(_crop(m.unsqueeze(0), box, torch.zeros(1, h, w))[0])
+    fired, cells = _fired(loaded, stats.layer, stats.call, channel, samples, positions, field.input_index) \
+        if field.clipped else (None, None)
     ids = [result.ids[i] for i in images.tolist()]
     return Patches(layer, channel, ids, images.clone(), values.clone(), positions.clone(),
                    torch.tensor(boxes, dtype=torch.long), torch.stack(windows), torch.stack(pictures), field,
-                   torch.stack(maps) if maps else None)
+                   torch.stack(maps) if maps else None, fired, cells)

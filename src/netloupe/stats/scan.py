@@ -455,7 +455,8 @@ class ScanResult(Picture):
         return load_result(directory)
 
     def to_pil(self, layer: Optional[str] = None, **kw) -> Image.Image:
-        """The histogram grid of ``layer`` (default: the first scanned)."""
+        """The histogram grid of ``layer`` (default: the first scanned): its first page of 64
+        channels; ``page=`` (from 1) and ``per_page=`` show the others."""
         from .report import histogram_grid
 
         return histogram_grid(self[layer or next(iter(self.layers))], **kw)
