@@ -4,15 +4,14 @@ is wrong, against hand-written references."""
 import copy
 import warnings
 
-import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
 import netloupe as nl
-from netloupe.attribution.smooth import noise_batch
-from test_probe import RefReLU, RefRule
 import zoo
+from netloupe.attribution.smooth import noise_batch
+from references import RefReLU, RefRule
 
 captum_attr = pytest.importorskip("captum.attr")
 warnings.filterwarnings("ignore", module="captum")
@@ -71,7 +70,7 @@ def test_trapezoid_rule_is_captum_rescaled_because_captum_weights_sum_to_less_th
 def test_smoothgrad_matches_noise_tunnel_with_same_noise(case, kind, nt_type, monkeypatch):
     name, model, x = case
     samples = 3
-    ours = nl.smoothgrad(model, x, TARGETS, samples=samples, noise=0.15, kind=kind, seed=5)
+    ours = nl.smoothgrad(model, x, TARGETS, n=samples, noise=0.15, kind=kind, seed=5)
     noise = noise_batch(x, samples, 0.15, seed=5)
     # captum draws its noise with torch.normal, in the same sample-major layout: hand it ours
     monkeypatch.setattr(torch, "normal", lambda *a, **k: noise)
@@ -96,22 +95,13 @@ def _reference_rule_model(name, model, rule):
             if isinstance(child, nn.ReLU):
                 setattr(parent, child_name, RefReLU(rule))
             elif isinstance(child, nn.ReLU6):
-                setattr(parent, child_name, _RefReLU6(rule))
+                setattr(parent, child_name, RefReLU(rule, hi=6.0))
     if name == "densenet121":
         def forward(x, m=ref):
             f = RefRule.apply(m.features(x), None, rule)
             return m.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(f, 1), 1))
         ref.forward = forward
     return ref
-
-
-class _RefReLU6(nn.Module):
-    def __init__(self, rule):
-        super().__init__()
-        self.rule = rule
-
-    def forward(self, x):
-        return RefRule.apply(x, 6.0, self.rule)
 
 
 def _input_grad(model, x, targets):
@@ -213,20 +203,13 @@ def test_adaptive_rule_is_exact_for_a_linear_path_and_refines_where_the_score_be
     assert adaptive.delta.abs().sum() < fixed.delta.abs().sum()
 
 
-BATCHABLE = {
-    "saliency": {}, "input_x_gradient": {}, "guided_backprop": {}, "deconvnet": {},
-    "integrated_gradients": {"steps": 5}, "smoothgrad": {"samples": 3, "seed": 0},
-    "grad_cam": {}, "grad_cam_pp": {}, "guided_grad_cam": {}, "occlusion": {"window": 16, "stride": 16, "progress": False},
-}
-
-
-@pytest.mark.parametrize("method", sorted(BATCHABLE))
+@pytest.mark.parametrize("method", list(nl.attribution.METHODS))
 def test_batch_equals_one_at_a_time(method):
     """In float64, so that batch-size-dependent rounding cannot flip a ReLU near zero."""
     model, _ = zoo.build("resnet18")
     model = model.double()
     x = torch.randn(3, 3, 64, 64, dtype=torch.float64)
-    kw = BATCHABLE[method]
+    kw = nl.attribution.METHODS[method].quick
     batch = nl.attribute(model, x, method, target=[1, 2, 3], **kw).values
     for i in range(3):
         if method == "smoothgrad":  # noise for input i alone = the batch's rows for input i
@@ -238,7 +221,7 @@ def test_batch_equals_one_at_a_time(method):
 def test_smoothgrad_batch_equals_explicit_noisy_average():
     model, _ = zoo.build("resnet18")
     x = torch.randn(2, 3, 64, 64)
-    r = nl.smoothgrad(model, x, [1, 2], samples=4, seed=9, batch_size=3)
+    r = nl.smoothgrad(model, x, [1, 2], n=4, seed=9, batch_size=3)
     noisy = x.repeat_interleave(4, 0) + noise_batch(x, 4, 0.15, seed=9)
     grads = nl.saliency(model, noisy, torch.tensor([1, 2]).repeat_interleave(4)).values
     assert torch.allclose(r.values, grads.view(2, 4, 3, 64, 64).mean(1), atol=1e-6)
@@ -385,3 +368,30 @@ def test_contact_sheet_explains_one_class_with_every_method():
     assert im.size[0] > 4 * 150
     with pytest.raises(nl.InputError, match="one input"):
         nl.attribution.contact_sheet(model, torch.randn(2, 3, 64, 64))
+
+
+def test_one_decorator_registers_a_method_everywhere():
+    """The README's contributing example: a new method is one function with @register."""
+    from netloupe.attribution.gradients import input_gradients, prepare
+    from netloupe.cli import build_parser
+
+    @nl.attribution.register(view="raw", caption="gradient x sign", quick={}, rank=25)
+    def gradient_x_sign(model, inputs, target="top", *, forward_args=None):
+        c = prepare(model, inputs, target, forward_args)
+        grads, _ = input_gradients(c.loaded.module, c.xs, c.target, extra=c.extra)
+        return c.result(tuple(g * x.sign() for g, x in zip(grads, c.xs)), "gradient_x_sign")
+
+    methods = nl.attribution.METHODS
+    try:
+        assert list(methods).index("gradient_x_sign") == 2  # ranked after input_x_gradient (20)
+        model, _ = zoo.build("resnet18")
+        x = torch.randn(1, 3, 64, 64)
+        by_name = nl.attribute(model, x, "gradient_x_sign", target=3).values
+        assert torch.equal(by_name, nl.saliency(model, x, 3, abs=False).values * x.sign())
+        sheet = nl.attribution.contact_sheet(model, x, ["saliency", "gradient_x_sign"])
+        assert sheet.view("gradient_x_sign") == "raw" and sheet.to_pil().size[0] > 300
+        verbs = build_parser()._subparsers._group_actions[0].choices
+        assert "gradient_x_sign" in verbs["attribute"].format_help()
+        assert methods["gradient_x_sign"].takes_layer is False and methods["grad_cam"].takes_layer is True
+    finally:
+        methods.pop("gradient_x_sign")

@@ -108,7 +108,7 @@ def test_two_input_adaptive_integrated_gradients_are_complete(two):
 
 def test_two_input_smoothgrad_matches_noise_tunnel(two, monkeypatch):
     model, xs = two
-    ours = nl.smoothgrad(model, xs, TARGETS, samples=3, noise=(0.1, 0.3), seed=4, abs=False)
+    ours = nl.smoothgrad(model, xs, TARGETS, n=3, noise=(0.1, 0.3), seed=4, abs=False)
     rng = nl.runtime.generator(4, "cpu")
     noises = [noise_batch(x, 3, s, rng=rng) for x, s in zip(xs, (0.1, 0.3))]
     monkeypatch.setattr(torch, "normal", lambda *a, **k: noises.pop(0))  # captum draws per input, in order
@@ -160,7 +160,7 @@ def test_parts_of_a_multi_input_attribution_draw_and_sign(two):
     r = nl.saliency(model, xs, TARGETS, abs=False)
     assert len(r) == 2 and r.several
     img = r.part(0)
-    assert img.values.shape == (2, 3, 12, 12) and img.to_pil(kind="heatmap").size == (12, 12)
+    assert img.values.shape == (2, 3, 12, 12) and img.to_pil(kind="heatmap", index=1).size == (12, 12)
     assert torch.equal(r.positive().values[1] - r.negative().values[1], r.values[1])
     with pytest.raises(nl.InputError, match="part\\(i\\)"):
         r.to_pil()
@@ -199,7 +199,7 @@ class _Fixed(nn.Module):
 @pytest.mark.parametrize("method,kw", [
     ("integrated_gradients", {"steps": 10, "method": "riemann_middle", "batch_size": 4}),
     ("integrated_gradients", {"steps": 10, "batch_size": 3}),
-    ("smoothgrad", {"samples": 4, "seed": 0, "batch_size": 3}),
+    ("smoothgrad", {"n": 4, "seed": 0, "batch_size": 3}),
     ("occlusion", {"window": 4, "stride": 2, "batch_size": 5, "progress": False}),
     ("saliency", {}),
 ])

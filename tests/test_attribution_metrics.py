@@ -4,8 +4,8 @@ import torch
 import torch.nn as nn
 
 import netloupe as nl
-from netloupe.attribution import metrics
 from model_state import leaves_unchanged
+from netloupe.attribution import metrics
 
 
 def _linear_model():

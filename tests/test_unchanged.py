@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import netloupe as nl
-from model_state import leaves_unchanged, scramble
 import zoo
+from model_state import leaves_unchanged, scramble
 
 
 def _predict(model, inputs):
@@ -16,7 +16,7 @@ def _predict(model, inputs):
         with pytest.raises(nl.NetloupeError):
             nl.load_model(model).predict(inputs[0])
         return
-    preds = nl.load_model(model).predict(inputs[0], k=3)
+    preds = nl.load_model(model).predict(inputs[0], top_k=3)
     assert len(preds) == len(inputs[0]) and len(preds[0]) == 3
 
 
@@ -66,19 +66,11 @@ def _metrics(model, inputs):
 
 
 PUBLIC_CALLS = {
-    "saliency": _attribution("saliency"),
-    "input_x_gradient": _attribution("input_x_gradient"),
-    "guided_backprop": _attribution("guided_backprop"),
-    "deconvnet": _attribution("deconvnet"),
-    "integrated_gradients": _attribution("integrated_gradients", steps=3),
-    "smoothgrad": _attribution("smoothgrad", samples=2, seed=0),
-    "grad_cam": _attribution("grad_cam"),
-    "grad_cam_pp": _attribution("grad_cam_pp"),
-    "guided_grad_cam": _attribution("guided_grad_cam"),
+    # every registered attribution method, with its quick settings, then the options worth their own path
+    **{name: _attribution(name, **m.quick) for name, m in nl.attribution.METHODS.items()},
     "grad_cam_layer_input": _attribution("grad_cam", layer_input=True),
     "guided_grad_cam_nearest": _attribution("guided_grad_cam", interpolate="nearest"),
     "integrated_gradients_unmultiplied": _attribution("integrated_gradients", steps=3, multiply_by_inputs=False),
-    "occlusion": _attribution("occlusion", window=8, stride=8, progress=False),
     "metrics": _metrics,
     "contact_sheet": _contact_sheet,
     "load_model": lambda model, inputs: nl.load_model(model),

@@ -11,9 +11,10 @@ import torch.nn.functional as F
 
 from ..errors import InputError, NetloupeError
 from ..probe import probe
-from ..units import UnitLike, as_unit
+from ..units import UnitLike, as_unit, check_channel
 from .gradients import Prepared, guided_backprop, prepare
 from .inputs import ForwardArgs, Tensors
+from .registry import register
 from .result import Attribution
 from .targets import TargetLike
 
@@ -118,15 +119,15 @@ def upsample(cam: torch.Tensor, size, mode: str) -> torch.Tensor:
     return F.interpolate(cam, size=tuple(size), mode=mode, **({} if mode == "nearest" else {"align_corners": False}))
 
 
-def _weighted(act, weights, channel):
+def _weighted(act, weights, channel, layer):
     if channel is not None:
-        if not 0 <= channel < act.shape[1]:
-            raise NetloupeError(f"channel {channel} out of range; the layer has channels 0..{act.shape[1] - 1}")
+        check_channel(layer, channel, act.shape[1])
         return weights[:, channel, None, None, None] * act[:, channel:channel + 1]
     return (weights[:, :, None, None] * act).sum(1, keepdim=True)
 
 
-def grad_cam(model, inputs, target: TargetLike = "top", layer: Optional[UnitLike] = None,
+@register(rank=70)
+def grad_cam(model, inputs, target: TargetLike = "top", *, layer: Optional[UnitLike] = None,
              channel: Optional[int] = None, interpolate: Union[bool, str] = True, relu: bool = True,
              reshape: Optional[Callable] = None, layer_input: bool = False, forward_args=None) -> Attribution:
     """Grad-CAM: the layer's channels weighted by their mean gradient, summed.
@@ -141,10 +142,11 @@ def grad_cam(model, inputs, target: TargetLike = "top", layer: Optional[UnitLike
     c = prepare(model, inputs, target, forward_args)
     name, act, grad = _layer_and_grad(c, layer, reshape, layer_input)
     weights = grad.mean(dim=(2, 3))
-    return _finish(_weighted(act, weights, channel), c, name, "grad_cam", interpolate, relu, channel, layer_input)
+    return _finish(_weighted(act, weights, channel, name), c, name, "grad_cam", interpolate, relu, channel, layer_input)
 
 
-def grad_cam_pp(model, inputs, target: TargetLike = "top", layer: Optional[UnitLike] = None,
+@register(rank=80)
+def grad_cam_pp(model, inputs, target: TargetLike = "top", *, layer: Optional[UnitLike] = None,
                 channel: Optional[int] = None, interpolate: Union[bool, str] = True, relu: bool = True,
                 reshape: Optional[Callable] = None, layer_input: bool = False, forward_args=None) -> Attribution:
     """Grad-CAM++: channel weights from positive gradients, each position weighted by the
@@ -157,10 +159,11 @@ def grad_cam_pp(model, inputs, target: TargetLike = "top", layer: Optional[UnitL
     denom = 2 * g2 + act.sum(dim=(2, 3), keepdim=True) * g3 + 1e-6
     alpha = torch.where(grad != 0, g2 / denom, torch.zeros_like(g2))
     weights = (alpha * grad.clamp(min=0)).sum(dim=(2, 3))
-    return _finish(_weighted(act, weights, channel), c, name, "grad_cam_pp", interpolate, relu, channel, layer_input)
+    return _finish(_weighted(act, weights, channel, name), c, name, "grad_cam_pp", interpolate, relu, channel, layer_input)
 
 
-def guided_grad_cam(model, inputs, target: TargetLike = "top", layer: Optional[UnitLike] = None,
+@register(view="raw", rank=90)
+def guided_grad_cam(model, inputs, target: TargetLike = "top", *, layer: Optional[UnitLike] = None,
                     reshape: Optional[Callable] = None, interpolate: str = "bilinear", layer_input: bool = False,
                     forward_args=None) -> Attribution:
     """Guided backprop times the Grad-CAM map resized to the input ("bilinear" or "nearest",

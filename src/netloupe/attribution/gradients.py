@@ -13,6 +13,7 @@ from ..models import LoadedModel, as_loaded
 from ..probe import probe
 from ..runtime import chunks
 from .inputs import ForwardArgs, Tensors, model_inputs, unpack
+from .registry import register
 from .result import Attribution
 from .targets import Target, TargetLike, resolve
 
@@ -90,7 +91,8 @@ def _gradient(name, model, inputs, target, forward_args, rule=None, times_input=
     return c.result(tuple(v.abs() for v in values) if abs else values, name)
 
 
-def saliency(model, inputs, target: TargetLike = "top", abs: bool = True, forward_args=None) -> Attribution:
+@register(rank=10)
+def saliency(model, inputs, target: TargetLike = "top", *, abs: bool = True, forward_args=None) -> Attribution:
     """Gradient of the target score with respect to the input (Simonyan et al. 2014); ``abs``
     gives its magnitude. With ``abs=False``, ``.positive()``/``.negative()`` split the signs.
 
@@ -102,18 +104,21 @@ def saliency(model, inputs, target: TargetLike = "top", abs: bool = True, forwar
     return _gradient("saliency", model, inputs, target, forward_args, abs=abs)
 
 
-def input_x_gradient(model, inputs, target: TargetLike = "top", forward_args=None) -> Attribution:
+@register(rank=20)
+def input_x_gradient(model, inputs, target: TargetLike = "top", *, forward_args=None) -> Attribution:
     """Input times its gradient: a first-order estimate of each pixel's contribution."""
     return _gradient("input_x_gradient", model, inputs, target, forward_args, times_input=True)
 
 
-def guided_backprop(model, inputs, target: TargetLike = "top", forward_args=None) -> Attribution:
+@register(view="raw", rank=30)
+def guided_backprop(model, inputs, target: TargetLike = "top", *, forward_args=None) -> Attribution:
     """Guided backpropagation (Springenberg et al. 2015): through every ReLU, only positive
     gradient passes, and only where the forward input was positive."""
     return _gradient("guided_backprop", model, inputs, target, forward_args, rule="guided")
 
 
-def deconvnet(model, inputs, target: TargetLike = "top", forward_args=None) -> Attribution:
+@register(view="raw", caption="deconvnet (ignores image and class)", rank=40)
+def deconvnet(model, inputs, target: TargetLike = "top", *, forward_args=None) -> Attribution:
     """Deconvnet (Zeiler & Fergus 2014): through every ReLU, only positive gradient passes,
     whatever the forward input."""
     return _gradient("deconvnet", model, inputs, target, forward_args, rule="deconv")

@@ -13,6 +13,7 @@ from ..runtime import batch_size as pick_batch_size
 from ..runtime import chunks, generator
 from .gradients import input_gradients, prepare, target_scores
 from .inputs import Tensors, per_input, unpack
+from .registry import register
 from .result import Attribution
 from .targets import TargetLike
 
@@ -152,7 +153,8 @@ def _fixed_path(module, xs, bases, t, steps, method, bs, extra):
     return totals
 
 
-def integrated_gradients(model, inputs, target: TargetLike = "top", baseline: Union[float, torch.Tensor, str] = 0,
+@register(quick={"steps": 3}, rank=50)
+def integrated_gradients(model, inputs, target: TargetLike = "top", *, baseline: Union[float, torch.Tensor, str] = 0,
                          steps: int = 50, method: str = "adaptive", batch_size: Optional[int] = None,
                          seed: Optional[int] = None, multiply_by_inputs: bool = True,
                          forward_args=None) -> Attribution:
@@ -171,7 +173,7 @@ def integrated_gradients(model, inputs, target: TargetLike = "top", baseline: Un
     c = prepare(model, inputs, target, forward_args)
     bases = make_baselines(c.xs, baseline, seed)
     n, module = c.n, c.loaded.module
-    bs = pick_batch_size(batch_size, c.xs[0].device, cpu=8, gpu=64)
+    bs = pick_batch_size(batch_size, c.xs[0].device, "integrated_gradients")
     if method == "adaptive":
         if steps < 3:
             raise InputError(f"adaptive integrated gradients needs steps >= 3; got {steps}")

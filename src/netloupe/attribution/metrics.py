@@ -18,6 +18,7 @@ from ..runtime import batch_size as pick_batch_size
 from ..runtime import chunks
 from .gradients import target_scores
 from .integrated import make_baseline
+from .registry import lookup
 from .result import Attribution
 from .targets import resolve
 
@@ -32,13 +33,14 @@ class Curve(images.Chart):
     auc: torch.Tensor  # [N], area under each curve (trapezoid over fractions)
     method: str = ""
 
-    def plot(self, ax=None, **kw):
+    def plot(self, ax=None, index: Optional[int] = None):
+        """The curve of input ``index`` (None: every input's)."""
         import matplotlib.pyplot as plt
 
         if ax is None:
             _, ax = plt.subplots()
-        for i, s in enumerate(self.scores):
-            ax.plot(self.fractions.numpy(), s.numpy(), label=f"input {i} (AUC {float(self.auc[i]):.3f})")
+        for i in images.shown(index, len(self.scores)):
+            ax.plot(self.fractions.numpy(), self.scores[i].numpy(), label=f"input {i} (AUC {float(self.auc[i]):.3f})")
         ax.set_xlabel(f"fraction of pixels {'deleted' if self.kind == 'deletion' else 'inserted'}")
         ax.set_ylabel("target score")
         ax.set_title(f"{self.kind} curve {self.method}".strip())
@@ -64,7 +66,7 @@ def _curve(kind, model, inputs, attribution: Attribution, steps, baseline, batch
     rank.scatter_(1, order, torch.arange(hw, device=x.device).expand(n, hw))
     rank = rank.view(n, 1, *x.shape[-2:])
     start, end = (x, base) if kind == "deletion" else (base, x)
-    bs = pick_batch_size(batch_size, x.device, cpu=16, gpu=128)
+    bs = pick_batch_size(batch_size, x.device, "metrics")
     rows = torch.arange(n).repeat_interleave(steps + 1)
     ks = torch.tensor(counts).repeat(n)
     scores = torch.empty(n * (steps + 1), dtype=x.dtype, device=x.device)
@@ -78,14 +80,14 @@ def _curve(kind, model, inputs, attribution: Attribution, steps, baseline, batch
     return Curve(kind, fractions, scores, auc, attribution.method)
 
 
-def deletion(model, inputs, attribution: Attribution, steps: int = 20, baseline=0, batch_size: Optional[int] = None,
+def deletion(model, inputs, attribution: Attribution, *, steps: int = 20, baseline=0, batch_size: Optional[int] = None,
              target=None) -> Curve:
     """Delete pixels (set to ``baseline``) from most to least attributed; a good attribution
     makes the score fall fast (low AUC)."""
     return _curve("deletion", model, inputs, attribution, steps, baseline, batch_size, target)
 
 
-def insertion(model, inputs, attribution: Attribution, steps: int = 20, baseline="blur",
+def insertion(model, inputs, attribution: Attribution, *, steps: int = 20, baseline="blur",
               batch_size: Optional[int] = None, target=None) -> Curve:
     """Insert pixels into ``baseline`` (a blurred copy by default) from most to least
     attributed; a good attribution makes the score rise fast (high AUC)."""
@@ -132,22 +134,25 @@ class Randomization(images.Chart):
     blocks: List[str]
     correlations: dict = field(default_factory=dict)
 
-    def mean(self, method: str) -> np.ndarray:
-        return self.correlations[method].mean(1)
+    def mean(self, method: str, index: Optional[int] = None) -> np.ndarray:
+        """Per block, the correlation of input ``index`` (None: the mean over inputs)."""
+        c = self.correlations[method]
+        return c.mean(1) if index is None else c[:, images.shown(index, c.shape[1])[0]]
 
-    def plot(self, ax=None, **kw):
+    def plot(self, ax=None, index: Optional[int] = None):
+        """The curves of input ``index`` (None: the mean over inputs)."""
         import matplotlib.pyplot as plt
 
         if ax is None:
             _, ax = plt.subplots(figsize=(8, 4))
         xs = np.arange(len(self.blocks) + 1)
         for method in self.correlations:
-            ax.plot(xs, self.mean(method), marker="o", label=method)
+            ax.plot(xs, self.mean(method, index), marker="o", label=method)
         ax.set_xticks(xs)
         ax.set_xticklabels(["trained"] + self.blocks, rotation=60, ha="right", fontsize=7)
         ax.set_ylabel("Spearman rank correlation of |attribution|")
         ax.set_xlabel("randomized down to block (cascading, from the top)")
-        lowest = min(float(self.mean(m).min()) for m in self.correlations)
+        lowest = min(float(self.mean(m, index).min()) for m in self.correlations)
         ax.set_ylim(min(-0.2, lowest - 0.05), 1.05)
         ax.axhline(0, color="gray", lw=0.5)
         ax.legend(fontsize=8)
@@ -155,24 +160,17 @@ class Randomization(images.Chart):
         return ax
 
 
-def randomization_check(model, inputs, method: Union[str, Callable, List] = "saliency", mode: str = "cascade",
+def randomization_check(model, inputs, method: Union[str, Callable, List] = "saliency", *, mode: str = "cascade",
                         target="top", blocks: Optional[List[str]] = None, seed: int = 0, progress: bool = True,
                         **method_kw) -> Randomization:
     """Adebayo et al.'s sanity check on a copy of the model (never the user's): randomize the
     weights block by block from the top ("cascade") or one block at a time ("independent")
     and compare each attribution with the trained model's by Spearman rank correlation of
     |attribution|. A method that stays correlated is not explaining the model."""
-    from . import METHODS
-
     if mode not in ("cascade", "independent"):
         raise InputError(f"unknown mode {mode!r}; choose 'cascade' or 'independent'")
     methods = method if isinstance(method, (list, tuple)) else [method]
-    fns = {}
-    for m in methods:
-        fn = METHODS.get(m) if isinstance(m, str) else m
-        if fn is None or not callable(fn):
-            raise InputError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
-        fns[m if isinstance(m, str) else getattr(m, "__name__", "method")] = fn
+    fns = {m if isinstance(m, str) else getattr(m, "__name__", "method"): lookup(m) for m in methods}
     loaded = as_loaded(model)
     x = loaded.inputs(inputs)
     classes = resolve(loaded.module, (x,), target).describe()  # explain the trained model's target throughout

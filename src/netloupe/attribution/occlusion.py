@@ -15,6 +15,7 @@ from ..runtime import chunks
 from .gradients import prepare, target_scores
 from .inputs import per_input, unpack
 from .integrated import make_baselines
+from .registry import register
 from .result import Attribution
 from .targets import TargetLike
 
@@ -87,7 +88,8 @@ def _coverage(axes: List[torch.Tensor]) -> torch.Tensor:
     return count
 
 
-def occlusion(model, inputs, target: TargetLike = "top", window: Union[int, Sequence[int]] = 16,
+@register(quick={"window": 8, "stride": 8, "progress": False}, rank=100)
+def occlusion(model, inputs, target: TargetLike = "top", *, window: Union[int, Sequence[int]] = 16,
               stride: Union[int, Sequence[int]] = 8, baseline=0, batch_size: Optional[int] = None,
               progress: bool = True, forward_args=None) -> Attribution:
     """Each position gets the mean drop of the target score over the windows that cover it.
@@ -108,7 +110,7 @@ def occlusion(model, inputs, target: TargetLike = "top", window: Union[int, Sequ
         win, std = window_shape(w, shape, "window"), window_shape(s, shape, "stride")
         _check(shape, win, std)
         plans.append((win, std, [_axis_masks(*a, x.device) for a in zip(shape, win, std)]))
-    bs = pick_batch_size(batch_size, c.xs[0].device, cpu=16, gpu=256)
+    bs = pick_batch_size(batch_size, c.xs[0].device, "occlusion")
     module, n = c.loaded.module, c.n
     clean = target_scores(module, c.xs, c.target, batch_size=bs, extra=c.extra)
     work = [(j, sl) for j, (_, _, axes) in enumerate(plans) for sl in chunks(n * math.prod(len(a) for a in axes), bs)]

@@ -93,8 +93,7 @@ class Attribution(images.Picture):
         if kind not in KINDS:
             raise InputError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
         self._single("to_pil")
-        if not 0 <= index < len(self):
-            raise InputError(f"index {index} out of range for {len(self)} attributions")
+        (index,) = images.shown(index, len(self))
         v = self.values[index].detach().float().cpu()
         if v.dim() != 3:
             raise InputError(f"only image-shaped attributions [N, C, H, W] can be drawn; these have shape "
@@ -110,9 +109,13 @@ class Attribution(images.Picture):
             m, hi = _robust_unit(images.blur(m, sigma=max(1.0, m.shape[-1] / 100))), None
         return m, (0.0, hi)
 
-    def to_pil(self, kind: str = "heatmap", index: int = 0, cmap: Optional[str] = None,
+    def to_pil(self, kind: str = "heatmap", index: Optional[int] = None, cmap: Optional[str] = None,
                alpha: float = 0.5) -> Image.Image:
-        """Draw sample ``index``: heatmap, overlay (on the input), raw (signed RGB), gray, norm-blur."""
+        """Draw sample ``index`` (None: every sample, side by side): heatmap, overlay (on the
+        input), raw (signed RGB), gray, norm-blur."""
+        if index is None:
+            tiles = [self.to_pil(kind, i, cmap, alpha) for i in images.shown(None, len(self))]
+            return tiles[0] if len(tiles) == 1 else images.grid(tiles)
         m, _ = self._view(kind, index)
         if kind in ("raw", "gray"):
             return images.to_pil(m)

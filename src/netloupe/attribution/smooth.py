@@ -6,62 +6,62 @@ from typing import Callable, Optional, Union
 
 import torch
 
+from ..deprecation import renamed
 from ..errors import InputError
 from ..runtime import batch_size as pick_batch_size
 from ..runtime import chunks, generator
 from .gradients import prepare, saliency
 from .inputs import as_tensors, per_input
+from .registry import lookup, register
 from .result import Attribution
 from .targets import Target, TargetLike
 
 KINDS = ("smoothgrad", "squared", "vargrad")
 
 
-def noise_batch(x: torch.Tensor, samples: int, noise: float, seed: Optional[int] = None,
+def noise_batch(x: torch.Tensor, n: int, noise: float, seed: Optional[int] = None,
                 rng: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Gaussian noise for each of ``samples`` copies of every input, laid out sample-major
-    (input i's copies are rows i*samples .. i*samples + samples - 1); sigma is ``noise`` times
+    """Gaussian noise for each of ``n`` copies of every input, laid out sample-major (input i's
+    copies are rows i*n .. i*n + n - 1); sigma is ``noise`` times
     each input's max - min, as Smilkov et al. define it. Drawn from ``rng`` if given, else
     from a generator seeded with ``seed``."""
     dims = tuple(range(1, x.dim()))
     sigma = noise * (x.amax(dim=dims) - x.amin(dim=dims))
-    eps = torch.randn((x.shape[0] * samples, *x.shape[1:]), generator=rng or generator(seed, x.device),
+    eps = torch.randn((x.shape[0] * n, *x.shape[1:]), generator=rng or generator(seed, x.device),
                       device=x.device, dtype=x.dtype)
-    return eps * sigma.repeat_interleave(samples).view(-1, *([1] * (x.dim() - 1)))
+    return eps * sigma.repeat_interleave(n).view(-1, *([1] * (x.dim() - 1)))
 
 
-def smoothgrad(model, inputs, target: TargetLike = "top", method: Union[Callable, str] = saliency,
-               samples: int = 50, noise: float = 0.15, kind: str = "smoothgrad", batch_size: Optional[int] = None,
+@register(quick={"n": 2, "seed": 0}, rank=60)
+@renamed(samples="n")
+def smoothgrad(model, inputs, target: TargetLike = "top", *, method: Union[Callable, str] = saliency,
+               n: int = 50, noise: float = 0.15, kind: str = "smoothgrad", batch_size: Optional[int] = None,
                seed: Optional[int] = None, forward_args=None, **method_kw) -> Attribution:
-    """Average an attribution method over noisy copies of each input.
+    """Average an attribution method over ``n`` noisy copies of each input.
 
     kind: "smoothgrad" (mean), "squared" (mean of squares) or "vargrad" (variance).
     noise: sigma as a fraction of each input's range, >= 0 (a tuple: one per input).
     batch_size: noisy copies per call of ``method`` (default 8 on CPU, 64 on GPU).
     Several inputs each get their own noise; ``forward_args`` follow their sample.
     """
-    from . import METHODS
-
     if kind not in KINDS:
         raise InputError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
-    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
-        raise InputError(f"samples must be an integer >= 1; got {samples!r}")
-    fn = METHODS.get(method) if isinstance(method, str) else method
-    if fn is None or not callable(fn):
-        raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)} or pass a function")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise InputError(f"n (noisy copies per input) must be an integer >= 1; got {n!r}")
+    fn = lookup(method)
     c = prepare(model, inputs, target, forward_args)
     noises = per_input(noise, len(c.xs), "noise")
     if any(not isinstance(s, (int, float)) or isinstance(s, bool) or not s >= 0 for s in noises):
         raise InputError(f"noise must be a number >= 0 (a fraction of each input's range); got {noise!r}")
-    n = c.n
+    count = c.n
     rng = generator(seed, c.xs[0].device)  # one stream: each input gets noise of its own
-    noisy = tuple(x.repeat_interleave(samples, dim=0) + noise_batch(x, samples, s, seed, rng)
+    noisy = tuple(x.repeat_interleave(n, dim=0) + noise_batch(x, n, s, seed, rng)
                   for x, s in zip(c.xs, noises))
-    rows = torch.arange(n).repeat_interleave(samples)
-    bs = pick_batch_size(batch_size, c.xs[0].device, cpu=8, gpu=64)
+    rows = torch.arange(count).repeat_interleave(n)
+    bs = pick_batch_size(batch_size, c.xs[0].device, "smoothgrad")
     total = total_sq = None
     t = c.target
-    for sl in chunks(n * samples, bs):
+    for sl in chunks(count * n, bs):
         r = rows[sl]
         sub = Target(classes=t.classes[r] if t.classes is not None else None, unit=t.unit, fn=t.fn)
         part = tuple(x[sl] for x in noisy)
@@ -69,7 +69,7 @@ def smoothgrad(model, inputs, target: TargetLike = "top", method: Union[Callable
                forward_args=c.extra.take(r), **method_kw)
         values = as_tensors(a.values)
         if total is None:
-            total = [torch.zeros((n, *v.shape[1:]), dtype=v.dtype, device=v.device) for v in values]
+            total = [torch.zeros((count, *v.shape[1:]), dtype=v.dtype, device=v.device) for v in values]
             total_sq = [torch.zeros_like(v) for v in total]
         for v, s1, s2 in zip(values, total, total_sq):
             idx = r.to(v.device)
@@ -77,7 +77,7 @@ def smoothgrad(model, inputs, target: TargetLike = "top", method: Union[Callable
             s2.index_add_(0, idx, v * v)
     stats = []
     for s1, s2 in zip(total, total_sq):
-        mean, mean_sq = s1 / samples, s2 / samples
+        mean, mean_sq = s1 / n, s2 / n
         stats.append({"smoothgrad": mean, "squared": mean_sq, "vargrad": mean_sq - mean * mean}[kind])
     name = getattr(fn, "__name__", "method")
     clean = tuple(x.detach() for x in c.xs)
@@ -85,7 +85,7 @@ def smoothgrad(model, inputs, target: TargetLike = "top", method: Union[Callable
     return Attribution(tuple(stats) if several else stats[0],
                        f"smoothgrad[{name}]" if kind == "smoothgrad" else f"{kind}[{name}]", t.describe(),
                        clean if several else clean[a.extra.get("input", 0)], c.loaded.preprocess,
-                       extra={"samples": samples, "noise": noise, "kind": kind})
+                       extra={"n": n, "noise": noise, "kind": kind})
 
 
 def _as_user_target(t: Target):

@@ -41,7 +41,7 @@ class Target:
             return p.unit_value(self.unit)
         if self.fn is not None:
             s = self.fn(output)
-            n = _rows_of(output)
+            n = len(rows)
             if not isinstance(s, torch.Tensor) or s.shape != (n,):
                 raise NetloupeError(f"a callable target must return one score per sample, shape ({n},); got "
                                     f"{tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__}")
@@ -54,12 +54,6 @@ class Target:
             raise InputError(f"target class {int(classes.max() if classes.max() >= output.shape[1] else classes.min())} "
                              f"out of range; the model has classes 0..{output.shape[1] - 1}")
         return output[torch.arange(len(rows), device=output.device), classes.to(output.device)]
-
-
-def _rows_of(output) -> int:
-    t = output if isinstance(output, torch.Tensor) else next(v for v in (
-        output.values() if isinstance(output, dict) else output) if isinstance(v, torch.Tensor))
-    return t.shape[0]
 
 
 def resolve(module, xs: Tensors, target: TargetLike, extra: Optional[ForwardArgs] = None) -> Target:

@@ -1,0 +1,80 @@
+"""Attribution methods by name. One decorator on a method registers it for everything that
+lists methods: ``attribute(name)``, SmoothGrad's ``method=``, the sanity checks, the contact
+sheet, the command line and the tests (zennit's register_composite is the model)."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional, Union
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered attribution method; calling it calls the method.
+
+    view: how its map is best looked at ("overlay" on the input, or "raw" signed detail);
+    caption: what a reader should know when looking at its picture; quick: settings for a
+    fast run (tests, previews); takes_layer: whether it explains a layer (a CAM)."""
+
+    name: str
+    fn: Callable
+    view: str = "overlay"
+    caption: str = ""
+    quick: dict = field(default_factory=dict)
+    rank: int = 100
+
+    @property
+    def takes_layer(self) -> bool:
+        return "layer" in inspect.signature(self.fn).parameters
+
+    def __call__(self, *args, **kw):
+        return self.fn(*args, **kw)
+
+
+#: Every registered method by name, ordered by rank (then by registration): gradients first,
+#: then path and noise methods, CAMs, perturbation.
+METHODS: Dict[str, Method] = {}
+
+VIEWS = ("overlay", "raw")
+
+
+def register(name: Optional[str] = None, *, view: str = "overlay", caption: str = "",
+             quick: Optional[dict] = None, rank: int = 100) -> Callable:
+    """Register the decorated attribution method (model, inputs, target, ...) -> Attribution
+    under ``name`` (default: the function's name); ``rank`` places it in listings."""
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {VIEWS}; got {view!r}")
+
+    def decorate(fn: Callable) -> Callable:
+        key = name or fn.__name__
+        METHODS[key] = Method(key, fn, view, caption or key, dict(quick or {}), rank)
+        ordered = sorted(METHODS.values(), key=lambda m: m.rank)  # stable: equal ranks keep their order
+        METHODS.clear()
+        METHODS.update((m.name, m) for m in ordered)
+        return fn
+    return decorate
+
+
+def lookup(method: Union[str, Callable]) -> Callable:
+    """The method a name stands for (a function is taken as is); an unknown name lists the known ones."""
+    if callable(method) and not isinstance(method, str):
+        return method
+    if method not in METHODS:
+        raise InputError(f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[method]
+
+
+def attribute(model, inputs, *name, **kw):
+    """Run an attribution method by name (a key of METHODS) with its keyword arguments:
+    ``attribute(model, x, method="grad_cam")``, or with the name third,
+    ``attribute(model, x, "integrated_gradients", method="gausslegendre")`` where the
+    method's own ``method=`` argument is needed."""
+    if len(name) > 1:
+        raise InputError("attribute takes one method name")
+    method = name[0] if name else kw.pop("method", "saliency")
+    if not isinstance(method, str):
+        raise InputError(f"attribute takes a method name, one of {', '.join(METHODS)}; got {type(method).__name__}")
+    return lookup(method)(model, inputs, **kw)
