@@ -18,9 +18,10 @@ import torch.nn as nn
 from PIL import Image
 
 import netloupe as nl
-from netloupe.stats import ScanResult
-from netloupe.stats.report import _correlation_figure, _histogram_figure, histogram_grid, histogram_pages
 from netloupe.cli import main
+from netloupe.stats import ScanResult
+from netloupe.stats.report import _correlation_figure, histogram_grid, histogram_pages
+from netloupe.stats.result import _histogram_figure
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -217,9 +218,9 @@ def test_siamese_pair_list_gives_stats_per_branch(tmp_path):
         alone = nl.scan(branch, [str(p) for p in side], ["1"], top_k=3, progress=False)["1"]
         assert torch.equal(result[key].top_images, alone.top_images)
         torch.testing.assert_close(result[key].mean, alone.mean)
-    # an inputs= callable builds the pair from one sample of another shape
+    # a to_inputs= callable builds the pair from one sample of another shape
     swapped = nl.scan(loaded, [{"left": str(x), "right": str(y)} for x, y in zip(a, b)], ["branch.1"], top_k=3,
-                      inputs=lambda s: (s["right"], s["left"]), progress=False)
+                      to_inputs=lambda s: (s["right"], s["left"]), progress=False)
     assert torch.equal(swapped["branch.1#0"].top_images, result["branch.1#1"].top_images)
     patches = nl.top_patches(result, "branch.1#1", 0)
     assert patches.field.input_index == 1
@@ -424,6 +425,26 @@ def test_save_load_roundtrip_without_pickle(tmp_path):
         nl.top_patches(back, "3", 1)
 
 
+def test_save_writes_what_the_path_says(tmp_path):
+    """An image suffix gets the picture (as every result's save), any other path the folder."""
+    g = torch.Generator().manual_seed(0)
+    result = nl.scan(_planted(), [torch.rand(3, 8, 8, generator=g) for _ in range(6)], ["0", "1"], top_k=2,
+                     progress=False)
+    png = result.save(tmp_path / "x.png")
+    assert png == tmp_path / "x.png" and png.is_file()
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.tobytes() == result.to_pil().tobytes()
+    with Image.open(result.save(tmp_path / "pics" / "one.JPG", layer="1")) as im:  # folders made, case ignored
+        assert im.format == "JPEG" and im.size == result.to_pil(layer="1").size
+    for name in ("x", "scan.v1"):  # no suffix, or one that is no image: the folder load reads
+        folder = result.save(tmp_path / name)
+        assert sorted(p.name for p in folder.iterdir()) == ["scan.json", "stats.npz"]
+        assert torch.equal(ScanResult.load(folder)["1"].top_images, result["1"].top_images)
+    with pytest.raises(nl.InputError, match="picture"):
+        result.save(tmp_path / "y", layer="1")
+    assert not (tmp_path / "y").exists()
+
+
 def test_report_writes_pictures_and_index(tmp_path, capsys):
     model = _planted()
     g = torch.Generator().manual_seed(0)
@@ -580,13 +601,13 @@ def _zoo_scan(model, inputs, name):
     key = next(iter(result.layers))
     assert result.count == len(samples) and result[key].top_images.shape[1] == 2
     if result[key].shape and len(result[key].shape) == 3:
-        rf = nl.receptive_field(model, layer, example=inputs, call=result[key].call)
+        rf = nl.receptive_field(model, layer, inputs=inputs, call=result[key].call)
         assert rf.size[0] >= 1
         patches = nl.top_patches(result, key, 0)
         assert len(patches.image_ids) == 2
     else:  # no [C, H, W] output (a transformer's tokens): a clear error, the model still unchanged
         with pytest.raises(nl.UnitError, match="receptive field"):
-            nl.receptive_field(model, layer, example=inputs)
+            nl.receptive_field(model, layer, inputs=inputs)
         with pytest.raises(nl.UnitError, match="receptive field"):
             nl.top_patches(result, key, 0)
 

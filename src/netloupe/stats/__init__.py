@@ -3,7 +3,8 @@ receptive fields, top patches, reports."""
 
 from .receptive import Patches, ReceptiveField, receptive_field, top_patches
 from .report import report
-from .scan import LayerStats, ScanResult, Source, as_source, scan
+from .result import LayerStats, ScanResult
+from .scan import Source, as_source, scan
 
 __all__ = ["LayerStats", "Patches", "ReceptiveField", "ScanResult", "Source", "as_source", "receptive_field",
            "report", "scan", "top_patches"]

@@ -19,12 +19,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from ..deprecation import renamed
 from ..errors import InputError, NetloupeError, UnitError
-from ..images import Picture, grid, overlay, to_pil
+from ..images import Picture, grid, overlay, shown, to_pil
 from ..models import LoadedModel, as_loaded, forward
 from ..probe import probe
-from ..units import Unit, as_unit
-from .scan import ScanResult, as_source, model_inputs
+from ..units import Unit, as_unit, check_channel
+from .result import ScanResult
+from .scan import as_source, model_inputs
 
 
 @dataclass
@@ -108,24 +110,25 @@ def _span(mask: torch.Tensor) -> Tuple[int, int]:
     return int(idx[0]), int(idx[-1])
 
 
-def _input_shapes(loaded: LoadedModel, input_size, example) -> List[Tuple[int, ...]]:
-    if example is not None:
-        example = example if isinstance(example, (tuple, list)) else (example,)
-        return [tuple(t.shape[-3:]) for t in example]
-    if input_size is None:
-        input_size = loaded.preprocess.hw
-    hw = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)[-2:]
+def _input_shapes(loaded: LoadedModel, size, inputs) -> List[Tuple[int, ...]]:
+    if inputs is not None:
+        inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
+        return [tuple(t.shape[-3:]) for t in inputs]
+    if size is None:
+        size = loaded.preprocess.hw
+    hw = (size, size) if isinstance(size, int) else tuple(size)[-2:]
     channels = next((m.in_channels for m in loaded.module.modules() if hasattr(m, "in_channels")), 3)
     return [(channels, *hw)]
 
 
-def receptive_field(model, layer, input_size=None, *, call: int = 0, example=None, seed: int = 0) -> ReceptiveField:
-    """Measure the receptive field of ``layer`` at ``input_size`` ((H, W) or an int; default the
-    model's input size). ``example``: input tensors (a tuple for several inputs) whose shapes to
+@renamed(input_size="size", example="inputs")
+def receptive_field(model, layer, size=None, *, call: int = 0, inputs=None, seed: int = 0) -> ReceptiveField:
+    """Measure the receptive field of ``layer`` at ``size`` ((H, W) or an int; default the
+    model's input size). ``inputs``: input tensors (a tuple for several inputs) whose shapes to
     use instead; ``call``: which call of a module run several times per forward (a shared branch)."""
     loaded = as_loaded(model)
     name = as_unit(loaded.module, layer).layer
-    shapes = _input_shapes(loaded, input_size, example)
+    shapes = _input_shapes(loaded, size, inputs)
     twin = _positive_copy(loaded.module)
     device = loaded.device
     reps = 2  # random positive inputs per unit; the union of their masks is taken
@@ -221,12 +224,15 @@ class Patches(Picture):
     fired: Optional[torch.Tensor] = None
     cells: Optional[torch.Tensor] = None
 
-    def to_pil(self, cell: int = 96, captions: bool = True, **kw) -> Image.Image:
-        """One tile per patch, ``cell`` pixels wide: the attribution maps as a heat overlay if
-        given, else the fired maps; the cell of the maximum outlined where known."""
+    def to_pil(self, index: Optional[int] = None, cell: int = 96, captions: bool = True, **kw) -> Image.Image:
+        """One tile per patch (patch ``index`` alone, or all in a row), ``cell`` pixels wide: the
+        attribution maps as a heat overlay if given, else the fired maps; the cell of the maximum
+        outlined where known."""
         heat = self.maps if self.maps is not None else self.fired
+        picked = shown(index, len(self.pictures), "patches")
         tiles = []
-        for j, pic in enumerate(self.pictures):
+        for j in picked:
+            pic = self.pictures[j]
             tile = to_pil(pic) if heat is None else overlay(to_pil(pic), heat[j])
             if self.cells is not None:  # outlined at the shown size, so the line stays sharp
                 scale = cell / tile.width if cell else 1.0
@@ -234,7 +240,7 @@ class Patches(Picture):
                 origin = self.boxes[j, :2].repeat(2)
                 tile = _outline(tile, [round(v * scale) for v in (self.cells[j] - origin).tolist()])
             tiles.append(tile)
-        names = [f"{i.rsplit('/', 1)[-1][:14]}\n{v:.3g}" for i, v in zip(self.image_ids, self.values.tolist())]
+        names = [f"{self.image_ids[j].rsplit('/', 1)[-1][:14]}\n{float(self.values[j]):.3g}" for j in picked]
         return grid(tiles, names if captions else None, ncol=len(tiles), cell=cell, **kw)
 
 
@@ -267,7 +273,7 @@ def _sample_inputs(result: ScanResult, data, model: LoadedModel, index: int):
         raise InputError(f"image {index} of the scan is not in the data given; "
                          "pass the data that was scanned") from None
     try:
-        return model_inputs(sample, model.preprocess, result.inputs)
+        return model_inputs(sample, model.preprocess, result.to_inputs)
     except InputError as e:
         raise InputError(f"cannot reload image {result.ids[index]!r} for its patch ({e}); pass data= with the "
                          "scanned images") from None
@@ -290,8 +296,7 @@ def top_patches(result: ScanResult, layer: str, channel: int, *, model=None, dat
         raise InputError(f"top_patches takes the ScanResult of netloupe.scan(model, data, layers) first; got "
                          f"{type(result).__name__}")
     stats = result[layer]
-    if not 0 <= channel < stats.channels:
-        raise UnitError(f"channel {channel} out of range; layer {layer!r} has channels 0..{stats.channels - 1}")
+    check_channel(layer, channel, stats.channels)
     loaded = as_loaded(model) if model is not None else result.model
     if loaded is None:
         raise NetloupeError("this result was loaded from disk; pass model= (the scanned model) to top_patches")
@@ -308,7 +313,7 @@ def top_patches(result: ScanResult, layer: str, channel: int, *, model=None, dat
         stale = field is None or field.layer != stats.layer or \
             field.input_size != tuple(parts[field.input_index].shape[-2:])
         if stale:
-            field = receptive_field(loaded, stats.layer, call=stats.call, example=parts)
+            field = receptive_field(loaded, stats.layer, call=stats.call, inputs=parts)
         box = field.box(y, x)
         boxes.append(box)
         h, w = box[2] - box[0], box[3] - box[1]

@@ -1,13 +1,10 @@
-"""Scan results on disk (npz + json, no pickle) and as pictures: histogram grids of every channel
-(paged) with dead channels marked, layer activity, labelled correlation heatmaps, top-k montages,
-and an index.html."""
+"""Reports of a scan result: layer activity, labelled correlation heatmaps, top-k montages and,
+with the result's own histogram grids (every channel, paged, dead channels marked), an
+index.html that links them all."""
 
 from __future__ import annotations
 
 import functools
-import html
-import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -15,99 +12,10 @@ import torch
 from PIL import Image
 
 from .. import runtime
-from ..errors import InputError, NetloupeError
+from ..errors import NetloupeError
 from ..images import figure, figure_to_pil, grid
-from .scan import LayerStats, ScanResult
-
-_FORMAT = 1
-
-
-def save_result(result: ScanResult, directory) -> Path:
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    arrays = {f"{key}/{name}": getattr(stats, name).numpy() for key, stats in result.layers.items()
-              for name in LayerStats.ARRAYS}
-    np.savez_compressed(out / "stats.npz", **arrays)
-    meta = {
-        "format": _FORMAT, "model_name": result.model_name, "ids": result.ids,
-        "skipped": [list(s) for s in result.skipped], "count": result.count, "top_k": result.top_k,
-        "bottom_k": result.bottom_k, "bins": result.bins, "input_shapes": [list(s) for s in result.input_shapes],
-        "layers": {key: {"layer": s.layer, "call": s.call, "shape": list(s.shape), "count": s.count}
-                   for key, s in result.layers.items()},
-    }
-    (out / "scan.json").write_text(json.dumps(meta, indent=1))
-    return out
-
-
-def load_result(directory) -> ScanResult:
-    d = Path(directory)
-    if not (d / "scan.json").is_file() or not (d / "stats.npz").is_file():
-        raise InputError(f"{d} holds no saved scan (scan.json and stats.npz); write one with result.save(dir)")
-    meta = json.loads((d / "scan.json").read_text())
-    if meta.get("format") != _FORMAT:
-        raise InputError(f"{d}/scan.json has format {meta.get('format')}; this netloupe reads format {_FORMAT}")
-    layers = {}
-    with np.load(d / "stats.npz", allow_pickle=False) as npz:
-        for key, info in meta["layers"].items():
-            arrays = {name: torch.from_numpy(npz[f"{key}/{name}"].copy()) for name in LayerStats.ARRAYS}
-            layers[key] = LayerStats(info["layer"], info["call"], tuple(info["shape"]), info["count"], **arrays)
-    return ScanResult(meta["model_name"], layers, meta["ids"], [tuple(s) for s in meta["skipped"]], meta["count"],
-                      meta["top_k"], meta["bottom_k"], meta["bins"], [tuple(s) for s in meta["input_shapes"]])
-
-
-# -- pictures --------------------------------------------------------------------------------
-
-def histogram_pages(stats: LayerStats, per_page: int = 64) -> int:
-    """How many pages of ``per_page`` channels the histogram grid of a layer takes."""
-    if not isinstance(per_page, int) or per_page < 1:
-        raise InputError(f"per_page must be a positive integer; got {per_page!r}")
-    return math.ceil(stats.channels / per_page)
-
-
-def _histogram_figure(stats: LayerStats, page: int, per_page: int, ncol: int):
-    pages = histogram_pages(stats, per_page)
-    if not isinstance(page, int) or not 1 <= page <= pages:
-        raise InputError(f"layer {stats.layer!r} has {pages} histogram page(s) of {per_page} channels; "
-                         f"choose page 1..{pages}, not {page!r}")
-    channels = range((page - 1) * per_page, min(page * per_page, stats.channels))
-    dead = set(stats.dead_channels)
-    nrow = math.ceil(len(channels) / ncol)
-    fig, axes = figure(nrow, ncol, figsize=(ncol * 1.5, nrow * 1.15 + 0.6))
-    for ax in axes.flat:
-        ax.set_axis_off()
-    for ax, c in zip(axes.flat, channels):
-        edges, counts = stats.histogram(c)
-        colour = "#d62728" if c in dead else "#1f77b4"
-        ax.set_axis_on()
-        title = f"{c}" + (" dead" if c in dead else "")
-        if len(counts) == 1 and float(stats.min[c]) == float(stats.max[c]):  # one value on every image
-            value = float(stats.min[c])
-            ax.bar([value], counts, width=0.05 * max(abs(value), 1.0), color=colour)
-            ax.set_xlim(min(value, 0) - 0.5 * max(abs(value), 1.0), max(value, 0) + 0.5 * max(abs(value), 1.0))
-            title += f" (always {value:.3g})"
-        else:
-            ax.stairs(counts, edges, fill=True, color=colour)
-        ax.axvline(0, color="#888", lw=0.5)
-        ax.set_title(title, fontsize=7, color=colour, pad=2)
-        ax.tick_params(labelsize=5, length=2, pad=1)
-        ax.set_yticks([])
-    shown = f"channels {channels[0]}-{channels[-1]} of {stats.channels}"
-    if pages > 1:
-        here = len(dead.intersection(channels))
-        shown += f" (page {page} of {pages}), {here} dead here (red), {len(dead)} in the layer"
-    else:
-        shown += f", {len(dead)} dead (red)"
-    fig.suptitle(f"{stats.layer}{'' if stats.call == 0 else f' (call {stats.call})'}: per-image max activation, "
-                 f"{shown}, {stats.count} images", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.97 if nrow > 2 else 0.9), h_pad=0.3, w_pad=0.2)
-    return fig
-
-
-def histogram_grid(stats: LayerStats, page: int = 1, per_page: int = 64, ncol: int = 8) -> Image.Image:
-    """Small multiples of the per-image maximum of each channel, dead channels in red: page
-    ``page`` (from 1; :func:`histogram_pages` says how many) of ``per_page`` channels, so a wide
-    layer is shown whole over several pictures that stay readable."""
-    return figure_to_pil(_histogram_figure(stats, page, per_page, ncol))
+from .receptive import top_patches
+from .result import LayerStats, ScanResult, histogram_grid, histogram_pages
 
 
 def activity_histograms(result: ScanResult) -> Image.Image:
@@ -196,8 +104,6 @@ def montage(result: ScanResult, layer: str, channels=None, max_channels: int = 1
             model=None, data=None) -> Image.Image:
     """One row per channel: its top-k receptive-field patches (checkerboard beyond the border;
     for a field that covers the whole input, the photo with where the channel fired)."""
-    from .receptive import top_patches
-
     stats = result[layer]
     if channels is None:  # the most active channels first, dead ones last
         channels = torch.argsort(stats.max, descending=True, stable=True)[:max_channels].tolist()
@@ -208,6 +114,15 @@ def montage(result: ScanResult, layer: str, channels=None, max_channels: int = 1
         rows.append(grid([p.to_pil(cell=cell, captions=False)], [f"{layer}:{c}  max {float(stats.max[c]):.3g}"],
                          ncol=1, pad=2))
     return grid(rows, ncol=1, pad=2)
+
+
+def _template(name: str):
+    """A page template of this package (Jinja2, every value HTML-escaped)."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("netloupe.stats"), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    return env.get_template(name)
 
 
 def report(result: ScanResult, directory, *, model=None, data=None, per_page: int = 64,
@@ -237,25 +152,14 @@ def report(result: ScanResult, directory, *, model=None, data=None, per_page: in
         except NetloupeError as e:  # only a montage may be missing: no images to crop from
             if draw.func is not montage:
                 raise
-            notes[key] = f"<p>No top-k montage: {html.escape(str(e))}</p>"
+            notes[key] = str(e)
             continue
         if key is not None:
             pictures[key].append(name)
-    sections = []
-    for key, stats in result.layers.items():
-        dead = stats.dead_channels
-        sections.append(
-            f"<h2>{html.escape(key)}</h2><p>{stats.channels} channels, {len(dead)} dead "
-            f"({stats.dead_share:.0%}){': ' + ', '.join(map(str, dead[:50])) if dead else ''}"
-            f"{' ...' if len(dead) > 50 else ''}</p>{notes[key]}"
-            + "".join(f'<p><a href="{p}"><img src="{p}" style="max-width:100%"></a></p>' for p in pictures[key]))
-    skipped = "".join(f"<li>{html.escape(i)}: {html.escape(r)}</li>" for i, r in result.skipped)
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>netloupe scan: {html.escape(result.model_name)}"
-            f"</title></head><body style='font-family:sans-serif'><h1>Scan of {html.escape(result.model_name)}</h1>"
-            f"<p>{result.count} images, {len(result.skipped)} skipped, top-{result.top_k}.</p>"
-            + (f"<details><summary>skipped images</summary><ul>{skipped}</ul></details>" if skipped else "")
-            + "<h2>Layer activity</h2><p><a href='activity.png'><img src='activity.png' style='max-width:100%'></a></p>"
-            + "".join(sections) + "</body></html>")
+    layers = [{"name": key, "channels": stats.channels, "dead": stats.dead_channels, "dead_share": stats.dead_share,
+               "note": notes[key], "pictures": pictures[key]} for key, stats in result.layers.items()]
+    page = _template("report.html").render(model_name=result.model_name, count=result.count, top_k=result.top_k,
+                                           skipped=result.skipped, layers=layers)
     index = out / "index.html"
-    index.write_text(page)
+    index.write_text(page, encoding="utf-8")
     return index

@@ -6,16 +6,16 @@ a histogram, mean, std, min, max, how often the channel is never positive, the c
 correlation matrix (float64 co-moments), and the k images with the highest (and lowest)
 maximum together with where the maximum sits. State size depends on the layer, never on the
 number of images, so a scan runs over any dataset; under ``torchrun`` each process scans its
-shard and the states are merged so that the result equals a one-process scan.
+shard and the states are merged so that the result equals a one-process scan. The result it
+returns (LayerStats, ScanResult: stored, loaded, drawn) lives in result.py.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -25,14 +25,13 @@ import torch.distributed as dist
 from PIL import Image
 
 from .. import runtime
+from ..deprecation import renamed
 from ..errors import InputError, NetloupeError, UnitError
-from ..images import Picture, Preprocess
-from ..models import LoadedModel, forward, as_loaded
+from ..images import Preprocess
+from ..models import as_loaded, forward
 from ..probe import probe
 from ..units import as_unit
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
+from .result import IMAGE_SUFFIXES, LayerStats, ScanResult
 
 # -- data sources ----------------------------------------------------------------------------
 
@@ -143,14 +142,14 @@ def as_source(data) -> Source:
     return src
 
 
-def model_inputs(sample, preprocess: Preprocess, inputs: Optional[Callable] = None) -> Tuple[torch.Tensor, ...]:
+def model_inputs(sample, preprocess: Preprocess, to_inputs: Optional[Callable] = None) -> Tuple[torch.Tensor, ...]:
     """One sample as the model's inputs, each an unbatched [C, H, W] tensor.
 
-    ``inputs(sample)`` (if given) builds them, e.g. the two images of a pair; otherwise the
+    ``to_inputs(sample)`` (if given) builds them, e.g. the two images of a pair; otherwise the
     sample's leading images are used (a pair of paths gives two inputs, an (image, label)
     tuple one). Paths, PIL images and arrays go through ``preprocess``; tensors are taken as
     already preprocessed."""
-    parts = inputs(sample) if inputs is not None else sample
+    parts = to_inputs(sample) if to_inputs is not None else sample
     if not isinstance(parts, (tuple, list)):
         parts = [parts]
     images = []
@@ -160,7 +159,7 @@ def model_inputs(sample, preprocess: Preprocess, inputs: Optional[Callable] = No
         images.append(part)
     if not images:
         raise InputError(f"a sample of type {type(parts[0]).__name__ if parts else 'empty'} holds no image; "
-                         "give paths, PIL images, arrays or [C, H, W] tensors, or pass inputs= to build them")
+                         "give paths, PIL images, arrays or [C, H, W] tensors, or pass to_inputs= to build them")
     return tuple(preprocess(p)[0] for p in images)
 
 
@@ -168,15 +167,15 @@ class _Loading(torch.utils.data.Dataset):
     """Loads and preprocesses samples (in DataLoader workers too); an unreadable one becomes
     (index, None, reason) instead of an exception, so that the scan can skip it."""
 
-    def __init__(self, source: Source, preprocess: Preprocess, inputs):
-        self.source, self.preprocess, self.inputs = source, preprocess, inputs
+    def __init__(self, source: Source, preprocess: Preprocess, to_inputs):
+        self.source, self.preprocess, self.to_inputs = source, preprocess, to_inputs
 
     def __len__(self):
         return len(self.source)
 
     def __getitem__(self, i):
         try:
-            return i, model_inputs(self.source.dataset[i], self.preprocess, self.inputs), None
+            return i, model_inputs(self.source.dataset[i], self.preprocess, self.to_inputs), None
         except (InputError, OSError, SyntaxError) as e:
             return i, None, str(e) or type(e).__name__
 
@@ -314,152 +313,23 @@ class _LayerState:
                            ranking(self.top, other.top, top_k, True),
                            ranking(self.bottom, other.bottom, bottom_k, False))
 
+    def stats(self, layer: str, call: int) -> LayerStats:
+        """The finished statistics of this state, on the CPU."""
+        s = self.to("cpu")
+        var = (torch.diagonal(s.comoment) / s.count).clamp_min(0)
+        sd = var.sqrt()
+        corr = s.comoment / torch.outer(torch.diagonal(s.comoment), torch.diagonal(s.comoment)).sqrt()
+        corr = torch.where(torch.outer(sd > 0, sd > 0), corr, torch.full_like(corr, math.nan)).clamp(-1, 1)
+        return LayerStats(layer, call, tuple(s.shape), int(s.count), s.mean, sd, s.lo, s.hi,
+                          s.nonpos.double() / s.count, corr, s.hist.counts, s.hist.origin,
+                          s.hist.exp, *s.top, *s.bottom)
+
     def to(self, device) -> "_LayerState":
         mv = lambda t: t.to(device)  # noqa: E731
         h = self.hist
         return _LayerState(self.shape, self.count, mv(self.mean), mv(self.comoment), mv(self.lo), mv(self.hi),
                            mv(self.nonpos), _Histogram(mv(h.counts), mv(h.origin), mv(h.exp), h.bins),
                            tuple(map(mv, self.top)), tuple(map(mv, self.bottom)))
-
-
-def _cluster_order(corr: torch.Tensor) -> torch.Tensor:
-    """A display order that puts correlated channels next to each other: channels sorted by the
-    Fiedler vector of the graph weighted by |correlation| (spectral seriation); constant channels
-    (no correlation defined) go last."""
-    valid = ~torch.isnan(corr.diagonal())
-    idx = torch.nonzero(valid).flatten()
-    rest = torch.nonzero(~valid).flatten()
-    if len(idx) < 3:
-        return torch.cat([idx, rest])
-    w = torch.nan_to_num(corr[idx][:, idx].abs(), nan=0.0)
-    w.fill_diagonal_(0)
-    fiedler = torch.linalg.eigh(torch.diag(w.sum(1)) - w).eigenvectors[:, 1]
-    if fiedler[fiedler.abs().argmax()] < 0:  # a sign convention, so the order is deterministic
-        fiedler = -fiedler
-    return torch.cat([idx[torch.from_numpy(np.lexsort((np.arange(len(idx)), fiedler.numpy())))], rest])
-
-
-# -- results ---------------------------------------------------------------------------------
-
-@dataclass
-class LayerStats:
-    """Statistics of one layer (one call of it, for a module run several times per forward).
-
-    Per channel, over images, of the per-image spatial maximum: ``mean``, ``std``, ``min``,
-    ``max``, ``never_positive`` (fraction of images where the channel is <= 0 everywhere),
-    histogram (``histogram(c)``), ``correlation`` between channels and a clustered ``order``
-    (computed when first read);
-    ``top_*``/``bottom_*``: per channel the k images (ids into ScanResult.ids) with the
-    highest/lowest maximum, the values, and the (y, x) of the maximum."""
-
-    layer: str
-    call: int
-    shape: Tuple[int, ...]
-    count: int
-    mean: torch.Tensor
-    std: torch.Tensor
-    min: torch.Tensor
-    max: torch.Tensor
-    never_positive: torch.Tensor
-    correlation: torch.Tensor
-    hist_counts: torch.Tensor
-    hist_origin: torch.Tensor
-    hist_exp: torch.Tensor
-    top_values: torch.Tensor
-    top_images: torch.Tensor
-    top_positions: torch.Tensor
-    bottom_values: torch.Tensor
-    bottom_images: torch.Tensor
-    bottom_positions: torch.Tensor
-
-    ARRAYS = ("mean", "std", "min", "max", "never_positive", "correlation", "hist_counts", "hist_origin",
-              "hist_exp", "top_values", "top_images", "top_positions", "bottom_values", "bottom_images",
-              "bottom_positions")
-
-    @functools.cached_property
-    def order(self) -> torch.Tensor:
-        """Channels in a clustered order for display (computed on first use: an eigendecomposition)."""
-        return _cluster_order(self.correlation)
-
-    @property
-    def channels(self) -> int:
-        return self.shape[0]
-
-    @property
-    def dead_channels(self) -> List[int]:
-        """Channels never positive on any image."""
-        return torch.nonzero(self.never_positive >= 1.0).flatten().tolist()
-
-    @property
-    def dead_share(self) -> float:
-        """Share of the layer's channels that are dead (near 1: a dead layer)."""
-        return len(self.dead_channels) / self.channels
-
-    def histogram(self, channel: int) -> Tuple[np.ndarray, np.ndarray]:
-        """(edges, counts) of one channel's histogram, trimmed to its non-empty range."""
-        if not 0 <= channel < self.channels:
-            raise UnitError(f"channel {channel} out of range; layer {self.layer!r} has channels 0..{self.channels - 1}")
-        counts = self.hist_counts[channel].numpy()
-        nz = np.nonzero(counts)[0]
-        first, last = int(nz[0]), int(nz[-1])
-        j = np.arange(first, last + 2, dtype=np.float64) + float(self.hist_origin[channel])
-        return np.ldexp(j, int(self.hist_exp[channel])), counts[first:last + 1].copy()
-
-    @classmethod
-    def _from_state(cls, layer: str, call: int, s: _LayerState) -> "LayerStats":
-        s = s.to("cpu")
-        var = (torch.diagonal(s.comoment) / s.count).clamp_min(0)
-        sd = var.sqrt()
-        corr = s.comoment / torch.outer(torch.diagonal(s.comoment), torch.diagonal(s.comoment)).sqrt()
-        corr = torch.where(torch.outer(sd > 0, sd > 0), corr, torch.full_like(corr, math.nan)).clamp(-1, 1)
-        return cls(layer, call, tuple(s.shape), int(s.count), s.mean, sd, s.lo, s.hi,
-                   s.nonpos.double() / s.count, corr, s.hist.counts, s.hist.origin,
-                   s.hist.exp, *s.top, *s.bottom)
-
-
-@dataclass
-class ScanResult(Picture):
-    """What :func:`scan` found: ``layers`` maps a layer name (``name#i`` for the i-th call of a
-    module run several times per forward, e.g. a shared siamese branch) to its LayerStats;
-    ``ids`` names every image of the source (top_images index into it); ``skipped`` lists
-    (id, reason) for unreadable images."""
-
-    model_name: str
-    layers: Dict[str, LayerStats]
-    ids: List[str]
-    skipped: List[Tuple[str, str]]
-    count: int
-    top_k: int
-    bottom_k: int
-    bins: int
-    input_shapes: List[Tuple[int, ...]]
-    model: Optional[LoadedModel] = field(default=None, repr=False, compare=False)
-    source: Optional[Source] = field(default=None, repr=False, compare=False)
-    inputs: Optional[Callable] = field(default=None, repr=False, compare=False)
-
-    def __getitem__(self, layer: str) -> LayerStats:
-        if layer not in self.layers:
-            raise UnitError(f"layer {layer!r} was not scanned; scanned: {', '.join(self.layers)}")
-        return self.layers[layer]
-
-    def save(self, directory) -> Path:
-        """Write ``stats.npz`` and ``scan.json`` (no pickle) into ``directory``."""
-        from .report import save_result
-
-        return save_result(self, directory)
-
-    @classmethod
-    def load(cls, directory) -> "ScanResult":
-        from .report import load_result
-
-        return load_result(directory)
-
-    def to_pil(self, layer: Optional[str] = None, **kw) -> Image.Image:
-        """The histogram grid of ``layer`` (default: the first scanned): its first page of 64
-        channels; ``page=`` (from 1) and ``per_page=`` show the others."""
-        from .report import histogram_grid
-
-        return histogram_grid(self[layer or next(iter(self.layers))], **kw)
 
 
 # -- the scan --------------------------------------------------------------------------------
@@ -491,8 +361,9 @@ def _gather(states: Dict[str, _LayerState], skipped: list, world: int, top_k: in
     return merged, sorted(all_skipped)
 
 
-def scan(model, data, layers, top_k: int = 9, bottom_k: int = 0, bins: int = 50, batch_size: Optional[int] = None,
-         num_workers: int = 0, device=None, progress: bool = True, inputs: Optional[Callable] = None) -> ScanResult:
+@renamed(inputs="to_inputs")
+def scan(model, data, layers, *, top_k: int = 9, bottom_k: int = 0, bins: int = 50, batch_size: Optional[int] = None,
+         num_workers: int = 0, device=None, progress: bool = True, to_inputs: Optional[Callable] = None) -> ScanResult:
     """Statistics of every channel of ``layers`` over a dataset, in one streaming pass.
 
     data: a folder (recursive), a text file of image paths or of path pairs, an image list,
@@ -500,10 +371,10 @@ def scan(model, data, layers, top_k: int = 9, bottom_k: int = 0, bins: int = 50,
     the scan shards the data itself). Unreadable images are
     skipped with a warning and listed in ``result.skipped``.
     layers: layer names (or modules), or one comma-separated string.
-    inputs: builds the model's inputs from one sample, e.g. ``lambda pair: (pair[0], pair[1])``
+    to_inputs: builds the model's inputs from one sample, e.g. ``lambda pair: (pair[0], pair[1])``
     for a two-input model; by default a sample's leading images are its inputs.
     bins: target number of histogram bins per channel (widths are powers of two, see _Histogram).
-    device: where the running statistics live (default: the model's device).
+    device: where the running statistics live (default: the model's device; the model is never moved).
     Under ``torchrun`` each process scans every world_size-th batch and all get the merged result.
     """
     loaded = as_loaded(model)
@@ -520,7 +391,7 @@ def scan(model, data, layers, top_k: int = 9, bottom_k: int = 0, bins: int = 50,
     model_device = loaded.device
     stats_device = torch.device(device) if device is not None else model_device
     dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
-    size = runtime.batch_size(batch_size, model_device, cpu=32, gpu=128)
+    size = runtime.batch_size(batch_size, model_device, "scan")
     batches = source.batches or [list(range(s.start, s.stop)) for s in runtime.chunks(len(source), size)]
     rank, world, started = _distributed(model_device)
     try:
@@ -529,7 +400,7 @@ def scan(model, data, layers, top_k: int = 9, bottom_k: int = 0, bins: int = 50,
             dist.broadcast_object_list(shared, src=0)
             batches = shared[0]
         mine = batches[rank::world]
-        loader = torch.utils.data.DataLoader(_Loading(source, loaded.preprocess, inputs), batch_sampler=mine,
+        loader = torch.utils.data.DataLoader(_Loading(source, loaded.preprocess, to_inputs), batch_sampler=mine,
                                              num_workers=num_workers or source.num_workers, collate_fn=_collate)
         states: Dict[str, _LayerState] = {}
         skipped: List[Tuple[int, str]] = []
@@ -570,8 +441,8 @@ def scan(model, data, layers, top_k: int = 9, bottom_k: int = 0, bins: int = 50,
     layer_stats = {}
     for key in sorted(states, key=lambda k: (names.index(k.split("#")[0]), k)):
         layer, _, call = key.partition("#")
-        layer_stats[key] = LayerStats._from_state(layer, int(call or 0), states[key])
+        layer_stats[key] = states[key].stats(layer, int(call or 0))
     count = next(iter(layer_stats.values())).count
     skipped = [(source.ids[i], reason) for i, reason in sorted(skipped)]
     return ScanResult(loaded.name, layer_stats, list(source.ids), skipped, count, top_k, bottom_k, bins,
-                      input_shapes, loaded, source, inputs)
+                      input_shapes, loaded, source, to_inputs)
