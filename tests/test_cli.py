@@ -115,7 +115,7 @@ def test_attribute_all_methods_writes_overlays_and_contact_sheet(capsys, tmp_pat
     assert sheet.size[0] > 6 * 150 and sheet.size[1] > 2 * 150  # 11 tiles, 6 per row
     code, out, err = run(capsys, "attribute", "chelsea", "--model", tiny, "--method", "lime",
                          "--out", str(tmp_path / "attr"))
-    assert code == 2 and "unknown method" in err
+    assert code == 2 and "unknown attribution method 'lime'; choose one of saliency" in err
 
 
 OUT_VERBS = [["attribute", "chelsea"], ["dropout", "chelsea", "--layer", "classifier"], ["demo"],
@@ -168,7 +168,7 @@ def test_predict_top_zero_and_visualize_below_the_models_stride_are_refused(caps
     from netloupe.optvis.recipes import min_size
 
     err = error_line(*run(capsys, "predict", "chelsea", "--top", "0", "--model", UNLOADABLE)[::2])
-    assert "argument --top: must be 1 or more; got 0 (see `netloupe predict --help`)" in err
+    assert "argument --top-k/--top: must be 1 or more; got 0 (see `netloupe predict --help`)" in err
     err = error_line(*run(capsys, "visualize", "blocks.2", "--size", "3", "--out", str(tmp_path / "vis"))[::2])
     assert ("--size 3 is below this model's minimum of 32 px (one cell of its coarsest layer); use --size 32 or more"
             in err) and not (tmp_path / "vis").exists()

@@ -9,9 +9,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import netloupe as nl
-from netloupe.cli import main
-from model_state import leaves_unchanged, scramble
 import zoo
+from model_state import leaves_unchanged, scramble
+from netloupe.cli import main
 
 
 class TinyDropNet(nn.Module):
@@ -57,7 +57,7 @@ def test_small_cnn_converges_with_batchnorm_untouched(optimizer):
     x = images01(2)
     scramble(model)  # some modules in training mode, BatchNorm included: augment must not care
     with leaves_unchanged(model):  # BatchNorm running statistics included
-        r = nl.augment(model, "fc1", x, n=4, seed=0, optimizer=optimizer, progress=False)
+        r = nl.augment(model, x, "fc1", n=4, seed=0, optimizer=optimizer, progress=False)
     assert r.images.shape == (2, 4, 3, 16, 16) and r.targets.shape == (2, 4, 16)
     assert r.converged.all() and (r.loss <= r.tolerance).all()
     # the default tolerance is a fraction of each sample's starting MSE
@@ -85,8 +85,8 @@ def test_small_cnn_converges_with_batchnorm_untouched(optimizer):
 def test_default_model_converges(optimizer):
     model = nl.load_model("default")
     with leaves_unchanged(model.module):
-        r = nl.augment(model, "classifier", nl.samples.path("chelsea"), n=2, seed=0, optimizer=optimizer,
-                       max_epochs=300, progress=False)
+        r = nl.augment(model, nl.samples.path("chelsea"), "classifier", n=2, seed=0, optimizer=optimizer,
+                       steps=300, progress=False)
     assert r.converged.all() and (r.loss <= r.tolerance).all()
     assert r.augmented_output.shape == (1, 2, 1000) and r.original_output.shape == (1, 1000)
     assert (r.strength > 0).all()
@@ -95,23 +95,23 @@ def test_default_model_converges(optimizer):
 def test_batch_of_three_equals_each_alone():
     model = tiny()
     x = images01(3, seed=2)
-    batch = nl.augment(model, "fc1", x, n=3, seed=7, progress=False)
+    batch = nl.augment(model, x, "fc1", n=3, seed=7, progress=False)
     for i in range(3):
-        alone = nl.augment(model, "fc1", x[i:i + 1], n=3, seed=7, progress=False)
+        alone = nl.augment(model, x[i:i + 1], "fc1", n=3, seed=7, progress=False)
         assert torch.equal(alone.targets[0], batch.targets[i])
         assert torch.allclose(alone.images[0], batch.images[i], atol=1e-4)
         assert torch.allclose(alone.loss[0], batch.loss[i], rtol=1e-3, atol=1e-9)
         assert torch.equal(alone.steps[0], batch.steps[i])
     # the seed fixes the masks and leaves the caller's random state alone
     state = torch.random.get_rng_state()
-    again = nl.augment(model, "fc1", x, n=3, seed=7, progress=False, batch_size=2)
+    again = nl.augment(model, x, "fc1", n=3, seed=7, progress=False, batch_size=2)
     assert torch.equal(torch.random.get_rng_state(), state)
     assert torch.equal(again.targets, batch.targets)
 
 
 def test_targets_differ_and_so_do_augmentations():
     model = tiny()
-    r = nl.augment(model, "fc1", images01(1), n=4, seed=0, progress=False)
+    r = nl.augment(model, images01(1), "fc1", n=4, seed=0, progress=False)
     t, im = r.targets[0], r.images[0]
     for i in range(4):
         for j in range(i):
@@ -123,7 +123,7 @@ def test_targets_differ_and_so_do_augmentations():
 def test_rate_zero_gives_the_input_back():
     model = tiny(p=0.0)
     x = images01(2)
-    r = nl.augment(model, "fc1", x, n=3, seed=0, progress=False)
+    r = nl.augment(model, x, "fc1", n=3, seed=0, progress=False)
     assert torch.equal(r.images, x[:, None].expand_as(r.images))
     assert (r.loss < 1e-10).all() and (r.steps == 0).all() and r.converged.all()
 
@@ -132,7 +132,7 @@ def test_sweep_runs_on_a_copy_and_grows_with_rate():
     model = tiny(p=0.5)
     scramble(model)
     with leaves_unchanged(model):
-        s = nl.dropout_sweep(model, "fc1", images01(1), rates=(0.0, 0.2, 0.6), n=3, seed=0, progress=False)
+        s = nl.dropout_sweep(model, images01(1), "fc1", rates=(0.0, 0.2, 0.6), n=3, seed=0, progress=False)
     assert model.drop.p == 0.5
     assert s.strength.shape == (3, 1, 3)
     assert (s.strength[0] == 0).all()
@@ -140,11 +140,11 @@ def test_sweep_runs_on_a_copy_and_grows_with_rate():
     assert mean[2] > mean[1] > 0
     assert s.to_pil().size[0] > 100
     with pytest.raises(nl.NetloupeError):
-        nl.dropout_sweep(model, "fc1", images01(1), rates=(1.5,))
+        nl.dropout_sweep(model, images01(1), "fc1", rates=(1.5,))
 
 
 def test_result_unpacks_like_dropviz_and_draws(tmp_path):
-    r = nl.augment(tiny(), "fc1", images01(2), n=2, seed=0, progress=False)
+    r = nl.augment(tiny(), images01(2), "fc1", n=2, seed=0, progress=False)
     images, (original, augmented) = r
     assert images is r.images and original is r.original_output and augmented is r.augmented_output
     pic = r.to_pil(cell=32)
@@ -170,13 +170,28 @@ def test_clear_errors():
     model = tiny()
     x = images01(1)
     with pytest.raises(nl.NetloupeError, match="optimizer"):
-        nl.augment(model, "fc1", x, optimizer="sgd")
+        nl.augment(model, x, "fc1", optimizer="sgd")
     with pytest.raises(nl.UnitError):
-        nl.augment(model, "fc9", x)
+        nl.augment(model, x, "fc9")
     with pytest.raises(nl.NetloupeError, match="no dropout acts before"):
-        nl.augment(model, "features.0", x, n=2, progress=False)
-    with pytest.raises(nl.NetloupeError, match="model.to"):
-        nl.augment(model, "fc1", x, device="meta")
+        nl.augment(model, x, "features.0", n=2, progress=False)
+    with pytest.raises(nl.NetloupeError, match="model.to"), pytest.deprecated_call():
+        nl.augment(model, x, "fc1", device="meta")
+
+
+def test_dropviz_calls_keep_working_by_name_with_a_warning():
+    """dropviz's keyword call, and netloupe's own old order (layer before inputs)."""
+    model, x = tiny(), images01(2)
+    with pytest.deprecated_call():
+        old = nl.augment(model=model, layer=model.fc1, device="cpu", data=x, n=2, max_epochs=3, lr=0.01,
+                         loss_tolerance=None, verbosity=1, seed=0, progress=False)
+    new = nl.augment(model, x, model.fc1, n=2, steps=3, lr=0.01, seed=0, progress=False)
+    assert torch.equal(old.images, new.images) and old.steps.max() <= 3
+    with pytest.deprecated_call():
+        swapped = nl.augment(model, "fc1", x, n=2, steps=3, lr=0.01, seed=0, progress=False)
+    assert torch.equal(swapped.images, new.images)
+    with pytest.raises(TypeError, match="old name of steps"):
+        nl.augment(model, x, "fc1", steps=3, max_epochs=3)
 
 
 def test_cli(tmp_path, capsys):
@@ -209,9 +224,9 @@ def test_zoo_leaves_model_unchanged(name, call):
     model, inputs = zoo.build(name)
     layer, ok_augment, ok_sweep = ZOO_CASES[name]
     # Adam moves every sample at every step, so "strength > 0" below shows that the run did something
-    kw = dict(n=2, max_epochs=2, seed=0, progress=False, optimizer="adam")
-    run = {"augment": lambda: nl.augment(model, layer, inputs[0], **kw),
-           "sweep": lambda: nl.dropout_sweep(model, layer, inputs[0], rates=(0.0, 0.5), **kw)}[call]
+    kw = dict(n=2, steps=2, seed=0, progress=False, optimizer="adam")
+    run = {"augment": lambda: nl.augment(model, inputs[0], layer, **kw),
+           "sweep": lambda: nl.dropout_sweep(model, inputs[0], layer, rates=(0.0, 0.5), **kw)}[call]
     ok = ok_augment if call == "augment" else ok_sweep
     scramble(model)
     with leaves_unchanged(model), warnings.catch_warnings():
@@ -237,7 +252,7 @@ def test_lbfgs_steps_stay_bounded_where_the_loss_is_flat():
     model, inputs = zoo.build("mobilenet_v3_small")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # 5 steps do not converge
-        r = nl.augment(model, "classifier.3", inputs[0], n=2, max_epochs=5, seed=0, progress=False)
+        r = nl.augment(model, inputs[0], "classifier.3", n=2, steps=5, seed=0, progress=False)
     assert r.optimizer == "lbfgs"
     moved = (r.images - r.inputs[:, None]).abs().flatten(2).max(2).values
     assert (moved <= 5 * nl.dropout._LBFGS_MAX_STEP * r.lr * (1 + 1e-5)).all()

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import netloupe as nl
-from model_state import leaves_unchanged, scramble
 import zoo
+from model_state import leaves_unchanged, scramble
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import torch.nn as nn
 import torchvision
 
 import netloupe as nl
-from netloupe.models import _lite0_key_map
 import zoo
+from netloupe.models import _lite0_key_map
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def default():
 def test_default_model_predicts_the_sample_photos(default):
     assert default.name == "efficientnet_lite0" and len(default.labels) == 1000
     assert not default.module.training
-    chelsea, coffee, rocket = default.predict([nl.samples.path(n) for n in ("chelsea", "coffee", "rocket")], k=5)
+    chelsea, coffee, rocket = default.predict([nl.samples.path(n) for n in ("chelsea", "coffee", "rocket")], top_k=5)
     assert chelsea[0][0] in {"tiger cat", "Egyptian cat", "tabby"}
     assert coffee[0][0] == "espresso" and coffee[0][1] > 0.9
     assert rocket[0][0] in {"missile", "projectile"}
@@ -160,5 +160,5 @@ def test_predict_needs_k_of_one_or_more():
     x = torch.zeros(1, 3, 8, 8)
     for k in (0, -1):
         with pytest.raises(nl.InputError, match="1 or more"):
-            m.predict(x, k=k)
-    assert len(m.predict(x, k=2)[0]) == 2
+            m.predict(x, top_k=k)
+    assert len(m.predict(x, top_k=2)[0]) == 2

@@ -10,13 +10,14 @@ import torch.nn as nn
 from PIL import Image
 
 import netloupe as nl
+import zoo
+from model_state import leaves_unchanged, scramble
 from netloupe.cli import main as cli_main
 from netloupe.images import Preprocess
-from netloupe.optvis import objectives as obj, transforms as tf
+from netloupe.optvis import objectives as obj
+from netloupe.optvis import transforms as tf
 from netloupe.optvis.objectives import Context
 from netloupe.optvis.param import COLOR, COLOR_CORRELATION, from_image, image, pixel, spectrum_scale
-from model_state import leaves_unchanged, scramble
-import zoo
 
 KEEP_SIZE = [tf.pad(2), tf.jitter(4)]  # random shifts that keep the image size (for fixed-size models)
 
@@ -70,7 +71,7 @@ def test_spectrum_scale_matches_the_formula_for_odd_and_even_sizes():
 def test_fft_param_inverse_transform_and_divisor_pin_the_image_scale():
     # a spectrum holding only the DC term gives a flat image of value DC * scale / (h * w) / 4
     h, w = 7, 5
-    p = image(h, w, fft=True, decorrelate=False)
+    p = image((h, w), fft=True, decorrelate=False)
     with torch.no_grad():
         p.raw.zero_()
         p.raw[0, :, 0, 0, 0] = torch.tensor([0.1, -0.2, 0.3])
@@ -82,7 +83,7 @@ def test_fft_param_inverse_transform_and_divisor_pin_the_image_scale():
 
 def test_random_init_starts_near_grey_like_lucid():
     for fft in (True, False):
-        x = image(128, batch=2, fft=fft, decorrelate=fft, seed=0)()
+        x = image(128, n=2, fft=fft, decorrelate=fft, seed=0)()
         assert x.shape == (2, 3, 128, 128)
         assert (x - 0.5).abs().max() < 0.06  # sd 0.01: a faint noise around grey, not a saturated image
         assert x.std() > 1e-3
@@ -94,7 +95,7 @@ def test_colour_matrix_is_lucids_divided_by_its_largest_column_norm():
     norms = COLOR.norm(dim=0)
     assert norms.max().item() == pytest.approx(1.0)
     assert torch.allclose(COLOR * lucid.norm(dim=0).max(), lucid)
-    p = image(3, 4, fft=False, decorrelate=True)
+    p = image((3, 4), fft=False, decorrelate=True)
     v = torch.tensor([1.0, -2.0, 0.5])
     with torch.no_grad():
         p.raw.copy_(v.view(1, 3, 1, 1).expand_as(p.raw))
@@ -103,7 +104,7 @@ def test_colour_matrix_is_lucids_divided_by_its_largest_column_norm():
 
 def test_output_range_and_odd_non_square_sizes():
     for fft, dec in [(True, True), (True, False), (False, True), (False, False)]:
-        p = image(9, 14, batch=3, fft=fft, decorrelate=dec, sd=5.0, seed=1)
+        p = image((9, 14), n=3, fft=fft, decorrelate=dec, sd=5.0, seed=1)
         x = p()
         assert x.shape == (3, 3, 9, 14) and x.min() >= 0 and x.max() <= 1
         x.sum().backward()
@@ -115,11 +116,11 @@ def test_from_image_starts_exactly_at_the_photo():
     g = torch.Generator().manual_seed(0)
     photo = torch.rand(3, 11, 8, generator=g) * 0.9 + 0.05
     for fft, dec in [(True, True), (True, False), (False, True)]:
-        p = from_image(photo, batch=2, fft=fft, decorrelate=dec)
+        p = from_image(photo, n=2, fft=fft, decorrelate=dec)
         x = p()
         assert x.shape == (2, 3, 11, 8)
         assert torch.allclose(x[1], photo, atol=1e-4)
-    resized = from_image(nl.samples.path("coffee"), 20, 30)()
+    resized = from_image(nl.samples.path("coffee"), (20, 30))()
     assert resized.shape == (1, 3, 20, 30)
     with pytest.raises(nl.InputError):
         image(1)
@@ -266,29 +267,29 @@ def test_diversity_matches_lucid_and_its_gradient_pushes_elements_apart():
 
 def test_batch_isolation_gives_other_elements_zero_gradient():
     model = tiny(16)
-    p = image(16, batch=2, seed=0)
-    r = nl.render(model, obj.channel("conv2", 3, batch=0), p, steps=1, seed=0, progress=False,
+    p = image(16, n=2, seed=0)
+    r = nl.render(model, obj.channel("conv2", 3, index=0), p, steps=1, seed=0, progress=False,
                   optimizer=lambda ps: torch.optim.SGD(ps, lr=0.0))
     grad = p.raw.grad
     assert grad[0].abs().sum() > 0
     assert torch.equal(grad[1], torch.zeros_like(grad[1]))
     assert r.history.shape == (1, 2) and r.history[0, 1] == 0
     with pytest.raises(nl.NetloupeError):
-        nl.render(model, obj.channel("conv2", 0, batch=5), image(16, batch=2), steps=1, progress=False)
+        nl.render(model, obj.channel("conv2", 0, index=5), image(16, n=2), steps=1, progress=False)
 
 
 # -- render ------------------------------------------------------------------------------------
 
 def test_render_raises_the_objective_and_keeps_snapshots():
     model = tiny(16)
-    r = nl.render(model, obj.channel("conv1", 1), image(16, batch=1, seed=0), steps=30, lr=0.1,
+    r = nl.render(model, obj.channel("conv1", 1), image(16, n=1, seed=0), steps=30, lr=0.1,
                   thresholds=(10, 30), seed=0, progress=False)
     assert r.images.shape == (1, 3, 16, 16) and 0 <= r.images.min() and r.images.max() <= 1
     assert r.history.shape == (30, 1)
     assert r.history[-5:].mean() > r.history[:5].mean() + 0.1
     assert sorted(r.snapshots) == [10, 30] and torch.equal(r.snapshots[30], r.images)
     assert isinstance(r.to_pil(), Image.Image) and r.to_pil().size == (16, 16)
-    again = nl.render(model, obj.channel("conv1", 1), image(16, batch=1, seed=0), steps=30, lr=0.1,
+    again = nl.render(model, obj.channel("conv1", 1), image(16, n=1, seed=0), steps=30, lr=0.1,
                       thresholds=(10, 30), seed=0, progress=False)
     assert torch.equal(again.images, r.images)  # same seed, same result
 
@@ -308,13 +309,13 @@ class ViewNet(nn.Module):
 
 def test_cpu_batches_go_in_channels_last_and_models_that_refuse_it_still_render():
     model = tiny(16)
-    nl.render(model, obj.channel("conv1", 1), image(16, batch=2, seed=0), steps=1, seed=0, progress=False)
+    nl.render(model, obj.channel("conv1", 1), image(16, n=2, seed=0), steps=1, seed=0, progress=False)
     assert model.module.seen[-1].is_contiguous(memory_format=torch.channels_last)
-    nl.render(model, obj.channel("conv1", 1), image(16, batch=1, seed=0), steps=1, seed=0, progress=False)
+    nl.render(model, obj.channel("conv1", 1), image(16, n=1, seed=0), steps=1, seed=0, progress=False)
     assert model.module.seen[-1].is_contiguous()  # one image: the usual layout (faster there)
     view_net = nl.LoadedModel(ViewNet().eval(), Preprocess(size=8))
     with leaves_unchanged(view_net.module):
-        r = nl.render(view_net, obj.class_logit(0), image(8, batch=2, seed=0), transforms=KEEP_SIZE, steps=20,
+        r = nl.render(view_net, obj.class_logit(0), image(8, n=2, seed=0), transforms=KEEP_SIZE, steps=20,
                       lr=0.1, seed=0, progress=False)
     assert (r.history[-3:].mean(0) > r.history[:3].mean(0)).all()
 
@@ -324,11 +325,11 @@ def test_small_images_are_upsampled_to_the_model_input_after_normalization():
     model.preprocess = Preprocess(size=24, mean=(0.2, 0.4, 0.6), std=(0.5, 0.25, 0.1))
     net = model.module
     calls = []
-    r = nl.render(model, obj.channel("conv1", 0), image(10, batch=2, seed=0), transforms=None, steps=1,
+    r = nl.render(model, obj.channel("conv1", 0), image(10, n=2, seed=0), transforms=None, steps=1,
                   progress=False, callback=lambda step, images, values: calls.append((step, values.shape)))
     assert net.seen[-1].shape == (2, 3, 24, 24)
     assert calls == [(1, (2,))]
-    x0 = image(10, batch=2, seed=0)().detach()
+    x0 = image(10, n=2, seed=0)().detach()
     want = torch.nn.functional.interpolate(model.preprocess.normalize(x0), size=(24, 24), mode="bilinear",
                                            align_corners=False)
     assert torch.allclose(net.seen[0], want, atol=1e-5)
@@ -340,15 +341,16 @@ def test_several_models_see_the_same_image_through_their_own_preprocess():
     a.preprocess = Preprocess(size=16, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     b.preprocess = Preprocess(size=16, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     objective = obj.channel("conv2", 0) + obj.channel("conv2", 5, model=b)
-    p = image(16, batch=2, seed=0)
+    p = image(16, n=2, seed=0)
     r = nl.render(a, objective, p, steps=2, seed=3, progress=False)  # b joins because the objective names it
-    assert len(a.module.seen) == 2 and len(b.module.seen) == 2
+    # each model: a no-grad check that it takes channels_last, then the 2 steps
+    assert len(a.module.seen) == 3 and len(b.module.seen) == 3
     for xa, xb in zip(a.module.seen, b.module.seen):
         assert torch.allclose(a.preprocess.inverse(xa), b.preprocess.inverse(xb), atol=1e-5)
         assert not torch.allclose(xa, xb)
     only_b = nl.render([a, b], obj.channel("conv2", 5, model=b.module), image(16, seed=0), steps=1,
                        progress=False)
-    assert len(a.module.seen) == 2 and len(b.module.seen) == 3  # a has no objective: not run
+    assert len(a.module.seen) == 3 and len(b.module.seen) == 4  # a has no objective: not run
     assert r.history.shape == (2, 2) and only_b.history.shape == (1, 1)
 
 
@@ -358,7 +360,7 @@ def test_segmentation_objective_on_a_fully_convolutional_net():
     key = nn.Identity()
     ctx = Context(torch.zeros(2, 3, 3, 3), {}, {key: ctx_out}, key)
     assert torch.allclose(obj.segmentation_class(2)(ctx), ctx_out["out"][:, 2].mean((1, 2)))
-    r = nl.render(seg, obj.segmentation_class(2), image(20, 16, seed=0), transforms=KEEP_SIZE, steps=25, lr=0.2,
+    r = nl.render(seg, obj.segmentation_class(2), image((20, 16), seed=0), transforms=KEEP_SIZE, steps=25, lr=0.2,
                   seed=0, progress=False)
     assert r.images.shape == (1, 3, 20, 16)  # larger than the input size: fed as is, no resize
     assert r.history[-1, 0] > r.history[0, 0] + 0.03
@@ -370,10 +372,11 @@ def test_visualize_renders_a_list_in_one_batch_one_unit_per_element():
     model = tiny(16)
     units = ["conv2:0", "conv2:1@2,3", "conv1"]
     r = nl.visualize(model, units, size=16, steps=3, seed=0, progress=False)
-    assert [x.shape[0] for x in model.module.seen] == [3, 3, 3]  # 3 steps, each one forward of all 3 units
+    # one no-grad forward that checks the model takes channels_last, then 3 steps: each one forward of all 3 units
+    assert [x.shape[0] for x in model.module.seen] == [3, 3, 3, 3]
     assert r.images.shape == (3, 3, 16, 16) and r.captions == units
     split = nl.visualize(model, units, size=16, steps=2, seed=0, progress=False, batch_size=2)
-    assert [x.shape[0] for x in model.module.seen[3:]] == [2, 2, 1, 1]
+    assert [x.shape[0] for x in model.module.seen[4:]] == [2, 2, 2, 1, 1]  # batch of 2 (check + 2 steps), then 1
     assert split.images.shape == (3, 3, 16, 16) and split.history.shape == (2, 3)
     assert isinstance(r.grid(), Image.Image)
     with pytest.raises(nl.UnitError):
@@ -390,11 +393,11 @@ def test_recipes_on_the_default_model():
         nl.visualize_class(m, "not a class", steps=1, progress=False)
     d = nl.visualize_diverse(m, "blocks.2:3", n=2, size=32, steps=2, seed=0, progress=False)
     assert d.images.shape == (2, 3, 32, 32) and not torch.equal(d.images[0], d.images[1])
-    c = nl.visualize_channels(m, "blocks.2", 3, size=32, steps=1, batch_size=2, progress=False)
+    c = nl.visualize_channels(m, "blocks.2", range(3), size=32, steps=1, batch_size=2, progress=False)
     assert c.captions == ["blocks.2:0", "blocks.2:1", "blocks.2:2"]
     dream = nl.dream_layer(m, "blocks.2", start=nl.samples.path("chelsea"), size=48, steps=2, progress=False)
     assert dream.images.shape == (1, 3, 48, 48)
-    pic = nl.FeatureVisualizer(m, img_shape=(40, 30), seed=0)(act_idx=309, epochs=2, progress=False)
+    pic = nl.FeatureVisualizer(m, size=(40, 30), seed=0)(act_idx=309, steps=2, progress=False)
     assert isinstance(pic, Image.Image) and pic.size == (30, 40)
 
 
@@ -418,19 +421,19 @@ def _layer(name):
 
 
 PUBLIC_CALLS = {
-    "render": lambda m, s, l: nl.render(m, obj.channel(l, 0) + obj.class_logit(0) - 0.01 * obj.total_variation(),
-                                        image(s, batch=2), transforms=KEEP_SIZE, steps=1, progress=False),
-    "visualize": lambda m, s, l: nl.visualize(m, [f"{l}:0", f"{l}:1"], size=s, steps=1, transforms=KEEP_SIZE,
+    "render": lambda m, s, layer: nl.render(m, obj.channel(layer, 0) + obj.class_logit(0) - 0.01 * obj.total_variation(),
+                                        image(s, n=2), transforms=KEEP_SIZE, steps=1, progress=False),
+    "visualize": lambda m, s, layer: nl.visualize(m, [f"{layer}:0", f"{layer}:1"], size=s, steps=1, transforms=KEEP_SIZE,
                                               progress=False),
-    "visualize_channels": lambda m, s, l: nl.visualize_channels(m, l, 2, size=s, steps=1, transforms=KEEP_SIZE,
+    "visualize_channels": lambda m, s, layer: nl.visualize_channels(m, layer, range(2), size=s, steps=1, transforms=KEEP_SIZE,
                                                                 progress=False),
-    "visualize_class": lambda m, s, l: nl.visualize_class(m, [0, 1], size=s, steps=1, transforms=KEEP_SIZE,
+    "visualize_class": lambda m, s, layer: nl.visualize_class(m, [0, 1], size=s, steps=1, transforms=KEEP_SIZE,
                                                           progress=False),
-    "visualize_diverse": lambda m, s, l: nl.visualize_diverse(m, f"{l}:0", n=2, size=s, steps=1,
+    "visualize_diverse": lambda m, s, layer: nl.visualize_diverse(m, f"{layer}:0", n=2, size=s, steps=1,
                                                               transforms=KEEP_SIZE, progress=False),
-    "dream_layer": lambda m, s, l: nl.dream_layer(m, l, size=s, steps=1, transforms=KEEP_SIZE, progress=False),
-    "FeatureVisualizer": lambda m, s, l: nl.FeatureVisualizer(m, img_shape=s, transforms=KEEP_SIZE)(
-        0, epochs=1, progress=False),
+    "dream_layer": lambda m, s, layer: nl.dream_layer(m, layer, size=s, steps=1, transforms=KEEP_SIZE, progress=False),
+    "FeatureVisualizer": lambda m, s, layer: nl.FeatureVisualizer(m, size=s, transforms=KEEP_SIZE)(
+        0, steps=1, progress=False),
 }
 
 

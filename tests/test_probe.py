@@ -6,29 +6,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import netloupe as nl
-from model_state import leaves_unchanged, scramble
 import zoo
-
+from model_state import leaves_unchanged, scramble
+from references import RefReLU, RefRule
 
 # -- a hand-written reference for the ReLU backward rules ------------------------------------
-
-class RefRule(torch.autograd.Function):
-    """clamp(x, 0, hi) with the guided or deconv backward, written independently of netloupe."""
-
-    @staticmethod
-    def forward(ctx, x, hi, rule):
-        ctx.rule, ctx.hi = rule, hi
-        ctx.save_for_backward(x)
-        return torch.clamp(x, min=0, max=hi)
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        if ctx.rule == "deconv":
-            return torch.where(g > 0, g, torch.zeros_like(g)), None, None
-        inside = (x > 0) if ctx.hi is None else ((x > 0) & (x < ctx.hi))
-        return torch.where((g > 0) & inside, g, torch.zeros_like(g)), None, None
-
 
 class RefFunctional(zoo.FunctionalReluNet):
     rule = "guided"
@@ -41,15 +23,6 @@ class RefFunctional(zoo.FunctionalReluNet):
         x = r(self.conv4(x) + x)
         x = r(x * 3.0, 6.0)
         return self.fc(x.mean((2, 3)))
-
-
-class RefReLU(nn.Module):
-    def __init__(self, rule):
-        super().__init__()
-        self.rule = rule
-
-    def forward(self, x):
-        return RefRule.apply(x, None, self.rule)
 
 
 def reference(name, model, rule):
@@ -172,7 +145,7 @@ def test_detach_and_reused_module_calls():
 def test_stochastic_turns_on_dropout_but_keeps_batchnorm_in_eval():
     model, (x,) = zoo.build("default")
     assert model.drop_rate == 0.2  # functional dropout before the classifier
-    with torch.no_grad(), nl.probe(model, stochastic=True) as p:
+    with torch.no_grad(), nl.probe(model, stochastic=True):
         a, b = model(x), model(x)
         assert not any(m.training for m in model.modules() if isinstance(m, nn.BatchNorm2d))
     with torch.no_grad():

@@ -5,12 +5,29 @@ from netloupe import runtime
 from netloupe.errors import NetloupeError
 
 
-def test_batch_size_defaults_per_device_and_validates():
-    assert runtime.batch_size(None, "cpu", cpu=4, gpu=64) == 4
-    assert runtime.batch_size(None, torch.device("cuda", 0), cpu=4, gpu=64) == 64
-    assert runtime.batch_size(7, "cpu", cpu=4, gpu=64) == 7
+def test_batch_size_defaults_per_device_and_validates(monkeypatch):
+    monkeypatch.setitem(runtime.BATCH_SIZES, "work", (4, 64))
+    assert runtime.batch_size(None, "cpu", "work") == 4
+    assert runtime.batch_size(None, torch.device("cuda", 0), "work") == 64
+    assert runtime.batch_size(7, "cpu", "work") == 7
     with pytest.raises(NetloupeError, match="positive integer"):
-        runtime.batch_size(0, "cpu", cpu=4, gpu=64)
+        runtime.batch_size(0, "cpu", "work")
+
+
+def test_every_batched_method_reads_the_one_table():
+    """No magic batch numbers at call sites: each default comes from runtime.BATCH_SIZES."""
+    import ast
+    import pathlib
+
+    import netloupe
+
+    for path in pathlib.Path(netloupe.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+                    "batch_size", "pick_batch_size", "_batch_size", "default_batch_size"):
+                assert not node.keywords, f"{path.name}:{node.lineno} passes batch defaults of its own"
+                kind = node.args[2] if len(node.args) > 2 else None
+                assert isinstance(kind, ast.Constant) and kind.value in runtime.BATCH_SIZES, f"{path.name}:{node.lineno}"
 
 
 def test_chunks_cover_range_exactly():

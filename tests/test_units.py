@@ -2,8 +2,8 @@ import pytest
 import torch
 
 import netloupe as nl
-from netloupe.units import as_unit
 import zoo
+from netloupe.units import as_unit
 
 
 @pytest.mark.parametrize("text,expected", [

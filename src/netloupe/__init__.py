@@ -1,15 +1,34 @@
 """netloupe: see what a PyTorch network has learned and why it decides."""
 
 from . import attribution, dropout, images, optvis, samples, stats
-from .attribution import (Attribution, attribute, deconvnet, grad_cam, grad_cam_pp, guided_backprop,
-                          guided_grad_cam, input_x_gradient, integrated_gradients, occlusion, saliency, smoothgrad)
+from .attribution import (
+    Attribution,
+    attribute,
+    deconvnet,
+    grad_cam,
+    grad_cam_pp,
+    guided_backprop,
+    guided_grad_cam,
+    input_x_gradient,
+    integrated_gradients,
+    occlusion,
+    saliency,
+    smoothgrad,
+)
 from .dropout import DropoutAugmentation, DropoutSweep, augment
 from .dropout import sweep as dropout_sweep
 from .errors import InputError, ModelError, NetloupeError, UnitError
 from .images import Preprocess
 from .models import LoadedModel, layers, load_model
-from .optvis import (FeatureVisualizer, dream_layer, render, visualize, visualize_channels, visualize_class,
-                     visualize_diverse)
+from .optvis import (
+    FeatureVisualizer,
+    dream_layer,
+    render,
+    visualize,
+    visualize_channels,
+    visualize_class,
+    visualize_diverse,
+)
 from .probe import Probe, probe
 from .stats import receptive_field, report, scan, top_patches
 from .units import Unit

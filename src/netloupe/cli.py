@@ -17,7 +17,6 @@ from .errors import InputError, NetloupeError
 
 
 def _device(name):
-    import torch
 
     if name is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -42,7 +41,7 @@ def _model(args):
 def cmd_predict(args):
     paths = _image_args(args.images)
     model = _model(args)
-    for name, preds in zip(args.images, model.predict(paths, k=args.top)):
+    for name, preds in zip(args.images, model.predict(paths, top_k=args.top_k)):
         print(name)
         for label, p in preds:
             print(f"  {p:7.2%}  {label}")
@@ -62,9 +61,9 @@ def cmd_demo(args):
     out.mkdir(parents=True, exist_ok=True)
     model = _model(args)
     names = samples.names()
-    preds = model.predict([samples.path(n) for n in names], k=5)
+    preds = model.predict([samples.path(n) for n in names], top_k=5)
     (out / "predictions.json").write_text(json.dumps(
-        {n: [{"label": l, "probability": round(p, 6)} for l, p in ps] for n, ps in zip(names, preds)}, indent=2))
+        {n: [{"label": label, "probability": round(p, 6)} for label, p in ps] for n, ps in zip(names, preds)}, indent=2))
     captions = [f"{n}\n{ps[0][0]} {ps[0][1]:.0%}" for n, ps in zip(names, preds)]
     thumbs = [images.to_pil(t) for t in model.preprocess.inverse(model.inputs([samples.path(n) for n in names]))]
     images.grid(thumbs, captions, ncol=4, cell=160).save(out / "predictions.png")
@@ -127,12 +126,9 @@ def _contact_sheet(model, x, stem: str, methods, target, layer, out: Path) -> Pa
 
 
 def cmd_attribute(args):
-    from .attribution import METHODS
+    from .attribution import METHODS, lookup
 
-    methods = list(METHODS) if args.method == "all" else [args.method]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise NetloupeError(f"unknown method {unknown[0]!r}; choose one of {', '.join(METHODS)} or all")
+    methods = list(METHODS) if args.method == "all" else [lookup(args.method).name]
     paths = _image_args(args.images)
     model = _model(args)
     out = Path(args.out)
@@ -167,7 +163,7 @@ def cmd_dropout(args):
 
     paths = _image_args(args.images)
     model = _model(args)
-    result = augment(model, args.layer, paths, n=args.n, max_epochs=args.max_epochs, seed=args.seed,
+    result = augment(model, paths, args.layer, n=args.n, steps=args.steps, seed=args.seed,
                      optimizer=args.optimizer)
     out = Path(args.out)
     grid = result.save(out / "dropout_grid.png")
@@ -270,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     image_help = "image files, or sample photo names (chelsea, coffee, ...)"
     p = verb("predict", cmd_predict, "top-k classes for images (paths or sample names)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help=image_help)
-    p.add_argument("--top", type=_count(1), default=5, metavar="K", help="how many classes to list per image")
+    p.add_argument("--top-k", "--top", type=_count(1), default=5, metavar="K", help="how many classes to list per image")
 
     verb("layers", cmd_layers, "table of the model's layers with output shapes")
 
@@ -296,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", metavar="IMAGE", help=image_help)
     p.add_argument("--layer", required=True, help="the layer (unit) whose dropout samples are matched, e.g. classifier")
     p.add_argument("-n", type=_count(1), default=8, help="dropout samples per image")
-    p.add_argument("--max-epochs", type=_count(0), default=2000, help="optimizer steps per sample at most")
+    p.add_argument("--steps", "--max-epochs", type=_count(0), default=2000, help="optimizer steps per sample at most")
     p.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs", help="how each sample is matched")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", default="netloupe-dropout", metavar="DIR", help="folder for dropout_grid.png")

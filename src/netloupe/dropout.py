@@ -25,12 +25,15 @@ import torch.nn as nn
 from PIL import Image
 
 from . import images as _images
-from .errors import InputError, NetloupeError
+from .deprecation import renamed
+from .errors import InputError, NetloupeError, UnitError
 from .images import Picture, Preprocess
-from .models import as_loaded, forward
+from .models import as_loaded, check_device, forward
+from .outputs import first_tensor
 from .probe import probe
 from .runtime import batch_size as _batch_size
-from .runtime import chunks, progress as _progress
+from .runtime import chunks
+from .runtime import progress as _progress
 from .units import Unit, UnitLike, as_unit
 
 OPTIMIZERS = ("lbfgs", "adam")
@@ -91,15 +94,15 @@ class DropoutAugmentation(Picture):
         """Mean |x~ - x| per sample in [0, 1] pixel units, [B, n]."""
         return self.difference.abs().flatten(2).mean(2)
 
-    def to_pil(self, cell: int = 128, amplify: Optional[float] = None) -> Image.Image:
-        """The grid: per input, a row with x and its n augmentations x~, and under it a row with
-        the differences x~ - x shown around grey, amplified (by default so that the largest
-        1% of |x~ - x| of that input saturate)."""
+    def to_pil(self, index: Optional[int] = None, cell: int = 128, amplify: Optional[float] = None) -> Image.Image:
+        """The grid: per input (input ``index`` alone, or every input), a row with x and its n
+        augmentations x~, and under it a row with the differences x~ - x shown around grey,
+        amplified (by default so that the largest 1% of |x~ - x| of that input saturate)."""
         pics, captions = [], []
         rgb = lambda t: self.preprocess.inverse(t[None])[0]  # noqa: E731
         diff = self.difference
         blank = torch.ones_like(self.inputs[0])
-        for b in range(len(self.inputs)):
+        for b in _images.shown(index, len(self.inputs)):
             gain = amplify
             if gain is None:
                 top = diff[b].abs().flatten().float().quantile(0.99) if diff[b].numel() <= 2 ** 24 else diff[b].abs().max()
@@ -121,17 +124,10 @@ class DropoutAugmentation(Picture):
         return self.to_pil(**kw)
 
 
-def _select(unit: Unit, a: torch.Tensor) -> torch.Tensor:
-    """The part of a layer's output that a unit names (all of it, a channel or one neuron)."""
-    unit.check(a.shape)
-    if unit.channel is None:
-        return a
-    a = a[:, unit.channel]
-    return a[:, unit.y, unit.x] if unit.y is not None else a
-
-
 def _output(out) -> Optional[torch.Tensor]:
-    return out.detach() if isinstance(out, torch.Tensor) else None
+    """The model output's tensor (its first, for tuples and dicts), kept apart from the graph."""
+    t, _ = first_tensor(out)
+    return None if t is None else t.detach()
 
 
 def _mse(a: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -146,7 +142,7 @@ def _eval_pass(module: nn.Module, unit: Unit, x: torch.Tensor):
         if unit.layer not in p.activations:
             raise NetloupeError(f"layer {unit.layer!r} did not run (or gave no tensor) in the forward pass; "
                                 "choose a layer the model calls")
-        return _select(unit, p.activations[unit.layer]), _output(out)
+        return unit.part(p.activations[unit.layer]), _output(out)
 
 
 def _dropout_pass(module: nn.Module, unit: Unit, x: torch.Tensor, n: int, seed: Optional[int]):
@@ -164,7 +160,7 @@ def _dropout_pass(module: nn.Module, unit: Unit, x: torch.Tensor, n: int, seed: 
             if seed is not None:
                 torch.manual_seed(seed)
             out = module(xi.unsqueeze(0).repeat(n, *([1] * xi.dim())))
-            acts.append(_select(unit, p.activations[unit.layer]))
+            acts.append(unit.part(p.activations[unit.layer]))
             outs.append(_output(out))
         rates = p.dropout_rates
     target_output = torch.stack(outs) if all(o is not None for o in outs) else None
@@ -213,11 +209,11 @@ class _Fit:
     was measured and leaves the batch (later passes run on the remaining samples only).
     """
 
-    def __init__(self, module, unit, x0, target, start, tol, lo, hi, lr, optimizer, max_epochs, bar, verbosity):
+    def __init__(self, module, unit, x0, target, start, tol, lo, hi, lr, optimizer, steps, bar):
         self.module, self.unit, self.target, self.tol = module, unit, target, tol
         self.scale = start.clamp_min(1e-30)
         self.lo, self.hi, self.lr, self.optimizer = lo, hi, lr, optimizer
-        self.max_epochs, self.bar, self.verbosity = max_epochs, bar, verbosity
+        self.max_steps, self.bar = steps, bar
         m = len(x0)
         self.x = x0.clone()
         self.loss = torch.full((m,), float("nan"), device=x0.device)
@@ -239,7 +235,7 @@ class _Fit:
         xa = xa.detach().requires_grad_(True)
         out = self.module(xa)
         self.passes += len(idx)
-        loss = _mse(_select(self.unit, self._p.activations[self.unit.layer]), self.target[idx])
+        loss = _mse(self.unit.part(self._p.activations[self.unit.layer]), self.target[idx])
         (grad,) = torch.autograd.grad((loss / self.scale[idx]).sum(), xa)
         return loss.detach(), grad, _output(out)
 
@@ -257,10 +253,8 @@ class _Fit:
             if self.output is None:
                 self.output = out.new_zeros((len(self.x),) + out.shape[1:])
             self.output[idx] = out
-        if self.verbosity > 0:
-            for i, l in zip(idx.tolist(), loss.tolist()):
-                print(f"netloupe.dropout: sample {i} stopped after {steps} steps, loss {l:.4g} "
-                      f"(tolerance {float(self.tol[i]):.4g})")
+        self.bar.set_postfix_str(f"{int(self.converged.sum())} of {len(self.x)} samples reached their tolerance",
+                                 refresh=False)
 
     def _adam(self) -> None:
         """Adam with a step size per sample that halves whenever its sample's loss rises."""
@@ -269,9 +263,9 @@ class _Fit:
         lr = torch.full((len(self.x),), float(self.lr), device=self.x.device)
         prev = torch.full_like(lr, float("inf"))
         shape = (-1,) + (1,) * (self.x.dim() - 1)
-        for step in range(self.max_epochs + 1):
+        for step in range(self.max_steps + 1):
             loss, grad, out = self._evaluate(self.x[idx], idx)
-            stop = (loss <= self.tol[idx]) | (step == self.max_epochs)
+            stop = (loss <= self.tol[idx]) | (step == self.max_steps)
             self._finish(idx[stop], self.x[idx[stop]], loss[stop], None if out is None else out[stop], step)
             keep = ~stop
             if not keep.any():
@@ -301,8 +295,8 @@ class _Fit:
         gamma = self.lr / grad.abs().max(1).values.clamp_min(1e-30)  # initial inverse-Hessian scale
         t = torch.ones(M, device=x.device)
         S, Y, R = [], [], []  # history: steps, gradient changes, 1 / (y.s) (0 where not a valid pair)
-        for step in range(self.max_epochs + 1):
-            stop = (loss[idx] <= self.tol[idx]) | (step == self.max_epochs)
+        for step in range(self.max_steps + 1):
+            stop = (loss[idx] <= self.tol[idx]) | (step == self.max_steps)
             done = idx[stop]
             self._finish(done, x[done].view(-1, *shape[1:]), loss[done], None if outs is None else outs[done], step)
             idx = idx[~stop]
@@ -348,50 +342,78 @@ class _Fit:
             self.bar.update(1)
 
 
-def augment(model, layer: UnitLike, data, n: int = 8, max_epochs: int = 2000, loss_tolerance: Optional[float] = None,
-            lr: Optional[float] = None, device=None, verbosity: int = 0, batch_size: Optional[int] = None,
-            seed: Optional[int] = None, clamp: bool = True, optimizer: str = "lbfgs",
-            progress: bool = True) -> DropoutAugmentation:
+def _in_order(model, inputs, layer, name: str):
+    """(inputs, layer), also from a call in the old order ``name(model, layer, inputs)`` (deprecated)."""
+    if not _is_layer(model, layer) and _is_layer(model, inputs):
+        warnings.warn(f"{name}(model, layer, inputs) is deprecated; the inputs come second, as in every netloupe "
+                      f"function: {name}(model, inputs, layer)", DeprecationWarning, stacklevel=4)
+        return layer, inputs
+    return inputs, layer
+
+
+def _is_layer(model, value) -> bool:
+    """Whether ``value`` names a layer of the model (as a unit string, Unit or module of it)."""
+    if not isinstance(value, (str, Unit, nn.Module)):
+        return False
+    try:
+        as_unit(as_loaded(model).module, value)
+    except (UnitError, NetloupeError):
+        return False
+    return True
+
+
+@renamed(data="inputs", max_epochs="steps")
+def augment(model, inputs, layer: UnitLike, *, n: int = 8, steps: int = 2000, loss_tolerance: Optional[float] = None,
+            lr: Optional[float] = None, batch_size: Optional[int] = None, seed: Optional[int] = None,
+            clamp: bool = True, optimizer: str = "lbfgs", progress: bool = True, device=None,
+            verbosity=None) -> DropoutAugmentation:
     """Show the augmentation that dropout performs in input space (Bouthillier et al. 2015).
 
     For each input x, draw n dropout samples h~ of ``layer``'s output (dropout on, BatchNorm in
     eval: its statistics are never touched), then, with the model in eval mode, find x~ starting
     from x whose output at ``layer`` matches each h~ (mean squared error).
 
-    The parameter names are dropviz's, so ``dropviz.augment(model, layer, device, data, n,
-    max_epochs, loss_tolerance, lr)`` calls switch over by name. layer: a module of the model or a
-    unit string (a channel or neuron restricts the match to it). data: a batch tensor (model
-    input space) or anything the model's Preprocess accepts. loss_tolerance: the MSE at which a
-    sample stops; None stops at TOLERANCE_FRACTION (5%) of its starting MSE (at least 1e-10 of L's
-    mean square, float rounding). lr: None picks LR_FRACTION (1%) of the valid input range
-    (Adam's step; L-BFGS's first step). max_epochs: optimizer steps per sample at most. device: where to compute; the model must already be
-    there (netloupe never moves it). batch_size: samples optimized at once (B * n are chunked).
-    seed: the same seed gives the same masks, so one input gives the same result alone or in a
-    batch. clamp: keep x~ inside the valid input range ([0, 1] images after normalization).
-    optimizer: "lbfgs" (default) or "adam". L-BFGS is the default because its x~ do not depend on
-    the step size (mean |x~ - x| stays put when lr changes 20x), while Adam's move every pixel by
-    about lr per step, so their size measures lr rather than dropout. verbosity: 1 prints each
-    sample's final loss when it stops.
-    Samples that do not reach their tolerance in max_epochs steps raise a warning.
+    inputs: a batch tensor (model input space) or anything the model's Preprocess accepts.
+    layer: a module of the model or a unit string (a channel or neuron restricts the match to
+    it). loss_tolerance: the MSE at which a sample stops; None stops at TOLERANCE_FRACTION (5%)
+    of its starting MSE (at least 1e-10 of L's mean square, float rounding). lr: None picks
+    LR_FRACTION (1%) of the valid input range (Adam's step; L-BFGS's first step). steps:
+    optimizer steps per sample at most. batch_size: samples optimized at once (B * n are
+    chunked). seed: the same seed gives the same masks, so one input gives the same result alone
+    or in a batch. clamp: keep x~ inside the valid input range ([0, 1] images after
+    normalization). optimizer: "lbfgs" (default) or "adam". L-BFGS is the default because its x~
+    do not depend on the step size (mean |x~ - x| stays put when lr changes 20x), while Adam's
+    move every pixel by about lr per step, so their size measures lr rather than dropout.
+    progress: a bar over optimizer steps that counts the samples done.
+    Samples that do not reach their tolerance in ``steps`` raise a warning.
+
+    dropviz's calls (``dropviz.augment(model=, layer=, device=, data=, n=, max_epochs=,
+    loss_tolerance=, lr=, verbosity=)``) keep working by name: ``data`` and ``max_epochs`` are
+    the old names of ``inputs`` and ``steps``; ``device`` must be the model's (netloupe never
+    moves it); ``verbosity`` is replaced by the progress bar.
     """
+    inputs, layer = _in_order(model, inputs, layer, "augment")
+    if device is not None:
+        warnings.warn("augment(device=...) is deprecated: netloupe runs on the model's device and never moves it",
+                      DeprecationWarning, stacklevel=3)
+    if verbosity is not None:
+        warnings.warn("augment(verbosity=...) is deprecated and has no effect; the progress bar counts the samples "
+                      "done (progress=False silences it)", DeprecationWarning, stacklevel=3)
     loaded = as_loaded(model)
     module = loaded.module
     if optimizer not in OPTIMIZERS:
         raise NetloupeError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
     if not isinstance(n, int) or n < 1:
         raise InputError(f"n (dropout samples per input) must be a positive integer; got {n!r}")
-    if not isinstance(max_epochs, int) or max_epochs < 0:
-        raise InputError(f"max_epochs must be a non-negative integer; got {max_epochs!r}")
+    if not isinstance(steps, int) or steps < 0:
+        raise InputError(f"steps must be a non-negative integer; got {steps!r}")
     if lr is not None and not lr > 0:
         raise InputError(f"lr must be positive or None (automatic); got {lr!r}")
     if loss_tolerance is not None and not loss_tolerance >= 0:
         raise InputError(f"loss_tolerance must be >= 0 or None (automatic); got {loss_tolerance!r}")
     unit = as_unit(module, layer)
-    if device is not None and torch.device(device) != loaded.device:
-        if not (torch.device(device).type == loaded.device.type and torch.device(device).index is None):
-            raise NetloupeError(f"the model is on {loaded.device}, not {device}; move it yourself with "
-                                f"model.to({str(device)!r}) (netloupe does not change a model it is given)")
-    x = loaded.inputs(data).detach()
+    check_device(loaded, device)
+    x = loaded.inputs(inputs).detach()
 
     clean, original_output = _eval_pass(module, unit, x)
     targets, target_output, rates = _dropout_pass(module, unit, x, n, seed)
@@ -411,19 +433,19 @@ def augment(model, layer: UnitLike, data, n: int = 8, max_epochs: int = 2000, lo
         lo, hi = _valid_range(loaded.preprocess, flat_x)
     if lr is None:
         lr = LR_FRACTION * float(1 / torch.as_tensor(loaded.preprocess.std).mean())
-    size = _batch_size(batch_size, x.device, cpu=8, gpu=64)
+    size = _batch_size(batch_size, x.device, "dropout")
 
     fits = []
     with _progress(None, desc=f"dropout {unit.layer}", enabled=progress) as bar:
         for part in chunks(B * n, size):
             s = slice(part.start, part.stop)
             fits.append(_Fit(module, unit, flat_x[s], flat_t[s], start[s], tol[s], None if lo is None else lo[s],
-                             None if hi is None else hi[s], lr, optimizer, max_epochs, bar, verbosity).run())
+                             None if hi is None else hi[s], lr, optimizer, steps, bar).run())
     cat = lambda name: torch.cat([getattr(f, name) for f in fits])  # noqa: E731
     converged = cat("converged").view(B, n)
     if not converged.all():
         warnings.warn(f"{int((~converged).sum())} of {B * n} dropout samples did not reach their loss tolerance in "
-                      f"max_epochs={max_epochs} steps; raise max_epochs or loss_tolerance", stacklevel=2)
+                      f"steps={steps}; raise steps or loss_tolerance", stacklevel=3)
     outputs = None if any(f.output is None for f in fits) else cat("output")
     return DropoutAugmentation(
         images=cat("x").view(B, n, *x.shape[1:]), inputs=x, original_output=original_output,
@@ -447,13 +469,15 @@ class DropoutSweep(_images.Chart):
     results: List[DropoutAugmentation]
     layer: str
 
-    def plot(self, ax=None):
-        """Mean strength per rate, with a band of one standard deviation over inputs and samples."""
+    def plot(self, ax=None, index: Optional[int] = None):
+        """Mean strength per rate, with a band of one standard deviation over the samples of input
+        ``index`` (None: over every input and sample)."""
         import matplotlib.pyplot as plt
 
         if ax is None:
             _, ax = plt.subplots(figsize=(4.5, 3.2))
-        s = self.strength.flatten(1).float().cpu()
+        strength = self.strength if index is None else self.strength[:, _images.shown(index, self.strength.shape[1])[0]]
+        s = strength.flatten(1).float().cpu()
         mean, std = s.mean(1).numpy(), s.std(1, unbiased=False).numpy()
         ax.plot(self.rates, mean, "o-")
         ax.fill_between(self.rates, mean - std, mean + std, alpha=0.25)
@@ -472,12 +496,14 @@ def _set_rate(module: nn.Module, rate: float) -> int:
     return len(settings)
 
 
-def sweep(model, layer: UnitLike, data, rates: Sequence[float] = (0.1, 0.3, 0.5, 0.7), **kwargs) -> DropoutSweep:
-    """Augment ``data`` at each dropout rate and measure how far x~ moves from x.
+@renamed(data="inputs")
+def sweep(model, inputs, layer: UnitLike, *, rates: Sequence[float] = (0.1, 0.3, 0.5, 0.7), **kwargs) -> DropoutSweep:
+    """Augment ``inputs`` at each dropout rate and measure how far x~ moves from x.
 
     Runs on a copy of the model whose dropout rates are all set to each rate in turn (the model
-    given is never changed); ``kwargs`` go to :func:`augment` (n, seed, max_epochs, ...).
+    given is never changed); ``kwargs`` go to :func:`augment` (n, seed, steps, ...).
     """
+    inputs, layer = _in_order(model, inputs, layer, "sweep")
     rates = [float(r) for r in rates]
     if not rates or any(not 0 <= r < 1 for r in rates):
         raise InputError(f"rates must be dropout rates in [0, 1); got {rates}")
@@ -490,5 +516,5 @@ def sweep(model, layer: UnitLike, data, rates: Sequence[float] = (0.1, 0.3, 0.5,
     results = []
     for r in rates:
         _set_rate(copy_.module, r)
-        results.append(augment(copy_, str(unit), data, **kwargs))
+        results.append(augment(copy_, inputs, str(unit), **kwargs))
     return DropoutSweep(rates, torch.stack([r.strength for r in results]), results, str(unit))

@@ -19,6 +19,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 
+from .deprecation import renamed
 from .errors import InputError, ModelError
 from .images import Preprocess
 from .probe import probe
@@ -44,10 +45,11 @@ class LoadedModel:
         dtype = next((p.dtype for p in self.module.parameters() if p.is_floating_point()), torch.float32)
         return self.preprocess(data, device=self.device, dtype=dtype)
 
-    def predict(self, inputs, k: int = 5) -> List[List[Tuple[str, float]]]:
-        """Top-k (label, probability) per input."""
-        if not isinstance(k, int) or k < 1:
-            raise InputError(f"k is how many classes to list per input and must be 1 or more; got {k!r}")
+    @renamed(k="top_k")
+    def predict(self, inputs, top_k: int = 5) -> List[List[Tuple[str, float]]]:
+        """The ``top_k`` (label, probability) per input."""
+        if not isinstance(top_k, int) or top_k < 1:
+            raise InputError(f"top_k is how many classes to list per input and must be 1 or more; got {top_k!r}")
         x = self.inputs(inputs)
         with probe(self.module), torch.no_grad():
             logits = forward(self.module, (x,))
@@ -55,7 +57,7 @@ class LoadedModel:
             raise ModelError(f"predict needs a classifier returning [N, classes] logits; {self.name} "
                              f"returned {type(logits).__name__}")
         probs = logits.float().softmax(1)
-        top = probs.topk(min(k, probs.shape[1]), dim=1)
+        top = probs.topk(min(top_k, probs.shape[1]), dim=1)
         label = (lambda i: self.labels[i]) if self.labels and len(self.labels) == probs.shape[1] else str
         return [[(label(int(i)), float(p)) for p, i in zip(ps, idx)] for ps, idx in zip(top.values, top.indices)]
 
@@ -69,6 +71,17 @@ def as_loaded(model) -> LoadedModel:
     if isinstance(model, (str, os.PathLike)):
         return load_model(model)
     raise ModelError(f"expected an nn.Module, a LoadedModel or a model spec string; got {type(model).__name__}")
+
+
+def check_device(loaded: LoadedModel, device) -> None:
+    """A model given to netloupe is never moved: asking for another device than the model's is an
+    error that says how to move it (a device without an index, e.g. "cuda", matches any of its kind)."""
+    if device is None or not any(True for _ in loaded.module.parameters()):
+        return
+    want, here = torch.device(device), loaded.device
+    if want != here and not (want.type == here.type and want.index is None):
+        raise ModelError(f"the model is on {here}, not {want}; move it yourself with model.to({str(want)!r}) "
+                         "(netloupe does not change a model it is given)")
 
 
 def _usable(loaded: LoadedModel) -> LoadedModel:
@@ -85,7 +98,7 @@ def imagenet_labels() -> List[str]:
     return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 
 
-def load_model(spec: Union[str, os.PathLike, nn.Module] = "default", weights=_UNSET, device=None,
+def load_model(spec: Union[str, os.PathLike, nn.Module] = "default", *, weights=_UNSET, device=None,
                preprocess: Optional[Preprocess] = None) -> LoadedModel:
     """Load a model by spec, offline; the module comes back in eval mode on ``device``.
 
@@ -93,11 +106,9 @@ def load_model(spec: Union[str, os.PathLike, nn.Module] = "default", weights=_UN
     random initialization; left out, the library's cached pretrained file is used if present.
     """
     if isinstance(spec, nn.Module):  # the user's own module: wrapped, never moved or put in eval
-        here = next((p.device for p in spec.parameters()), None)
-        if device is not None and here is not None and torch.device(device) != here:
-            raise ModelError(f"the model is on {here}; move it yourself with model.to({str(device)!r}) "
-                             "(netloupe does not change a model it is given)")
-        return LoadedModel(spec, preprocess or Preprocess(), None, type(spec).__name__)
+        loaded = LoadedModel(spec, preprocess or Preprocess(), None, type(spec).__name__)
+        check_device(loaded, device)
+        return loaded
     if not isinstance(spec, (str, os.PathLike)):
         raise ModelError(f"a model spec is a string or nn.Module; got {type(spec).__name__}")
     text = str(spec)
@@ -349,18 +360,19 @@ class LayerTable(list):
         return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
-def layers(model, example_input=None) -> LayerTable:
+@renamed(example_input="inputs")
+def layers(model, inputs=None) -> LayerTable:
     """One row per module: name, type and output shape from one forward pass.
 
-    example_input defaults to one zero image of the model's input size; give a tuple for
-    models that take several inputs.
+    inputs default to one zero image of the model's input size; give a tuple for models that
+    take several inputs.
     """
     loaded = as_loaded(model)
     module = loaded.module
-    if example_input is None:
+    if inputs is None:
         h, w = loaded.preprocess.hw
-        example_input = torch.zeros(1, 3, h, w)
-    args = example_input if isinstance(example_input, tuple) else (example_input,)
+        inputs = torch.zeros(1, 3, h, w)
+    args = inputs if isinstance(inputs, tuple) else (inputs,)
     args = tuple(loaded.inputs(a) for a in args)
     names = [n for n, _ in module.named_modules()]
     with probe(module, names, detach=True) as p, torch.no_grad():

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from .errors import NetloupeError
+from .outputs import first_tensor, tensors
 from .units import UnitLike, as_unit
 
 RULES = ("guided", "deconv")
@@ -85,43 +86,6 @@ class _ForceDropout(TorchFunctionMode):
             else:
                 kwargs = {**kwargs, name: True}
         return func(*args, **kwargs)
-
-
-def _first_tensor(output):
-    """The first tensor in a module output and a function that puts a replacement back."""
-    if isinstance(output, torch.Tensor):
-        return output, lambda t: t
-    if isinstance(output, (tuple, list)):
-        for i, item in enumerate(output):
-            if isinstance(item, torch.Tensor):
-                def put(t, i=i):
-                    items = list(output)
-                    items[i] = t
-                    if isinstance(output, list):
-                        return items
-                    return type(output)(*items) if hasattr(output, "_fields") else tuple(items)
-                return item, put
-    if isinstance(output, dict):
-        for k, item in output.items():
-            if isinstance(item, torch.Tensor):
-                def put(t, k=k):
-                    new = type(output)(output)
-                    new[k] = t
-                    return new
-                return item, put
-    return None, None
-
-
-def _tensors(output):
-    """Every tensor in a (nested) model output."""
-    if isinstance(output, torch.Tensor):
-        yield output
-    elif isinstance(output, (tuple, list)):
-        for item in output:
-            yield from _tensors(item)
-    elif isinstance(output, dict):
-        for item in output.values():
-            yield from _tensors(item)
 
 
 def _unwrap(model) -> nn.Module:
@@ -193,14 +157,7 @@ class Probe:
         if unit.layer not in self.activations:
             raise NetloupeError(f"layer {unit.layer!r} was not captured; pass it to probe(model, [...]) "
                                 "and run a forward pass first")
-        a = self.activations[unit.layer]
-        unit.check(a.shape)
-        if unit.channel is None:
-            return a.flatten(1).mean(1)
-        a = a[:, unit.channel]
-        if unit.y is not None:
-            return a[:, unit.y, unit.x]
-        return a.flatten(1).mean(1) if a.dim() > 1 else a
+        return unit.value(self.activations[unit.layer])
 
     def clear(self) -> None:
         """Forget what was captured (done automatically when the model's own forward starts)."""
@@ -267,7 +224,7 @@ class Probe:
     def _rule_hook(self, module, args, output):
         """After each forward of the model: hook every ReLU-family node of the new graph."""
         kind, fn = _rule_hooks(self.rule)
-        stack = [t.grad_fn for t in _tensors(output) if t.grad_fn is not None]
+        stack = [t.grad_fn for t in tensors(output) if t.grad_fn is not None]
         seen = set()  # the hooks live on the graph's nodes and go with it; both rules are idempotent
         while stack:
             node = stack.pop()
@@ -297,7 +254,7 @@ class Probe:
         """A hook that records the first tensor of what it is given: as a forward hook
         (module, args, output) the output, as a pre-hook (module, args) the arguments."""
         def hook(module, *given):
-            t, put = _first_tensor(given[-1])
+            t, put = first_tensor(given[-1])
             if t is None:
                 return None
             kept = self._keep(name, t, calls)

@@ -66,15 +66,43 @@ class Unit:
             return
         if len(shape) < 2:
             raise UnitError(f"unit {self}: layer {self.layer!r} has output shape {tuple(shape)}, no channels")
-        if not 0 <= self.channel < shape[1]:
-            raise UnitError(f"unit {self}: channel {self.channel} out of range; layer {self.layer!r} has channels 0..{shape[1] - 1}")
+        check_channel(self.layer, self.channel, shape[1])
         if self.y is None:
             return
         if len(shape) != 4:
             raise UnitError(f"unit {self}: layer {self.layer!r} has output shape {tuple(shape)}, no (y, x) positions")
-        h, w = shape[2], shape[3]
-        if not (0 <= self.y < h and 0 <= self.x < w):
-            raise UnitError(f"unit {self}: position ({self.y}, {self.x}) out of range; valid y is 0..{h - 1}, x is 0..{w - 1}")
+        check_position(self.layer, self.y, self.x, shape[2], shape[3])
+
+    def part(self, a):
+        """What this unit names of a layer's output ``a`` [N, C, ...]: all of it, one channel
+        [N, ...], or one neuron [N]."""
+        self.check(a.shape)
+        if self.channel is None:
+            return a
+        a = a[:, self.channel]
+        return a[:, self.y, self.x] if self.y is not None else a
+
+    def value(self, a):
+        """One number per sample: the neuron's value, or the mean of the channel (or layer)."""
+        part = self.part(a)
+        return part.flatten(1).mean(1) if part.dim() > 1 else part
+
+
+def check_channel(layer, channel: int, channels: int) -> None:
+    """Raise a UnitError unless ``channel`` is one of the ``channels`` of ``layer``."""
+    if not isinstance(channel, int) or isinstance(channel, bool) or not 0 <= channel < channels:
+        raise UnitError(f"channel {channel} out of range; layer {_label(layer)!r} has channels 0..{channels - 1}")
+
+
+def check_position(layer, y: int, x: int, h: int, w: int) -> None:
+    """Raise a UnitError unless (y, x) lies on the h x w grid of ``layer``."""
+    if not (0 <= y < h and 0 <= x < w):
+        raise UnitError(f"position ({y}, {x}) out of range; layer {_label(layer)!r}: valid y is 0..{h - 1}, "
+                        f"x is 0..{w - 1}")
+
+
+def _label(layer) -> str:
+    return layer if isinstance(layer, str) else type(layer).__name__
 
 
 UnitLike = Union[str, Unit, nn.Module]

@@ -3,7 +3,7 @@
 An objective reads captured activations and model outputs from a :class:`Context` and returns
 a [batch] tensor. Objectives combine with ``+ - * /`` (with numbers or each other), so
 ``channel("blocks.4", 3) - 1e-3 * total_variation()`` is an objective too. Each takes
-``batch=i`` to act on element i only (every other element gets exactly zero from it) and
+``index=i`` to act on element i only (every other element gets exactly zero from it) and
 ``model=`` to read a particular model when several shape one image.
 """
 
@@ -16,7 +16,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..deprecation import renamed
 from ..errors import NetloupeError, UnitError
+from ..outputs import first_tensor
 from ..units import Unit
 
 OUTPUT = None  # the "layer" that stands for a model's output in Objective.needs
@@ -31,7 +33,8 @@ class Context:
         self._activations, self._outputs, self._default = activations, outputs, default
 
     @property
-    def batch(self) -> int:
+    def n(self) -> int:
+        """How many images are optimized together."""
         return self.images.shape[0]
 
     def _key(self, model):
@@ -75,7 +78,7 @@ class Objective:
         value = self.fn(ctx)
         if not isinstance(value, torch.Tensor):
             value = torch.as_tensor(value, dtype=ctx.images.dtype, device=ctx.images.device)
-        return value.expand(ctx.batch) if value.dim() == 0 else value
+        return value.expand(ctx.n) if value.dim() == 0 else value
 
     def __repr__(self) -> str:
         return self.name
@@ -119,79 +122,71 @@ class Objective:
         return Objective(lambda ctx: -self(ctx), f"-{self.name}", self.needs)
 
 
-def _make(fn: Callable[[Context], torch.Tensor], name: str, needs: Sequence, batch: Optional[int]) -> Objective:
-    """An objective, restricted to element ``batch`` when given (others get exactly zero)."""
-    if batch is None:
+def _make(fn: Callable[[Context], torch.Tensor], name: str, needs: Sequence, index: Optional[int]) -> Objective:
+    """An objective, restricted to element ``index`` when given (others get exactly zero)."""
+    if index is None:
         return Objective(fn, name, needs)
-    if not isinstance(batch, int) or batch < 0:
-        raise NetloupeError(f"batch= takes an element index >= 0; got {batch!r}")
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        raise NetloupeError(f"index= takes an element index >= 0; got {index!r}")
 
     def only(ctx):
-        if batch >= ctx.batch:
-            raise NetloupeError(f"objective {name} is for batch element {batch}, but the image batch has "
-                                f"{ctx.batch}; use a param with batch > {batch}")
+        if index >= ctx.n:
+            raise NetloupeError(f"objective {name} is for image {index}, but only {ctx.n} are optimized; use a "
+                                f"param with n > {index}")
         value = Objective(fn, name)(ctx)
-        mask = torch.zeros(ctx.batch, dtype=value.dtype, device=value.device)
-        mask[batch] = 1
+        mask = torch.zeros(ctx.n, dtype=value.dtype, device=value.device)
+        mask[index] = 1
         return value * mask
-    return Objective(only, f"{name}[batch={batch}]", needs)
+    return Objective(only, f"{name}[index={index}]", needs)
 
 
 def _per_element_mean(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).mean(1) if t.dim() > 1 else t
 
 
-def _check_channel(t: torch.Tensor, layer, n: int) -> None:
-    if t.dim() < 2 or not 0 <= n < t.shape[1]:
-        raise UnitError(f"channel {n} out of range for layer {layer!r} with output shape {tuple(t.shape)}")
-
-
 def _label(layer) -> str:
     return layer if isinstance(layer, str) else type(layer).__name__
 
 
-def channel(layer, n: int, model=None, batch: Optional[int] = None) -> Objective:
-    """Mean activation of channel ``n`` of ``layer`` (over all positions)."""
-    def fn(ctx):
-        t = ctx.activation(layer, model)
-        _check_channel(t, layer, n)
-        return _per_element_mean(t[:, n])
-    return _make(fn, f"channel({_label(layer)}:{n})", [(model, layer)], batch)
+@renamed(n="channel", batch="index")
+def channel(layer, channel: int, model=None, index: Optional[int] = None) -> Objective:
+    """Mean activation of ``channel`` of ``layer`` (over all positions)."""
+    unit = Unit(_label(layer), channel)
+    return _make(lambda ctx: unit.value(ctx.activation(layer, model)), f"channel({unit})", [(model, layer)], index)
 
 
-def neuron(layer, n: int, y: Optional[int] = None, x: Optional[int] = None, model=None,
-           batch: Optional[int] = None) -> Objective:
-    """Activation of channel ``n`` at one position (the centre unless y, x are given)."""
+@renamed(n="channel", batch="index")
+def neuron(layer, channel: int, y: Optional[int] = None, x: Optional[int] = None, model=None,
+           index: Optional[int] = None) -> Objective:
+    """Activation of ``channel`` at one position (the centre unless y, x are given)."""
     def fn(ctx):
         t = ctx.activation(layer, model)
-        _check_channel(t, layer, n)
-        t = t[:, n]
-        if t.dim() == 1:
-            return t
-        if t.dim() != 3:
-            raise UnitError(f"neuron needs a layer with [N, C, H, W] output; {layer!r} gives {tuple(t.shape)}")
-        h, w = t.shape[1:]
-        yy, xx = (h // 2 if y is None else y), (w // 2 if x is None else x)
-        if not (0 <= yy < h and 0 <= xx < w):
-            raise UnitError(f"position ({yy}, {xx}) out of range for layer {layer!r}: y is 0..{h - 1}, x is 0..{w - 1}")
-        return t[:, yy, xx]
+        if t.dim() == 2:  # a vector layer: its "neuron" is the channel itself
+            return Unit(_label(layer), channel).value(t)
+        if t.dim() != 4:
+            raise UnitError(f"neuron needs a layer with [N, C, H, W] output; {_label(layer)!r} gives {tuple(t.shape)}")
+        h, w = t.shape[2:]
+        return Unit(_label(layer), channel, h // 2 if y is None else y, w // 2 if x is None else x).value(t)
     where = "" if y is None else f"@{y},{x}"
-    return _make(fn, f"neuron({_label(layer)}:{n}{where})", [(model, layer)], batch)
+    return _make(fn, f"neuron({_label(layer)}:{channel}{where})", [(model, layer)], index)
 
 
-def layer(layer, model=None, batch: Optional[int] = None) -> Objective:
+@renamed(batch="index")
+def layer(layer, model=None, index: Optional[int] = None) -> Objective:
     """Mean activation of a whole layer."""
     return _make(lambda ctx: _per_element_mean(ctx.activation(layer, model)), f"layer({_label(layer)})",
-                 [(model, layer)], batch)
+                 [(model, layer)], index)
 
 
-def deepdream(layer, model=None, batch: Optional[int] = None) -> Objective:
+@renamed(batch="index")
+def deepdream(layer, model=None, index: Optional[int] = None) -> Objective:
     """Mean squared activation of a layer (DeepDream)."""
     return _make(lambda ctx: _per_element_mean(ctx.activation(layer, model) ** 2), f"deepdream({_label(layer)})",
-                 [(model, layer)], batch)
+                 [(model, layer)], index)
 
 
-def direction(layer, vector, cossim_pow: float = 0, model=None, batch: Optional[int] = None) -> Objective:
+@renamed(batch="index")
+def direction(layer, vector, cossim_pow: float = 0, model=None, index: Optional[int] = None) -> Objective:
     """Mean over positions of the dot product of the channel vector with ``vector``; with
     ``cossim_pow`` > 0 the dot product is weighted by max(cosine similarity, 0.1) ** cossim_pow
     (Lucid's direction), which favours the direction over sheer magnitude."""
@@ -208,10 +203,11 @@ def direction(layer, vector, cossim_pow: float = 0, model=None, batch: Optional[
             cos = dot / (t.norm(dim=1) * v.norm() + 1e-8)
             dot = dot * cos.clamp(min=0.1) ** cossim_pow
         return _per_element_mean(dot)
-    return _make(fn, f"direction({_label(layer)})", [(model, layer)], batch)
+    return _make(fn, f"direction({_label(layer)})", [(model, layer)], index)
 
 
-def diversity(layer, model=None, batch: Optional[int] = None) -> Objective:
+@renamed(batch="index")
+def diversity(layer, model=None, index: Optional[int] = None) -> Objective:
     """Lucid's diversity: minus the cosine similarity of each element's flattened Gram matrix
     with every other element's, divided by the batch size (summed over elements it equals Lucid's)."""
     def fn(ctx):
@@ -222,20 +218,22 @@ def diversity(layer, model=None, batch: Optional[int] = None) -> Objective:
         grams = F.normalize(torch.bmm(f, f.transpose(1, 2)).flatten(1), dim=1, eps=1e-10)
         sim = grams @ grams.T
         return -(sim.sum(1) - sim.diagonal()) / t.shape[0]
-    return _make(fn, f"diversity({_label(layer)})", [(model, layer)], batch)
+    return _make(fn, f"diversity({_label(layer)})", [(model, layer)], index)
 
 
-def total_variation(batch: Optional[int] = None) -> Objective:
+@renamed(batch="index")
+def total_variation(index: Optional[int] = None) -> Objective:
     """Sum of absolute differences between neighbouring pixels of the image (subtract it to smooth)."""
     def fn(ctx):
         x = ctx.images
         return (x[:, :, 1:] - x[:, :, :-1]).abs().flatten(1).sum(1) + (x[..., 1:] - x[..., :-1]).abs().flatten(1).sum(1)
-    return _make(fn, "total_variation()", [], batch)
+    return _make(fn, "total_variation()", [], index)
 
 
-def l2(constant: float = 0.0, epsilon: float = 1e-6, batch: Optional[int] = None) -> Objective:
+@renamed(batch="index")
+def l2(constant: float = 0.0, epsilon: float = 1e-6, index: Optional[int] = None) -> Objective:
     """Euclidean distance of the image from ``constant`` (subtract it to keep pixels near it)."""
-    return _make(lambda ctx: ((ctx.images - constant) ** 2).flatten(1).sum(1).add(epsilon).sqrt(), "l2()", [], batch)
+    return _make(lambda ctx: ((ctx.images - constant) ** 2).flatten(1).sum(1).add(epsilon).sqrt(), "l2()", [], index)
 
 
 def _blur(x: torch.Tensor) -> torch.Tensor:
@@ -246,67 +244,65 @@ def _blur(x: torch.Tensor) -> torch.Tensor:
     return conv(x) / conv(torch.ones_like(x))
 
 
-def blur(batch: Optional[int] = None) -> Objective:
+@renamed(batch="index")
+def blur(index: Optional[int] = None) -> Objective:
     """Half the squared distance of the image from a blurred copy of itself (held fixed):
     subtracting it acts like blurring the image a little at each step (Lucid's blur_input_each_step)."""
     def fn(ctx):
         x = ctx.images
         return 0.5 * ((x - _blur(x).detach()) ** 2).flatten(1).sum(1)
-    return _make(fn, "blur()", [], batch)
+    return _make(fn, "blur()", [], index)
 
 
 def main_output(out) -> torch.Tensor:
-    """The tensor of a model output: itself, ``out["out"]`` for torchvision segmentation dicts,
-    else the first tensor in a dict, tuple or list."""
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, dict):
-        if isinstance(out.get("out"), torch.Tensor):
-            return out["out"]
-        out = list(out.values())
-    if isinstance(out, (list, tuple)):
-        for item in out:
-            if isinstance(item, torch.Tensor):
-                return item
-    raise NetloupeError(f"cannot find a tensor in the model output ({type(out).__name__}); use output(fn) "
-                        "with a function that picks it")
+    """The tensor of a model output: itself, else the first tensor in a dict, tuple or list
+    (``out["out"]`` for torchvision's segmentation models)."""
+    t, _ = first_tensor(out)
+    if t is None:
+        raise NetloupeError(f"cannot find a tensor in the model output ({type(out).__name__}); use output(fn) "
+                            "with a function that picks it")
+    return t
 
 
-def output(fn: Callable, model=None, batch: Optional[int] = None, name: Optional[str] = None) -> Objective:
+@renamed(batch="index")
+def output(fn: Callable, model=None, index: Optional[int] = None, name: Optional[str] = None) -> Objective:
     """Any function of the model output (the raw output: a tensor, dict or tuple) giving one value per element."""
     label = name or f"output({getattr(fn, '__name__', 'fn')})"
-    return _make(lambda ctx: fn(ctx.output(model)), label, [(model, OUTPUT)], batch)
+    return _make(lambda ctx: fn(ctx.output(model)), label, [(model, OUTPUT)], index)
 
 
-def class_logit(n: int, model=None, batch: Optional[int] = None) -> Objective:
-    """The logit of class ``n`` (before softmax, as Lucid recommends)."""
+@renamed(n="class_index", batch="index")
+def class_logit(class_index: int, model=None, index: Optional[int] = None) -> Objective:
+    """The logit of class ``class_index`` (before softmax, as Lucid recommends)."""
     def fn(out):
         t = main_output(out)
-        if t.dim() != 2 or not 0 <= n < t.shape[1]:
-            raise UnitError(f"class {n} out of range for a model output of shape {tuple(t.shape)}")
-        return t[:, n]
-    return output(fn, model, batch, name=f"class_logit({n})")
+        if t.dim() != 2 or not 0 <= class_index < t.shape[1]:
+            raise UnitError(f"class {class_index} out of range for a model output of shape {tuple(t.shape)}")
+        return t[:, class_index]
+    return output(fn, model, index, name=f"class_logit({class_index})")
 
 
-def segmentation_class(n: int, model=None, batch: Optional[int] = None) -> Objective:
-    """The mean of class ``n``'s score map in a segmentation output [N, classes, H, W]."""
+@renamed(n="class_index", batch="index")
+def segmentation_class(class_index: int, model=None, index: Optional[int] = None) -> Objective:
+    """The mean of class ``class_index``'s score map in a segmentation output [N, classes, H, W]."""
     def fn(out):
         t = main_output(out)
-        if t.dim() != 4 or not 0 <= n < t.shape[1]:
-            raise UnitError(f"segmentation_class({n}) needs an output [N, classes, H, W] with class {n}; "
-                            f"got shape {tuple(t.shape)}")
-        return _per_element_mean(t[:, n])
-    return output(fn, model, batch, name=f"segmentation_class({n})")
+        if t.dim() != 4 or not 0 <= class_index < t.shape[1]:
+            raise UnitError(f"segmentation_class({class_index}) needs an output [N, classes, H, W] with class "
+                            f"{class_index}; got shape {tuple(t.shape)}")
+        return _per_element_mean(t[:, class_index])
+    return output(fn, model, index, name=f"segmentation_class({class_index})")
 
 
-def from_unit(unit: Union[str, Unit], model=None, batch: Optional[int] = None) -> Objective:
+@renamed(batch="index")
+def from_unit(unit: Union[str, Unit], model=None, index: Optional[int] = None) -> Objective:
     """The objective a unit string names: ``layer`` its mean, ``layer:c`` channel c, ``layer:c@y,x`` a neuron."""
     u = Unit.parse(unit)
     if u.channel is None:
-        return layer(u.layer, model, batch)
+        return layer(u.layer, model, index)
     if u.y is None:
-        return channel(u.layer, u.channel, model, batch)
-    return neuron(u.layer, u.channel, u.y, u.x, model, batch)
+        return channel(u.layer, u.channel, model, index)
+    return neuron(u.layer, u.channel, u.y, u.x, model, index)
 
 
 def as_objective(obj) -> Objective:

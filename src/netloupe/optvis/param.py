@@ -8,11 +8,13 @@ sigmoid keeps pixels in [0, 1]. A plain pixel parameterization is there for comp
 from __future__ import annotations
 
 import math
-from typing import Optional, Union
+import warnings
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 
+from ..deprecation import renamed
 from ..errors import InputError
 from ..images import ImageLike, as_pil
 from ..runtime import generator
@@ -49,7 +51,8 @@ class Param(nn.Module):
         self.register_buffer("color", COLOR.clone(), persistent=False)
 
     @property
-    def batch(self) -> int:
+    def n(self) -> int:
+        """How many images this parameterizes."""
         return self.raw.shape[0]
 
     def forward(self) -> torch.Tensor:
@@ -62,59 +65,72 @@ class Param(nn.Module):
         return torch.sigmoid(x)
 
     def extra_repr(self) -> str:
-        return f"batch={self.batch}, h={self.h}, w={self.w}, fft={self.fft}, decorrelate={self.decorrelate}"
+        return f"n={self.n}, h={self.h}, w={self.w}, fft={self.fft}, decorrelate={self.decorrelate}"
 
 
-def _hw(h, w):
-    w = h if w is None else w
+def hw(size, w: Optional[int] = None, name: str = "size") -> Tuple[int, int]:
+    """(h, w) of an image size: an int (square) or (h, w); a separate ``w`` is the old way of
+    giving a width (deprecated)."""
+    if w is not None:
+        warnings.warn(f"giving the width as a second argument is deprecated; pass {name}=(h, w)", DeprecationWarning,
+                      stacklevel=3)
+        size = (size, w)
+    h, w = (size, size) if isinstance(size, int) else tuple(size) if isinstance(size, (tuple, list)) else (None, None)
     if not (isinstance(h, int) and isinstance(w, int)) or h < 2 or w < 2:
-        raise InputError(f"image size must be integers >= 2; got h={h!r}, w={w!r}")
+        raise InputError(f"image {name} must be an int or (h, w) of integers >= 2; got {size!r}")
     return h, w
 
 
-def image(h: int, w: Optional[int] = None, batch: int = 1, fft: bool = True, decorrelate: bool = True,
+def _count(n: int) -> int:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise InputError(f"n (how many images) must be an integer >= 1; got {n!r}")
+    return n
+
+
+@renamed(batch="n")
+def image(size, w: Optional[int] = None, *, n: int = 1, fft: bool = True, decorrelate: bool = True,
           sd: float = 0.01, decay_power: float = 1.0, seed: Optional[int] = None, device=None) -> Param:
-    """A random image parameterization (Lucid's ``param.image``); ``fft=False, decorrelate=False``
-    is the plain pixel parameterization."""
-    h, w = _hw(h, w)
-    if batch < 1:
-        raise InputError(f"batch must be >= 1; got {batch}")
+    """``n`` random images of ``size`` (an int or (h, w)), parameterized as in Lucid's
+    ``param.image``; ``fft=False, decorrelate=False`` is the plain pixel parameterization."""
+    h, w = hw(size, w)
     g = generator(seed, "cpu")
-    shape = (batch, 3, h, w // 2 + 1, 2) if fft else (batch, 3, h, w)
+    shape = (_count(n), 3, h, w // 2 + 1, 2) if fft else (_count(n), 3, h, w)
     raw = torch.randn(shape, generator=g) * sd
     return Param(raw, h, w, fft, decorrelate, decay_power).to(device)
 
 
-def pixel(h: int, w: Optional[int] = None, batch: int = 1, sd: float = 0.01, seed: Optional[int] = None,
+@renamed(batch="n")
+def pixel(size, w: Optional[int] = None, *, n: int = 1, sd: float = 0.01, seed: Optional[int] = None,
           device=None) -> Param:
     """The plain pixel parameterization: each pixel (through a sigmoid) is a free variable."""
-    return image(h, w, batch, fft=False, decorrelate=False, sd=sd, seed=seed, device=device)
+    return image(hw(size, w), n=n, fft=False, decorrelate=False, sd=sd, seed=seed, device=device)
 
 
-def _image01(img: Union[ImageLike, torch.Tensor], h: Optional[int], w: Optional[int]) -> torch.Tensor:
+def _image01(img: Union[ImageLike, torch.Tensor], size: Optional[Tuple[int, int]]) -> torch.Tensor:
     if isinstance(img, torch.Tensor):
         t = img.detach().float().cpu()
         if t.dim() == 4 and t.shape[0] == 1:
             t = t[0]
         if t.dim() != 3 or t.shape[0] != 3:
             raise InputError(f"from_image takes a [3, H, W] tensor in [0, 1]; got shape {tuple(img.shape)}")
-        if h is not None:
-            t = torch.nn.functional.interpolate(t[None], size=_hw(h, w), mode="bilinear", align_corners=False)[0]
+        if size is not None:
+            t = torch.nn.functional.interpolate(t[None], size=size, mode="bilinear", align_corners=False)[0]
         return t.clamp(0, 1)
     pil = as_pil(img)
-    if h is not None:
-        h, w = _hw(h, w)
-        pil = pil.resize((w, h))
+    if size is not None:
+        pil = pil.resize(size[::-1])
     import numpy as np
 
     return torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0).permute(2, 0, 1)
 
 
-def from_image(img, h: Optional[int] = None, w: Optional[int] = None, batch: int = 1, fft: bool = True,
-               decorrelate: bool = True, decay_power: float = 1.0, eps: float = 1e-3, device=None) -> Param:
-    """A parameterization that starts at a photo (path, PIL, HWC array or [3, H, W] tensor in [0, 1]),
-    resized to (h, w) when given: the exact inverse of sigmoid, colour matrix and spectrum scale."""
-    t = _image01(img, h, w)
+@renamed(batch="n")
+def from_image(img, size=None, w: Optional[int] = None, *, n: int = 1, fft: bool = True, decorrelate: bool = True,
+               decay_power: float = 1.0, eps: float = 1e-3, device=None) -> Param:
+    """``n`` copies of a parameterization that starts at a photo (path, PIL, HWC array or
+    [3, H, W] tensor in [0, 1]), resized to ``size`` (an int or (h, w)) when given: the exact
+    inverse of sigmoid, colour matrix and spectrum scale."""
+    t = _image01(img, None if size is None else hw(size, w))
     h, w = t.shape[1:]
     x = torch.logit(t.clamp(eps, 1 - eps))
     if decorrelate:
@@ -122,5 +138,5 @@ def from_image(img, h: Optional[int] = None, w: Optional[int] = None, batch: int
     if fft:
         spectrum = torch.fft.rfft2(x * FFT_DIVISOR, norm="backward") / spectrum_scale(h, w, decay_power)
         x = torch.view_as_real(spectrum)
-    raw = x.unsqueeze(0).repeat(batch, *([1] * x.dim())).contiguous()
+    raw = x.unsqueeze(0).repeat(_count(n), *([1] * x.dim())).contiguous()
     return Param(raw, h, w, fft, decorrelate, decay_power).to(device)

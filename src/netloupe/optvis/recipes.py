@@ -7,36 +7,34 @@ import functools
 import math
 import operator
 import re
+import warnings
 from typing import Iterable, List, Optional, Sequence, Union
 
 import torch
 from PIL import Image
 
+from .. import runtime
+from ..deprecation import renamed
 from ..errors import NetloupeError, UnitError
-from ..models import as_loaded, layers
-from ..runtime import batch_size as default_batch_size, chunks
+from ..models import as_loaded, check_device, layers
+from ..runtime import chunks
 from ..units import Unit, as_unit
 from . import objectives as obj
-from .param import from_image, image
+from .param import from_image, hw, image
 from .render import Rendering, render
-
-
-#: Optimization batch for ``visualize_channels`` when none is given: on the CPU two batches of 8
-#: beat one of 16 by 1.3x and 16 single renders by 2x; a GPU keeps busy with many more.
-CPU_BATCH, GPU_BATCH = 8, 64
 
 
 def _render_units(model, objs: List[obj.Objective], captions: List[str], size, steps, fft, decorrelate,
                   transforms, lr, seed, progress, batch_size) -> Rendering:
-    """Render objective i on element i, ``batch_size`` elements per optimization batch."""
+    """Render objective i on element i, ``batch_size`` elements per optimization batch (None:
+    the device's default, runtime.BATCH_SIZES["render"])."""
     loaded = as_loaded(model)
-    per_batch = len(objs) if batch_size is None else default_batch_size(batch_size, loaded.device, CPU_BATCH, GPU_BATCH)
+    per_batch = runtime.batch_size(batch_size, loaded.device, "render")
     parts = []
     for k, part in enumerate(chunks(len(objs), per_batch)):
         items = objs[part]
         total = functools.reduce(operator.add, [o if len(items) == 1 else _on(o, i) for i, o in enumerate(items)])
-        param = image(size, batch=len(items), fft=fft, decorrelate=decorrelate,
-                      seed=None if seed is None else seed + k)
+        param = image(size, n=len(items), fft=fft, decorrelate=decorrelate, seed=None if seed is None else seed + k)
         parts.append(render(loaded, total, param, transforms=transforms, steps=steps, lr=lr,
                             seed=None if seed is None else seed + k, progress=progress, captions=captions[part]))
     if len(parts) == 1:
@@ -79,75 +77,76 @@ def _units(model, units) -> List[Unit]:
     return [as_unit(module, u) for u in items]
 
 
-def visualize(model, units: Union[str, Unit, Sequence[Union[str, Unit]]], size: int = 128, steps: int = 512,
+def visualize(model, units: Union[str, Unit, Sequence[Union[str, Unit]]], *, size=128, steps: int = 512,
               fft: bool = True, decorrelate: bool = True, transforms="standard", lr: float = 0.05,
               seed: Optional[int] = None, progress: bool = True, batch_size: Optional[int] = None) -> Rendering:
     """Feature visualizations of units (``"layer"``, ``"layer:c"``, ``"layer:c@y,x"``; layer ``""``
-    is the model output, so ``":309"`` is logit 309). A list renders in ONE optimization batch,
-    one image per unit, unless ``batch_size`` splits it."""
+    is the model output, so ``":309"`` is logit 309), one image per unit, ``batch_size`` units
+    per optimization batch (None: the device's default, 8 on the CPU and 64 on a GPU)."""
     us = _units(model, units)
     return _render_units(model, [obj.from_unit(u) for u in us], [str(u) for u in us], size, steps, fft,
                          decorrelate, transforms, lr, seed, progress, batch_size)
 
 
-def visualize_channels(model, layer, channels: Union[int, Iterable[int]] = 16, size: int = 128, steps: int = 512,
-                       batch_size: Optional[int] = None, seed: Optional[int] = None, progress: bool = True,
-                       **kw) -> Rendering:
-    """One image per channel of ``layer`` (``channels``: a count from 0, or the channel numbers),
-    ``batch_size`` channels per optimization batch (None: CPU_BATCH on the CPU, GPU_BATCH on a GPU)."""
+def visualize_channels(model, layer, channels: Iterable[int] = range(16), **kw) -> Rendering:
+    """One image per channel of ``layer`` (``channels``: the channel numbers; the first 16 by
+    default); the keywords of :func:`visualize`."""
     loaded = as_loaded(model)
-    batch_size = default_batch_size(batch_size, loaded.device, CPU_BATCH, GPU_BATCH)
     name = as_unit(loaded.module, layer).layer
-    chans = list(range(channels)) if isinstance(channels, int) else list(channels)
-    return visualize(loaded, [Unit(name, c) for c in chans], size=size, steps=steps, seed=seed,
-                     progress=progress, batch_size=batch_size, **kw)
+    if isinstance(channels, int):
+        warnings.warn("visualize_channels(channels=k) as a count is deprecated; pass range(k)", DeprecationWarning,
+                      stacklevel=2)
+        channels = range(channels)
+    return visualize(loaded, [Unit(name, c) for c in channels], **kw)
 
 
-def _class_index(loaded, n) -> int:
-    if isinstance(n, str):
+def _class_index(loaded, c) -> int:
+    """A class given as an index or, where the model has labels, by its label."""
+    if isinstance(c, str):
         labels = loaded.labels or []
-        if n not in labels:
-            near = [l for l in labels if n.lower() in l.lower()][:5]
-            raise NetloupeError(f"no class named {n!r} in {loaded.name}'s labels; "
+        if c not in labels:
+            near = [label for label in labels if c.lower() in label.lower()][:5]
+            raise NetloupeError(f"no class named {c!r} in {loaded.name}'s labels; "
                                 f"{'close: ' + ', '.join(near) if near else 'give the class index instead'}")
-        return labels.index(n)
-    return int(n)
+        return labels.index(c)
+    return int(c)
 
 
-def visualize_class(model, n: Union[int, str, Sequence[Union[int, str]]], size: int = 128, steps: int = 512,
+@renamed(n="classes")
+def visualize_class(model, classes: Union[int, str, Sequence[Union[int, str]]], *, size=128, steps: int = 512,
                     seed: Optional[int] = None, progress: bool = True, batch_size: Optional[int] = None,
                     fft: bool = True, decorrelate: bool = True, transforms="standard", lr: float = 0.05) -> Rendering:
-    """What the model takes for class ``n`` (an index or a label; a list renders in one batch):
-    the class logit, maximized."""
+    """What the model takes for each of ``classes`` (indices or labels; one image each): the
+    class logit, maximized."""
     loaded = as_loaded(model)
-    classes = [_class_index(loaded, c) for c in (n if isinstance(n, (list, tuple, range)) else [n])]
+    indices = [_class_index(loaded, c) for c in (classes if isinstance(classes, (list, tuple, range)) else [classes])]
     label = (lambda c: loaded.labels[c]) if loaded.labels else str
-    return _render_units(loaded, [obj.class_logit(c) for c in classes], [label(c) for c in classes], size, steps,
+    return _render_units(loaded, [obj.class_logit(c) for c in indices], [label(c) for c in indices], size, steps,
                          fft, decorrelate, transforms, lr, seed, progress, batch_size)
 
 
-def visualize_diverse(model, unit: Union[str, Unit], n: int = 4, weight: float = 10.0, diversity_layer=None,
-                      size: int = 128, steps: int = 512, seed: Optional[int] = None, progress: bool = True,
+def visualize_diverse(model, unit: Union[str, Unit], *, n: int = 4, weight: float = 10.0, diversity_layer=None,
+                      size=128, steps: int = 512, seed: Optional[int] = None, progress: bool = True,
                       fft: bool = True, decorrelate: bool = True, transforms="standard", lr: float = 0.05) -> Rendering:
     """``n`` different images that all excite ``unit``: its objective on every element plus
     ``weight`` times Lucid's diversity term at ``diversity_layer`` (default: the unit's layer)."""
     loaded = as_loaded(model)
     (u,) = _units(loaded, [unit])
-    if n < 2:
-        raise NetloupeError(f"visualize_diverse needs n >= 2 images; got {n}")
+    if not isinstance(n, int) or n < 2:
+        raise NetloupeError(f"visualize_diverse needs n >= 2 images; got {n!r}")
     objective = obj.from_unit(u) + weight * obj.diversity(diversity_layer or u.layer)
-    param = image(size, batch=n, fft=fft, decorrelate=decorrelate, seed=seed)
+    param = image(size, n=n, fft=fft, decorrelate=decorrelate, seed=seed)
     return render(loaded, objective, param, transforms=transforms, steps=steps, lr=lr, seed=seed,
                   progress=progress, captions=[f"{u} #{i}" for i in range(n)])
 
 
-def dream_layer(model, layer, start=None, size: int = 224, steps: int = 128, lr: float = 0.05,
+def dream_layer(model, layer, start=None, *, size=224, steps: int = 128, lr: float = 0.05,
                 seed: Optional[int] = None, progress: bool = True, transforms="standard") -> Rendering:
     """DeepDream: amplify whatever ``layer`` sees (its mean squared activation), from a photo
     ``start`` (path, PIL, array or [3, H, W] tensor in [0, 1]; resized to ``size``) or from noise."""
     loaded = as_loaded(model)
     name = as_unit(loaded.module, layer).layer
-    param = image(size, seed=seed) if start is None else from_image(start, size, size)
+    param = image(size, seed=seed) if start is None else from_image(start, size)
     return render(loaded, obj.deepdream(name), param, transforms=transforms, steps=steps, lr=lr, seed=seed,
                   progress=progress, captions=[f"dream {name}"])
 
@@ -159,21 +158,21 @@ class FeatureVisualizer:
     is a volume), or the output of ``layer`` when one is given, so no model surgery is needed.
     """
 
-    def __init__(self, model, img_shape=(224, 224), layer=None, fft: bool = True, decorrelate: bool = True,
+    @renamed(img_shape="size")
+    def __init__(self, model, size=(224, 224), layer=None, fft: bool = True, decorrelate: bool = True,
                  transforms="standard", device=None, seed: Optional[int] = None):
         self.model = as_loaded(model)
-        if device is not None and torch.device(device) != self.model.device:
-            raise NetloupeError(f"the model is on {self.model.device}, not {device}; move it yourself "
-                                "(netloupe does not change a model it is given)")
-        h, w = (img_shape, img_shape) if isinstance(img_shape, int) else tuple(img_shape)[:2]
-        self.img_shape, self.layer = (h, w), "" if layer is None else as_unit(self.model.module, layer).layer
+        check_device(self.model, device)
+        self.size = hw(size if isinstance(size, int) else tuple(size)[:2])  # (h, w, 3) as the seed wrote it
+        self.layer = "" if layer is None else as_unit(self.model.module, layer).layer
         self.fft, self.decorrelate, self.transforms, self.seed = fft, decorrelate, transforms, seed
         self.last: Optional[Rendering] = None
 
-    def __call__(self, act_idx: int, epochs: int = 200, lr: float = 0.05, optim=None, maximize: bool = True,
+    @renamed(epochs="steps", optim="optimizer")
+    def __call__(self, act_idx: int, steps: int = 200, lr: float = 0.05, optimizer=None, maximize: bool = True,
                  progress: bool = True) -> Image.Image:
         objective = obj.channel(self.layer, act_idx)
-        param = image(*self.img_shape, fft=self.fft, decorrelate=self.decorrelate, seed=self.seed)
+        param = image(self.size, fft=self.fft, decorrelate=self.decorrelate, seed=self.seed)
         self.last = render(self.model, objective if maximize else -objective, param, transforms=self.transforms,
-                           steps=epochs, lr=lr, optimizer=optim, seed=self.seed, progress=progress)
+                           steps=steps, lr=lr, optimizer=optimizer, seed=self.seed, progress=progress)
         return self.last.to_pil()

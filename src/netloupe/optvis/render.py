@@ -16,11 +16,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..errors import InputError, NetloupeError
-from ..images import Picture, grid as image_grid, to_pil as tensor_to_pil
-from ..models import LoadedModel, forward, as_loaded
+from ..errors import NetloupeError
+from ..images import Picture, shown
+from ..images import grid as image_grid
+from ..images import to_pil as tensor_to_pil
+from ..models import LoadedModel, as_loaded, forward
 from ..probe import probe
-from ..runtime import generator, progress as progress_bar
+from ..runtime import generator
+from ..runtime import progress as progress_bar
 from ..units import as_unit
 from .objectives import OUTPUT, Context, Objective, as_objective
 from .param import Param, image
@@ -54,7 +57,7 @@ class Rendering(Picture):
     def to_pil(self, index: Optional[int] = None, **grid_kw) -> Image.Image:
         """Element ``index`` (the only one, for a batch of one), else the grid of all."""
         if index is not None:
-            return tensor_to_pil(self.images[index])
+            return tensor_to_pil(self.images[shown(index, len(self), "images")[0]])
         return tensor_to_pil(self.images[0]) if len(self) == 1 else self.grid(**grid_kw)
 
 
@@ -98,17 +101,16 @@ def _model_input(x: torch.Tensor, loaded: LoadedModel, channels_last: bool = Fal
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def _run_model(loaded: LoadedModel, x: torch.Tensor, channels_last: Dict) -> torch.Tensor:
-    """The model's output on the transformed images. A batch on the CPU goes in channels_last,
-    which oneDNN runs up to 1.5x faster per image (benchmarks/optvis.py); a model that cannot
-    take that layout (a ``.view`` of a conv output) gets the usual one from then on; if the
-    usual layout fails too, that failure is the one raised."""
-    if channels_last.get(loaded.module):
-        try:
-            return forward(loaded.module, (_model_input(x, loaded, True),))
-        except (RuntimeError, TypeError, InputError):
-            channels_last[loaded.module] = False
-    return forward(loaded.module, (_model_input(x, loaded),))
+def _takes_channels_last(loaded: LoadedModel, x: torch.Tensor) -> bool:
+    """Whether the model runs on a batch in channels_last, which oneDNN runs up to 1.5x faster per
+    image on the CPU (benchmarks/optvis.py); a model with a ``.view`` of a conv output cannot.
+    Asked once per render, with a no-grad forward of the first transformed batch."""
+    try:
+        with torch.no_grad():
+            loaded.module(_model_input(x.detach(), loaded, True))
+    except (RuntimeError, TypeError, AssertionError):
+        return False
+    return True
 
 
 def _make_optimizer(optimizer, params, lr: float) -> torch.optim.Optimizer:
@@ -121,7 +123,7 @@ def _make_optimizer(optimizer, params, lr: float) -> torch.optim.Optimizer:
     raise NetloupeError("optimizer must be None (Adam), a torch.optim class, or a function params -> optimizer")
 
 
-def render(model_or_models, objective, param: Optional[Param] = None, transforms="standard", steps: int = 512,
+def render(model_or_models, objective, param: Optional[Param] = None, *, transforms="standard", steps: int = 512,
            lr: float = 0.05, optimizer=None, thresholds: Optional[Sequence[int]] = None, seed: Optional[int] = None,
            progress: bool = True, callback: Optional[Callable] = None, captions: Optional[Sequence[str]] = None
            ) -> Rendering:
@@ -146,7 +148,7 @@ def render(model_or_models, objective, param: Optional[Param] = None, transforms
     opt = _make_optimizer(optimizer, list(param.parameters()), lr)
     keep = set(thresholds) if thresholds is not None else {steps}
     history, snapshots = [], {}
-    channels_last = {m.module: m.device.type == "cpu" and param.batch > 1 for m in models}
+    channels_last: Dict = {}
     with contextlib.ExitStack() as stack:
         probes = {m.module: stack.enter_context(probe(m.module, layers[m.module])) for m in models}
         for step in progress_bar(range(1, steps + 1), total=steps, desc="render", enabled=progress):
@@ -155,7 +157,9 @@ def render(model_or_models, objective, param: Optional[Param] = None, transforms
             x = transform(images, g)
             outputs, activations = {}, {}
             for m in models:
-                outputs[m.module] = _run_model(m, x, channels_last)
+                if m.module not in channels_last:
+                    channels_last[m.module] = m.device.type == "cpu" and param.n > 1 and _takes_channels_last(m, x)
+                outputs[m.module] = forward(m.module, (_model_input(x, m, channels_last[m.module]),))
                 activations[m.module] = probes[m.module].activations
             values = objective(Context(images, activations, outputs, default))
             if values.shape != (images.shape[0],):
