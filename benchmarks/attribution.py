@@ -10,16 +10,12 @@ peer time (below 1.0: netloupe is faster).
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import measure, table  # noqa: E402
-
-import netloupe as nl  # noqa: E402
+import netloupe as nl
+from common import measure, table  # beside this file: a script's folder is on its import path
 
 warnings.filterwarnings("ignore")
 
@@ -41,7 +37,7 @@ def cases(model, layer_name, layer, x, target, device):
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     n = x.shape[0]
-    ig_bs = nl.runtime.batch_size(None, device, cpu=8, gpu=64)
+    ig_bs = nl.runtime.batch_size(None, device, "integrated_gradients")
     peer_targets = [ClassifierOutputTarget(t) for t in target]
 
     def pgc(cls):
@@ -64,16 +60,16 @@ def cases(model, layer_name, layer, x, target, device):
         peer_ig = lambda: ca.IntegratedGradients(model).attribute(x, target=target)  # noqa: E731
     yield ("integrated_gradients n=50", "defaults", lambda: nl.integrated_gradients(model, x, target),
            "captum", peer_ig)
-    yield ("smoothgrad n=10", "same", lambda: nl.smoothgrad(model, x, target, samples=10, batch_size=ig_bs, seed=0),
+    yield ("smoothgrad n=10", "same", lambda: nl.smoothgrad(model, x, target, n=10, batch_size=ig_bs, seed=0),
            "captum", lambda: ca.NoiseTunnel(ca.Saliency(model)).attribute(
-               x, nt_type="smoothgrad", nt_samples=10, nt_samples_batch_size=max(1, ig_bs // n), target=target,
+               x, nt_type="smoothgrad", nt_n=10, nt_samples_batch_size=max(1, ig_bs // n), target=target,
                stdevs=0.15 * float(x.max() - x.min())))
-    yield ("smoothgrad n=10", "defaults", lambda: nl.smoothgrad(model, x, target, samples=10, seed=0),
-           "captum", lambda: ca.NoiseTunnel(ca.Saliency(model)).attribute(x, nt_type="smoothgrad", nt_samples=10,
+    yield ("smoothgrad n=10", "defaults", lambda: nl.smoothgrad(model, x, target, n=10, seed=0),
+           "captum", lambda: ca.NoiseTunnel(ca.Saliency(model)).attribute(x, nt_type="smoothgrad", nt_n=10,
                                                                           target=target))
     yield ("guided_backprop", "same", lambda: nl.guided_backprop(model, x, target), "captum",
            lambda: ca.GuidedBackprop(model).attribute(x, target=target))
-    occ_bs = nl.runtime.batch_size(None, device, cpu=16, gpu=256)
+    occ_bs = nl.runtime.batch_size(None, device, "occlusion")
     yield ("occlusion 32/16", "same",
            lambda: nl.occlusion(model, x, target, window=32, stride=16, batch_size=occ_bs, progress=False),
            "captum", lambda: ca.Occlusion(model).attribute(x, target=target, sliding_window_shapes=(3, 32, 32),

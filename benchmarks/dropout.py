@@ -61,7 +61,7 @@ def starting_point(loaded, layer, x, n):
     the MSE at x before any step."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no steps: the "did not converge" warning is expected
-        return nl.augment(loaded, layer, x, n=n, max_epochs=0, seed=0, progress=False)
+        return nl.augment(loaded, x, layer, n=n, steps=0, seed=0, progress=False)
 
 
 def case(name, loaded, layer, x, n, fraction, optimizers, max_steps):
@@ -71,7 +71,7 @@ def case(name, loaded, layer, x, n, fraction, optimizers, max_steps):
     tol = fraction * float(start.mean())
     for opt in optimizers:
         t0 = time.perf_counter()
-        r = nl.augment(loaded, layer, x, n=n, seed=0, loss_tolerance=tol, optimizer=opt, max_epochs=max_steps,
+        r = nl.augment(loaded, x, layer, n=n, seed=0, loss_tolerance=tol, optimizer=opt, steps=max_steps,
                        progress=False)
         sec = time.perf_counter() - t0
         print(f"  netloupe {opt}: {sec:.1f} s", file=sys.stderr, flush=True)
@@ -85,8 +85,8 @@ def case(name, loaded, layer, x, n, fraction, optimizers, max_steps):
           f"({fraction:g} x mean starting MSE {float(start.mean()):.4g})\n")
     print("| method | steps | passes | wall s | final loss (max) | reached | passes vs dropviz |")
     print("|---|---|---|---|---|---|---|")
-    for label, st, ps, s, l, ok in rows:
-        print(f"| {label} | {st} | {ps} | {s:.1f} | {l:.4g} | {'yes' if ok else 'no'} | {'>= ' if not rows[-1][5] else ''}{base / ps:.1f}x fewer |")
+    for label, st, ps, s, loss, ok in rows:
+        print(f"| {label} | {st} | {ps} | {s:.1f} | {loss:.4g} | {'yes' if ok else 'no'} | {'>= ' if not rows[-1][5] else ''}{base / ps:.1f}x fewer |")
     return rows
 
 
@@ -100,8 +100,8 @@ def lr_scan(loaded, layer, x, n, fraction, optimizers, lrs, max_steps):
         for lr in lrs:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a run that misses the tolerance shows "no" in the table
-                r = nl.augment(loaded, layer, x, n=n, seed=0, loss_tolerance=tol, optimizer=opt, lr=lr,
-                               max_epochs=max_steps, progress=False)
+                r = nl.augment(loaded, x, layer, n=n, seed=0, loss_tolerance=tol, optimizer=opt, lr=lr,
+                               steps=max_steps, progress=False)
             strength = ", ".join(f"{v:.4f}" for v in r.strength.flatten().tolist())
             print(f"| {opt} | {lr:g} | {r.passes - 1 - n} | {r.steps.flatten().tolist()} | "
                   f"{'yes' if r.converged.all() else 'no'} | {strength} |", flush=True)

@@ -20,15 +20,11 @@ dropout targets and tolerances), so that the ratio can be judged against a ceili
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 import torch
 
 import netloupe as nl
-
-sys.path.insert(0, os.path.dirname(__file__))
-from dropout import baseline, starting_point  # noqa: E402
+from dropout import baseline, starting_point  # benchmarks/dropout.py: a script's folder is on its import path
 
 
 def layer_output(module, layer, x):

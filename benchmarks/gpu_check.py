@@ -6,16 +6,41 @@ and leaves the model as found.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
-from model_state import leaves_unchanged  # noqa: E402
+import netloupe as nl
 
-import netloupe as nl  # noqa: E402
+
+def model_state(module):
+    """What a public function must leave as found: parameters and buffers bit for bit, each
+    module's mode and hooks, each parameter's requires_grad. (tests/model_state.py checks more on
+    CPU, for every function; this script stands alone and imports no tests.)"""
+    return {
+        "state_dict": {k: v.detach().clone() for k, v in module.state_dict().items()},
+        "training": [m.training for m in module.modules()],
+        "requires_grad": [p.requires_grad for p in module.parameters()],
+        "hooks": [len(h) for m in module.modules()
+                  for h in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks, m._backward_pre_hooks)],
+    }
+
+
+@contextlib.contextmanager
+def leaves_unchanged(module):
+    """Assert that the block leaves ``module`` as found."""
+    before = model_state(module)
+    yield
+    after = model_state(module)
+    for key, was in before.items():
+        now = after[key]
+        if key == "state_dict":
+            same = was.keys() == now.keys() and all(torch.equal(v, now[k]) for k, v in was.items())
+        else:
+            same = was == now
+        assert same, f"the call changed the model's {key}"
 
 
 def cosine(a, b):
@@ -36,7 +61,7 @@ def main():
     photos = [nl.samples.path(n) for n in ("chelsea", "coffee")]
     checks = {
         "saliency": {}, "input_x_gradient": {}, "guided_backprop": {}, "deconvnet": {},
-        "integrated_gradients": {"steps": 20, "method": "gausslegendre"}, "smoothgrad": {"samples": 4, "seed": 0},
+        "integrated_gradients": {"steps": 20, "method": "gausslegendre"}, "smoothgrad": {"n": 4, "seed": 0},
         "grad_cam": {}, "grad_cam_pp": {}, "guided_grad_cam": {}, "occlusion": {"window": 32, "stride": 32},
     }
     for method, kw in checks.items():
@@ -59,7 +84,7 @@ def main():
         ok = r.images.shape == (2, 3, 64, 64) and bool(torch.isfinite(r.images).all())
         print(f"{'ok ' if ok else 'BAD'} visualize on cuda: images {tuple(r.images.shape)} on {r.images.device}")
         failures += not ok
-        d = nl.augment(gpu, "classifier", photos[0], n=2, max_epochs=20, seed=0, progress=False)
+        d = nl.augment(gpu, photos[0], "classifier", n=2, steps=20, seed=0, progress=False)
         ok = d.images.is_cuda and bool(torch.isfinite(d.images).all())
         print(f"{'ok ' if ok else 'BAD'} augment on cuda: loss {d.loss.tolist()}")
         failures += not ok
