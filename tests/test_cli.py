@@ -221,3 +221,9 @@ def test_help_lists_verbs_in_readme_order_the_methods_and_every_default(capsys):
     assert "--top K how many classes to list per image (default: 5)" in helps["predict"]
     assert "--quiet no progress bar (default: off)" in helps["visualize"]
     assert "--layer LAYER the layer (unit) whose dropout samples are matched, e.g. classifier (required)" in helps["dropout"]
+
+
+def test_scan_out_must_be_a_folder(capsys, tmp_path):
+    err = error_line(*run(capsys, "scan", "samples", "--layers", "bn1", "--out", str(tmp_path / "x.png"),
+                          "--model", UNLOADABLE)[::2])
+    assert "scan writes a folder" in err and not (tmp_path / "x.png").exists()

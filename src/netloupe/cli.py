@@ -145,7 +145,11 @@ def cmd_scan(args):
 
     from . import samples
     from .stats import report, scan
+    from .stats.result import IMAGE_SUFFIXES
 
+    if Path(args.out).suffix.lower() in IMAGE_SUFFIXES:
+        raise NetloupeError(f"--out {args.out} names a picture; scan writes a folder (statistics, report pictures "
+                            "and index.html): give a folder name")
     model = _model(args)
     data = args.data
     if data == "samples" and not Path(data).exists():
