@@ -34,6 +34,10 @@ def _probe_backward(model, inputs):
 
 def _attribution(method, **kw):
     def call(model, inputs):
+        if not nl.attribution.METHODS[method].applies(model):  # e.g. attention rollout on a CNN: a clear error
+            with pytest.raises(nl.NetloupeError):
+                nl.attribute(model, inputs if len(inputs) > 1 else inputs[0], method, target=0, **kw)
+            return
         r = nl.attribute(model, inputs if len(inputs) > 1 else inputs[0], method, target=0, **kw)
         values = r.values if isinstance(r.values, tuple) else (r.values,)
         assert all(v is None or (v.shape[0] == len(inputs[0]) and torch.isfinite(v).all()) for v in values)
@@ -77,7 +81,7 @@ PUBLIC_CALLS = {
     "predict": _predict,
     "layers": _layers,
     "min_size": lambda model, inputs: len(inputs) > 1 or nl.optvis.min_size(
-        nl.load_model(model, preprocess=nl.Preprocess(size=inputs[0].shape[-1]))) >= 1,
+        nl.load_model(model, preprocess=nl.Preprocess(size=tuple(inputs[0].shape[-2:])))) >= 1,
     "probe": _probe_backward,
 }
 

@@ -1,5 +1,5 @@
 """Models the tests run over: the default model, torchvision architectures with random
-weights, a small ViT, and hand-built models with functional ReLUs, a reused in-place ReLU
+weights, a small ViT, small timm transformers (ViT, DeiT, registers, Swin, ConvNeXt, Mixer), and hand-built models with functional ReLUs, a reused in-place ReLU
 and two inputs. Each entry gives a model and a small example input (a tuple of tensors)."""
 
 from __future__ import annotations
@@ -108,6 +108,8 @@ def build(name: str):
 
         vit = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64)
         return vit.eval(), (torch.randn(2, 3, 32, 32),)
+    if name in TRANSFORMERS:
+        return _transformer(name)
     if name == "functional":
         return FunctionalReluNet().eval(), (torch.randn(2, 3, 16, 16),)
     if name == "reused_relu":
@@ -117,12 +119,40 @@ def build(name: str):
     raise KeyError(name)
 
 
+def _transformer(name: str):
+    """Small random-weight timm models of the layouts netloupe must read itself: a ViT (one class
+    token), a distilled DeiT (two prefix tokens), a ViT with four register tokens on a non-square
+    grid, a Swin (channels last), a ConvNeXt and an MLP-Mixer (tokens, no prefix)."""
+    from timm.models.convnext import ConvNeXt
+    from timm.models.deit import VisionTransformerDistilled
+    from timm.models.mlp_mixer import MlpMixer
+    from timm.models.swin_transformer import SwinTransformer
+    from timm.models.vision_transformer import VisionTransformer
+
+    vit = dict(patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=10)
+    model = {
+        "timm_vit": lambda: VisionTransformer(img_size=32, **vit),
+        "deit": lambda: VisionTransformerDistilled(img_size=32, **vit),
+        "vit_registers": lambda: VisionTransformer(img_size=(32, 48), reg_tokens=4, **vit),
+        "swin": lambda: SwinTransformer(img_size=32, patch_size=2, window_size=4, embed_dim=16, depths=(1, 1),
+                                        num_heads=(1, 2), num_classes=10),
+        "convnext": lambda: ConvNeXt(depths=(1, 1, 1, 1), dims=(8, 16, 24, 32), num_classes=10),
+        "mixer": lambda: MlpMixer(img_size=32, patch_size=8, num_blocks=2, embed_dim=32, num_classes=10),
+    }[name]()
+    torch.manual_seed(0)
+    return model.eval(), (torch.randn(2, 3, 32, 48 if name == "vit_registers" else 32),)
+
+
+TRANSFORMERS = ["timm_vit", "deit", "vit_registers", "swin", "convnext", "mixer"]
+
 ZOO = ["default", "resnet18", "densenet121", "googlenet", "vgg11_bn", "mobilenet_v3_small", "vit",
-       "functional", "reused_relu", "siamese"]
+       "functional", "reused_relu", "siamese"] + TRANSFORMERS
 
 # a spatial layer of each zoo model, for probes and units
 SPATIAL_LAYER = {
     "default": "blocks.5.0.conv_pw", "resnet18": "layer3.0.bn1", "densenet121": "features.denseblock2",
     "googlenet": "inception4a", "vgg11_bn": "features.4", "mobilenet_v3_small": "features.3",
     "vit": "encoder.layers.encoder_layer_0", "functional": "conv3", "reused_relu": "bn2", "siamese": "branch.3",
+    "timm_vit": "blocks.0", "deit": "blocks.0", "vit_registers": "blocks.0", "swin": "layers.0", "convnext": "stages.1",
+    "mixer": "blocks.0",
 }

@@ -1,12 +1,14 @@
 """netloupe: see what a PyTorch network has learned and why it decides."""
 
-from . import attribution, dropout, images, optvis, samples, stats
+from . import attribution, dropout, images, layouts, optvis, samples, stats
 from .attribution import (
     Attribution,
+    attention_rollout,
     attribute,
     deconvnet,
     grad_cam,
     grad_cam_pp,
+    gradient_rollout,
     guided_backprop,
     guided_grad_cam,
     input_x_gradient,
@@ -38,10 +40,11 @@ __version__ = "0.1.0"
 __all__ = [
     # foundation
     "InputError", "LoadedModel", "ModelError", "NetloupeError", "Preprocess", "Probe", "Unit", "UnitError",
-    "images", "layers", "load_model", "probe", "samples",
+    "images", "layers", "layouts", "load_model", "probe", "samples",
     # attribution
-    "Attribution", "attribute", "attribution", "deconvnet", "grad_cam", "grad_cam_pp", "guided_backprop",
-    "guided_grad_cam", "input_x_gradient", "integrated_gradients", "occlusion", "saliency", "smoothgrad",
+    "Attribution", "attention_rollout", "attribute", "attribution", "deconvnet", "grad_cam", "grad_cam_pp",
+    "gradient_rollout", "guided_backprop", "guided_grad_cam", "input_x_gradient", "integrated_gradients", "occlusion",
+    "saliency", "smoothgrad",
     # feature visualization
     "FeatureVisualizer", "dream_layer", "optvis", "render", "visualize", "visualize_channels", "visualize_class",
     "visualize_diverse",

@@ -70,12 +70,10 @@ def cmd_demo(args):
     (out / "layers.txt").write_text(str(layers(model)) + "\n")
     for n, ps in zip(names, preds):
         print(f"{n:12s} {ps[0][0]} ({ps[0][1]:.0%})")
-    from .attribution import METHODS
     from .stats import report, scan
 
-    sheet = _contact_sheet(model, model.inputs(samples.path("chelsea")), "chelsea", list(METHODS), "top", None,
-                           out / "attribution")
-    print(f"attribution: every method on chelsea -> {sheet.name}")
+    _contact_sheet(model, model.inputs(samples.path("chelsea")), "chelsea", "all", "top", None, out / "attribution")
+    print("attribution: every method on chelsea -> chelsea_all.png")
     scanned = ["bn1", "blocks.2", "blocks.4"]
     result = scan(model, samples.dataset(16), scanned, top_k=4)
     dead = {name: len(result[name].dead_channels) for name in scanned}
@@ -112,7 +110,7 @@ def _image_args(items):
     return paths
 
 
-def _contact_sheet(model, x, stem: str, methods, target, layer, out: Path) -> Path:
+def _contact_sheet(model, x, stem: str, methods, target, layer, out: Path):
     """One PNG per method for the single input ``x`` (raw or overlay, as the sheet shows it), and
     for several methods the contact sheet of the input and every method, with colour bars."""
     from .attribution import contact_sheet
@@ -120,15 +118,15 @@ def _contact_sheet(model, x, stem: str, methods, target, layer, out: Path) -> Pa
     sheet = contact_sheet(model, x, methods, target=target, layer=layer, title=stem)
     for method, result in sheet.results.items():
         result.save(out / f"{stem}_{method}.png", kind=sheet.view(method))
-    if len(methods) > 1:
+    if len(sheet.results) > 1:
         sheet.save(out / f"{stem}_all.png")
-    return out / f"{stem}_all.png"
+    return sheet
 
 
 def cmd_attribute(args):
-    from .attribution import METHODS, lookup
+    from .attribution import lookup
 
-    methods = list(METHODS) if args.method == "all" else [lookup(args.method).name]
+    methods = "all" if args.method == "all" else [lookup(args.method).name]
     paths = _image_args(args.images)
     model = _model(args)
     out = Path(args.out)
@@ -136,8 +134,8 @@ def cmd_attribute(args):
     x = model.inputs(paths)
     target = _target(args.target)
     for i, name in enumerate(args.images):
-        _contact_sheet(model, x[i:i + 1], Path(name).stem, methods, target, args.layer, out)
-        print(f"{name}: wrote {len(methods)} attribution(s) to {out.resolve()}")
+        sheet = _contact_sheet(model, x[i:i + 1], Path(name).stem, methods, target, args.layer, out)
+        print(f"{name}: wrote {len(sheet.results)} attribution(s) to {out.resolve()}")
 
 
 def cmd_scan(args):

@@ -142,7 +142,7 @@ def _eval_pass(module: nn.Module, unit: Unit, x: torch.Tensor):
         if unit.layer not in p.activations:
             raise NetloupeError(f"layer {unit.layer!r} did not run (or gave no tensor) in the forward pass; "
                                 "choose a layer the model calls")
-        return unit.part(p.activations[unit.layer]), _output(out)
+        return unit.part(p.activations[unit.layer], p.layout(unit.layer)), _output(out)
 
 
 def _dropout_pass(module: nn.Module, unit: Unit, x: torch.Tensor, n: int, seed: Optional[int]):
@@ -160,7 +160,7 @@ def _dropout_pass(module: nn.Module, unit: Unit, x: torch.Tensor, n: int, seed: 
             if seed is not None:
                 torch.manual_seed(seed)
             out = module(xi.unsqueeze(0).repeat(n, *([1] * xi.dim())))
-            acts.append(unit.part(p.activations[unit.layer]))
+            acts.append(unit.part(p.activations[unit.layer], p.layout(unit.layer)))
             outs.append(_output(out))
         rates = p.dropout_rates
     target_output = torch.stack(outs) if all(o is not None for o in outs) else None
@@ -235,7 +235,7 @@ class _Fit:
         xa = xa.detach().requires_grad_(True)
         out = self.module(xa)
         self.passes += len(idx)
-        loss = _mse(self.unit.part(self._p.activations[self.unit.layer]), self.target[idx])
+        loss = _mse(self.unit.part(self._p.activations[self.unit.layer], self._p.layout(self.unit.layer)), self.target[idx])
         (grad,) = torch.autograd.grad((loss / self.scale[idx]).sum(), xa)
         return loss.detach(), grad, _output(out)
 

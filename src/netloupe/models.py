@@ -14,7 +14,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -22,7 +22,10 @@ import torch.nn as nn
 from .deprecation import renamed
 from .errors import InputError, ModelError
 from .images import Preprocess
+from .layouts import override
+from .layouts import overrides as layout_overrides
 from .probe import probe
+from .units import find_module
 
 _UNSET = object()
 
@@ -35,6 +38,11 @@ class LoadedModel:
     preprocess: Preprocess = field(default_factory=Preprocess)
     labels: Optional[List[str]] = None
     name: str = "model"
+
+    @property
+    def layouts(self) -> Dict[str, str]:
+        """The layouts given for layers netloupe cannot read alone (netloupe.layouts)."""
+        return layout_overrides(self.module)
 
     @property
     def device(self) -> torch.device:
@@ -73,6 +81,17 @@ def as_loaded(model) -> LoadedModel:
     raise ModelError(f"expected an nn.Module, a LoadedModel or a model spec string; got {type(model).__name__}")
 
 
+def fixed_input_size(module: nn.Module) -> Optional[Tuple[int, int]]:
+    """The one input size a model takes, for those that take only one: timm's patch embeddings
+    with a strict image size (ViT, DeiT, Swin, Mixer) and torchvision's VisionTransformer."""
+    for embed in (getattr(module, "patch_embed", None), getattr(module, "stem", None)):
+        if getattr(embed, "strict_img_size", False) and not getattr(embed, "dynamic_img_size", False):
+            return tuple(embed.img_size)
+    if isinstance(getattr(module, "class_token", None), torch.Tensor) and isinstance(getattr(module, "image_size", None), int):
+        return (module.image_size, module.image_size)
+    return None
+
+
 def check_device(loaded: LoadedModel, device) -> None:
     """A model given to netloupe is never moved: asking for another device than the model's is an
     error that says how to move it (a device without an index, e.g. "cuda", matches any of its kind)."""
@@ -99,16 +118,18 @@ def imagenet_labels() -> List[str]:
 
 
 def load_model(spec: Union[str, os.PathLike, nn.Module] = "default", *, weights=_UNSET, device=None,
-               preprocess: Optional[Preprocess] = None) -> LoadedModel:
+               preprocess: Optional[Preprocess] = None, layouts: Optional[Dict[str, str]] = None) -> LoadedModel:
     """Load a model by spec, offline; the module comes back in eval mode on ``device``.
 
     weights: a path to a state dict for ``torchvision:``/``timm:`` specs; ``None`` asks for
     random initialization; left out, the library's cached pretrained file is used if present.
+    layouts: where layers keep their channels and grid, for layers netloupe cannot infer, e.g.
+    ``{"blocks.5": "tokens(1)"}`` (see netloupe.layouts).
     """
     if isinstance(spec, nn.Module):  # the user's own module: wrapped, never moved or put in eval
         loaded = LoadedModel(spec, preprocess or Preprocess(), None, type(spec).__name__)
         check_device(loaded, device)
-        return loaded
+        return _with_layouts(loaded, layouts)
     if not isinstance(spec, (str, os.PathLike)):
         raise ModelError(f"a model spec is a string or nn.Module; got {type(spec).__name__}")
     text = str(spec)
@@ -127,7 +148,15 @@ def load_model(spec: Union[str, os.PathLike, nn.Module] = "default", *, weights=
                          "a path to a saved model, or 'package.module:factory'")
     if preprocess is not None:
         loaded.preprocess = preprocess
-    return _place(loaded, device)
+    return _with_layouts(_place(loaded, device), layouts)
+
+
+def _with_layouts(loaded: LoadedModel, layouts: Optional[Dict[str, str]]) -> LoadedModel:
+    """The model with per-layer layout overrides, each checked: a known layer, a valid layout."""
+    for name in layouts or {}:
+        find_module(loaded.module, name)
+    override(loaded.module, layouts or {})
+    return loaded
 
 
 def _place(loaded: LoadedModel, device) -> LoadedModel:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from .errors import NetloupeError
+from .layouts import Layout, infer
 from .outputs import first_tensor, tensors
 from .units import UnitLike, as_unit
 
@@ -88,6 +89,13 @@ class _ForceDropout(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+def attention_layers(model: nn.Module) -> List[str]:
+    """The modules that hold the attention probabilities of timm's attention layers (their
+    ``attn_drop``, which the math path applies to them), in the model's order."""
+    return [f"{name}.attn_drop" if name else "attn_drop" for name, m in model.named_modules()
+            if isinstance(getattr(m, "fused_attn", None), bool) and isinstance(getattr(m, "attn_drop", None), nn.Module)]
+
+
 def _unwrap(model) -> nn.Module:
     if isinstance(model, nn.Module):
         return model
@@ -102,11 +110,13 @@ class Probe:
 
     def __init__(self, model, layers: Iterable[UnitLike] = (), *, detach: bool = False,
                  rule: Optional[str] = None, stochastic: bool = False, freeze: bool = True,
-                 layer_inputs: Iterable[UnitLike] = ()):
+                 layer_inputs: Iterable[UnitLike] = (), attention: bool = False):
         if rule is not None and rule not in RULES:
             raise NetloupeError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)} or None")
         self.model = _unwrap(model)
-        self.layers = self._names(layers)
+        self.attention_layers = attention_layers(self.model) if attention else []
+        self.layers = self._names(list(layers if not isinstance(layers, (str, nn.Module)) else [layers])
+                                  + self.attention_layers)
         self.input_layers = self._names(layer_inputs)
         self.detach, self.rule, self.stochastic = detach, rule, stochastic
         self._freeze = freeze
@@ -117,6 +127,7 @@ class Probe:
         self._mode = None
         self._rates: List[float] = []
         self._saved = None
+        self.input_hw: Optional[tuple] = None
 
     def _names(self, layers) -> List[str]:
         if isinstance(layers, (str, nn.Module)):
@@ -150,6 +161,21 @@ class Probe:
         order: empty when no dropout ran, so a caller can tell "no dropout" from "dropout with p = 0"."""
         return list(self._mode.dropout_rates) if self._mode is not None else list(self._rates)
 
+    @property
+    def attentions(self) -> List[torch.Tensor]:
+        """With ``attention=True``: the attention probabilities [N, heads, T, T] of every attention
+        layer, in the order they ran."""
+        return [self.activations[name] for name in self.attention_layers if name in self.activations]
+
+    def layout(self, layer: str, shape=None) -> Layout:
+        """The layout of a captured layer's output (netloupe.layouts), for the latest input."""
+        if shape is None:
+            if layer not in self.activations:
+                raise NetloupeError(f"layer {layer!r} was not captured; pass it to probe(model, [...]) "
+                                    "and run a forward pass first")
+            shape = self.activations[layer].shape
+        return infer(self.model, layer, tuple(shape), self.input_hw)
+
     def unit_value(self, unit: UnitLike) -> torch.Tensor:
         """One number per sample for a captured unit: a neuron's value, a channel's mean, or
         the layer's mean. Raises a UnitError if the channel or position is out of range."""
@@ -157,7 +183,13 @@ class Probe:
         if unit.layer not in self.activations:
             raise NetloupeError(f"layer {unit.layer!r} was not captured; pass it to probe(model, [...]) "
                                 "and run a forward pass first")
-        return unit.value(self.activations[unit.layer])
+        return unit.value(self.activations[unit.layer], self.layout(unit.layer))
+
+    def _start(self, module, args) -> None:
+        """At the start of each model call: forget the last call's captures, note the input size."""
+        self.clear()
+        first, _ = first_tensor(args)
+        self.input_hw = tuple(first.shape[-2:]) if first is not None and first.dim() >= 3 else None
 
     def clear(self) -> None:
         """Forget what was captured (done automatically when the model's own forward starts)."""
@@ -174,18 +206,21 @@ class Probe:
         self._saved = (
             [(m, m.training) for m in modules if m.training != (self.stochastic and _is_stochastic(m))],
             [p for p in model.parameters() if p.requires_grad] if self._freeze else [],
+            [m for m in modules if getattr(m, "fused_attn", False) is True] if self.attention_layers else [],
         )
         try:
             for m, training in self._saved[0]:
                 object.__setattr__(m, "training", not training)
             for p in self._saved[1]:
                 p.requires_grad_(False)
+            for m in self._saved[2]:  # timm's fused attention never forms the attention map; its math path does
+                m.fused_attn = False
             if (self.layers or self.input_layers or self.rule) and isinstance(model, torch.jit.ScriptModule):
                 raise NetloupeError("this is a TorchScript model, which takes no hooks: capturing layers and "
                                     "backward rules need the original nn.Module (gradient methods without "
                                     "a rule, such as saliency and integrated gradients, work)")
             if self.layers or self.input_layers:
-                self._handles.append(model.register_forward_pre_hook(lambda *_: self.clear()))
+                self._handles.append(model.register_forward_pre_hook(self._start))
                 named = dict(model.named_modules())
                 for name in self.layers:
                     self._handles.append(named[name].register_forward_hook(self._capture_hook(name, self.calls)))
@@ -214,11 +249,13 @@ class Probe:
             h.remove()
         self._handles.clear()
         if self._saved is not None:
-            modules, params = self._saved
+            modules, params, attention = self._saved
             for m, training in modules:
                 object.__setattr__(m, "training", training)
             for p in params:
                 p.requires_grad_(True)
+            for m in attention:
+                m.fused_attn = True
             self._saved = None
 
     def _rule_hook(self, module, args, output):
@@ -263,7 +300,8 @@ class Probe:
 
 
 def probe(model, layers: Iterable[UnitLike] = (), *, detach: bool = False, rule: Optional[str] = None,
-          stochastic: bool = False, freeze: bool = True, layer_inputs: Iterable[UnitLike] = ()) -> Probe:
+          stochastic: bool = False, freeze: bool = True, layer_inputs: Iterable[UnitLike] = (),
+          attention: bool = False) -> Probe:
     """Capture activations and gradients of ``layers`` while the block runs.
 
     ``with probe(model, ["layer3", "layer4"]) as p: out = model(x)`` gives
@@ -271,6 +309,9 @@ def probe(model, layers: Iterable[UnitLike] = (), *, detach: bool = False, rule:
     backward, ``p.gradients[name]``. A module called several times keeps every call in
     ``p.calls[name]``; ``activations`` holds the latest. ``layer_inputs``: layers whose input
     (the first tensor argument) is captured too, in ``p.layer_inputs`` / ``p.input_calls``.
+    attention: capture the attention probabilities of timm's attention layers (``p.attentions``);
+    their fused kernel, which never forms them, is switched to the math path while active.
+    ``p.layout(layer)`` tells where a captured output keeps its channels and grid.
 
     rule: ``"guided"`` or ``"deconv"`` changes the backward of every ReLU-family op in the
     graph of each model call (nn.ReLU, inplace or reused, ``F.relu``/``torch.relu``/``relu_``,
@@ -284,4 +325,4 @@ def probe(model, layers: Iterable[UnitLike] = (), *, detach: bool = False, rule:
     never updated), and on exit every mode, flag and hook is as it was.
     """
     return Probe(model, layers, detach=detach, rule=rule, stochastic=stochastic, freeze=freeze,
-                 layer_inputs=layer_inputs)
+                 layer_inputs=layer_inputs, attention=attention)

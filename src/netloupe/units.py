@@ -2,7 +2,11 @@
 
 ``"layer4.1.conv2"`` is a layer, ``"layer4.1.conv2:12"`` channel 12 of it and
 ``"layer4.1.conv2:12@3,4"`` the neuron at row 3, column 4 of that channel. Layer names
-are those of ``model.named_modules()``; ``""`` is the model itself.
+are those of ``model.named_modules()``; ``""`` is the model itself. On a token layer (a vision
+transformer's block) a channel is the mean over the grid tokens (prefix tokens left out),
+``@y,x`` the grid token at row y, column x, ``@cls`` the class token and ``@tK`` token K
+counting the prefix tokens. Where channels and the grid are is the layer's layout
+(netloupe.layouts).
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from typing import Optional, Union
 import torch.nn as nn
 
 from .errors import UnitError
+from .layouts import Layout, guess
 
-_UNIT = re.compile(r"^(?P<layer>[^:@\s]*)(?::(?P<channel>-?\d+)(?:@(?P<y>-?\d+),(?P<x>-?\d+))?)?$")
+_UNIT = re.compile(r"^(?P<layer>[^:@\s]*)(?::(?P<channel>-?\d+)"
+                   r"(?:@(?:(?P<y>-?\d+),(?P<x>-?\d+)|(?P<cls>cls)|t(?P<token>\d+)))?)?$")
 
 
 @dataclass(frozen=True)
@@ -25,16 +31,20 @@ class Unit:
     channel: Optional[int] = None
     y: Optional[int] = None
     x: Optional[int] = None
+    token: Optional[int] = None  # a token by its index, prefix tokens counted (0: the class token)
 
     def __post_init__(self):
         if (self.y is None) != (self.x is None):
             raise UnitError(f"unit {self!s}: give both y and x, as 'layer:channel@y,x'")
-        if self.y is not None and self.channel is None:
+        if (self.y is not None or self.token is not None) and self.channel is None:
             raise UnitError(f"unit {self!s}: a position needs a channel, as 'layer:channel@y,x'")
+        if self.y is not None and self.token is not None:
+            raise UnitError(f"unit {self!s}: give a grid position or a token, not both")
 
     @classmethod
     def parse(cls, text: Union[str, "Unit"]) -> "Unit":
-        """Parse ``layer``, ``layer:channel`` or ``layer:channel@y,x``."""
+        """Parse ``layer``, ``layer:channel``, ``layer:channel@y,x``, ``layer:channel@cls`` or
+        ``layer:channel@tK``."""
         if isinstance(text, Unit):
             return text
         if not isinstance(text, str):
@@ -43,10 +53,12 @@ class Unit:
         if m is None:
             raise UnitError(
                 f"cannot parse unit {text!r}: write 'layer', 'layer:channel' or 'layer:channel@y,x' "
-                "(e.g. 'blocks.5.0.conv_pw:12@3,4'), with layer a name from model.named_modules()"
+                "(e.g. 'blocks.5.0.conv_pw:12@3,4'; on token layers also '@cls' or '@tK'), with layer a name "
+                "from model.named_modules()"
             )
         as_int = lambda s: None if s is None else int(s)  # noqa: E731
-        return cls(m["layer"], as_int(m["channel"]), as_int(m["y"]), as_int(m["x"]))
+        token = 0 if m["cls"] else as_int(m["token"])
+        return cls(m["layer"], as_int(m["channel"]), as_int(m["y"]), as_int(m["x"]), token)
 
     def __str__(self) -> str:
         s = self.layer
@@ -54,37 +66,54 @@ class Unit:
             s += f":{self.channel}"
         if self.y is not None:
             s += f"@{self.y},{self.x}"
+        if self.token is not None:
+            s += "@cls" if self.token == 0 else f"@t{self.token}"
         return s
 
     def module(self, model: nn.Module) -> nn.Module:
         """The module this unit's layer names in ``model``."""
         return find_module(model, self.layer)
 
-    def check(self, shape) -> None:
-        """Raise a UnitError if channel or position lie outside an activation of ``shape`` (N, C, ...)."""
+    def check(self, shape, layout: Optional[Layout] = None) -> None:
+        """Raise a UnitError if channel, position or token lie outside an output of ``shape``
+        (laid out as ``layout``, by default guessed from the shape alone)."""
         if self.channel is None:
             return
         if len(shape) < 2:
             raise UnitError(f"unit {self}: layer {self.layer!r} has output shape {tuple(shape)}, no channels")
-        check_channel(self.layer, self.channel, shape[1])
+        layout = layout or guess(shape)
+        check_channel(self.layer, self.channel, layout.channels(shape))
+        if self.token is not None:
+            if layout.kind != "tokens":
+                raise UnitError(f"unit {self}: layer {self.layer!r} has output shape {tuple(shape)} (layout {layout}), "
+                                "no tokens; address a position as @y,x")
+            if not 0 <= self.token < shape[1]:
+                raise UnitError(f"unit {self}: token {self.token} out of range; layer {self.layer!r} has tokens "
+                                f"0..{shape[1] - 1}" + (" (no prefix tokens, so no @cls)" if layout.prefix == 0 else ""))
+            return
         if self.y is None:
             return
-        if len(shape) != 4:
-            raise UnitError(f"unit {self}: layer {self.layer!r} has output shape {tuple(shape)}, no (y, x) positions")
-        check_position(self.layer, self.y, self.x, shape[2], shape[3])
+        grid = layout.spatial(shape)
+        if grid is None:
+            raise UnitError(f"unit {self}: layer {self.layer!r} has output shape {tuple(shape)} (layout {layout}), "
+                            "no (y, x) positions")
+        check_position(self.layer, self.y, self.x, *grid)
 
-    def part(self, a):
-        """What this unit names of a layer's output ``a`` [N, C, ...]: all of it, one channel
-        [N, ...], or one neuron [N]."""
-        self.check(a.shape)
+    def part(self, a, layout: Optional[Layout] = None):
+        """What this unit names of a layer's output ``a``: all of it, one channel over the grid, or
+        one neuron [N]."""
+        layout = layout or guess(a.shape)
+        self.check(a.shape, layout)
         if self.channel is None:
             return a
-        a = a[:, self.channel]
-        return a[:, self.y, self.x] if self.y is not None else a
+        if self.token is not None:
+            return layout.token(a, self.token, self.channel)
+        c = layout.channel(a, self.channel)
+        return c[:, self.y, self.x] if self.y is not None else c
 
-    def value(self, a):
+    def value(self, a, layout: Optional[Layout] = None):
         """One number per sample: the neuron's value, or the mean of the channel (or layer)."""
-        part = self.part(a)
+        part = self.part(a, layout)
         return part.flatten(1).mean(1) if part.dim() > 1 else part
 
 

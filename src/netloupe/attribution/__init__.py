@@ -14,6 +14,7 @@ from .integrated import integrated_gradients
 from .occlusion import occlusion
 from .registry import METHODS, Method, attribute, lookup, register
 from .result import Attribution
+from .rollout import attention_rollout, gradient_rollout
 from .sheet import ContactSheet, contact_sheet
 from .smooth import smoothgrad
 
@@ -21,6 +22,7 @@ for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 del _module
 
-__all__ = ["METHODS", "Method", "metrics", "Attribution", "ContactSheet", "attribute", "contact_sheet", "deconvnet",
-           "grad_cam", "grad_cam_pp", "guided_backprop", "guided_grad_cam", "input_x_gradient", "integrated_gradients",
-           "lookup", "occlusion", "register", "saliency", "smoothgrad"]
+__all__ = ["METHODS", "Method", "metrics", "Attribution", "ContactSheet", "attention_rollout", "attribute",
+           "contact_sheet", "deconvnet", "grad_cam", "grad_cam_pp", "gradient_rollout", "guided_backprop",
+           "guided_grad_cam", "input_x_gradient", "integrated_gradients", "lookup", "occlusion", "register", "saliency",
+           "smoothgrad"]

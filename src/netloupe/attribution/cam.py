@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional, Union
 
 import torch
@@ -22,10 +21,10 @@ INTERPOLATIONS = ("bilinear", "nearest")
 
 
 def default_layer(module, xs: Tensors, extra: ForwardArgs = ForwardArgs(), layer_input: bool = False) -> str:
-    """The last layer (in execution order) with a spatial output (or input, for ``layer_input``):
-    [N, C, H, W] with H*W > 1, or transformer tokens [N, 1 + s*s, D] computed before the last
-    attention layer (after it, only the class token reaches the output, so patch tokens get
-    no gradient)."""
+    """The last layer (in execution order) whose output (or input, for ``layer_input``) has a
+    spatial grid of more than one cell (netloupe.layouts: NCHW, NHWC or grid tokens), leaving out
+    the insides of attention layers; token layers only before the last attention layer completes
+    (after it, only the class token reaches the output, so grid tokens get no gradient)."""
     names = [n for n, _ in module.named_modules() if n]
     first = torch.zeros(1, dtype=torch.long)
     with probe(module, () if layer_input else names, layer_inputs=names if layer_input else (), detach=True) as p, \
@@ -33,29 +32,23 @@ def default_layer(module, xs: Tensors, extra: ForwardArgs = ForwardArgs(), layer
         extra.take(first).call(module, [x[:1] for x in xs])
     captured = p.layer_inputs if layer_input else p.activations
     order = list(captured)
-    kinds = {n: type(m).__name__ for n, m in module.named_modules()}
-    attention = [i for i, n in enumerate(order) if "Attention" in kinds[n]]
-    last_attention = attention[-1] if attention else len(order)
-    spatial = [n for i, (n, a) in enumerate(captured.items())
-               if _grid(a) is not None and (a.dim() == 4 or i < last_attention)]
+    attention = [n for n, m in module.named_modules() if n and "Attention" in type(m).__name__]
+    last_attention = max((order.index(n) for n in attention if n in captured), default=len(order))
+    spatial = []
+    for i, name in enumerate(order):
+        if any(name.startswith(a + ".") for a in attention):
+            continue
+        layout = p.layout(name, captured[name].shape)
+        grid = layout.spatial(captured[name].shape)
+        if grid is not None and grid[0] * grid[1] > 1 and (layout.kind != "tokens" or i < last_attention):
+            spatial.append(name)
     if not spatial:
-        raise NetloupeError("found no layer with a spatial output for a CAM; pass layer='name' "
-                            "(and reshape= for token outputs)")
+        raise NetloupeError("found no layer with a spatial output for a CAM; pass layer='name' (and, for a layout "
+                            "netloupe cannot read, load_model(model, layouts={name: ...}) or reshape=)")
     return spatial[-1]
 
 
-def _grid(a: torch.Tensor) -> Optional[torch.Tensor]:
-    """A layer output as [N, C, h, w], or None if it has no spatial layout."""
-    if a.dim() == 4 and a.shape[2] * a.shape[3] > 1:
-        return a
-    if a.dim() == 3:
-        side = math.isqrt(a.shape[1] - 1)
-        if side > 1 and side * side == a.shape[1] - 1:  # CLS token + a square of patch tokens
-            return a[:, 1:].reshape(a.shape[0], side, side, a.shape[2]).permute(0, 3, 1, 2)
-    return None
-
-
-def _interpolation(interpolate: Union[bool, str]) -> Optional[str]:
+def interpolation_mode(interpolate: Union[bool, str]) -> Optional[str]:
     """True means bilinear; False or None keeps the layer's resolution."""
     if interpolate is True:
         return "bilinear"
@@ -86,12 +79,13 @@ def _layer_and_grad(c: Prepared, layer, reshape, layer_input: bool):
     raw_shape = tuple(act.shape)
     act = act.detach()
     if reshape is not None:
-        act, grad = reshape(act), reshape(grad)
-    else:
-        act, grad = _grid(act), _grid(grad)
-        if act is None:
-            raise NetloupeError(f"layer {name!r} has {where} shape {raw_shape}, no spatial grid; choose a conv "
-                                "layer, or pass reshape= (tokens -> [N, C, h, w])")
+        return name, reshape(act), reshape(grad)
+    layout = p.layout(name, raw_shape)
+    act, grad = layout.grid_view(act), layout.grid_view(grad)
+    if act is None:
+        raise NetloupeError(f"layer {name!r} has {where} shape {raw_shape} (layout {layout}), no spatial grid; "
+                            "choose a layer with one, or give its layout: load_model(model, layouts={name: ...}) "
+                            "(see netloupe.layouts), or reshape= (its output -> [N, C, h, w])")
     return name, act, grad
 
 
@@ -103,7 +97,7 @@ def _image_input(c: Prepared) -> int:
 def _finish(cam, c: Prepared, name, method, interpolate, relu, channel, layer_input) -> Attribution:
     if relu:
         cam = cam.clamp(min=0)
-    mode = _interpolation(interpolate)
+    mode = interpolation_mode(interpolate)
     drawn = _image_input(c)
     if mode is not None:
         if c.xs[drawn].dim() != 4:
@@ -135,8 +129,9 @@ def grad_cam(model, inputs, target: TargetLike = "top", *, layer: Optional[UnitL
     layer defaults to the last layer with a spatial output; ``layer_input=True`` uses what goes
     into the layer instead of what comes out (captum's attribute_to_layer_input); ``channel``
     gives that one channel's term; ``interpolate`` resizes to the input: True or "bilinear",
-    "nearest", or False to keep the layer's resolution; ``reshape`` maps token outputs to
-    [N, C, h, w] (square + CLS is automatic). With several inputs the map is drawn on the first
+    "nearest", or False to keep the layer's resolution. Token (ViT, DeiT, Mixer) and
+    channels-last (Swin) layers are read by their layout (netloupe.layouts) with no reshape;
+    ``reshape`` maps an output to [N, C, h, w] by hand for anything else. With several inputs the map is drawn on the first
     image input. A layer the target does not depend on is an error.
     """
     c = prepare(model, inputs, target, forward_args)
@@ -169,7 +164,7 @@ def guided_grad_cam(model, inputs, target: TargetLike = "top", *, layer: Optiona
     """Guided backprop times the Grad-CAM map resized to the input ("bilinear" or "nearest",
     captum's default): fine detail, class-specific. With several inputs, each image input
     [N, C, H, W] gets its own product; inputs without a spatial grid get None."""
-    mode = _interpolation(interpolate)
+    mode = interpolation_mode(interpolate)
     if mode is None:
         raise InputError("guided_grad_cam multiplies by the CAM at the input's size; interpolate must be "
                          f"one of {', '.join(INTERPOLATIONS)}")

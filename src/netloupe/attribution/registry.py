@@ -17,7 +17,9 @@ class Method:
 
     view: how its map is best looked at ("overlay" on the input, or "raw" signed detail);
     caption: what a reader should know when looking at its picture; quick: settings for a
-    fast run (tests, previews); takes_layer: whether it explains a layer (a CAM)."""
+    fast run (tests, previews); takes_layer: whether it explains a layer (a CAM); applies:
+    whether it works on a model at all (attention rollout needs attention layers); elsewhere
+    it raises a NetloupeError and "all" leaves it out."""
 
     name: str
     fn: Callable
@@ -25,6 +27,10 @@ class Method:
     caption: str = ""
     quick: dict = field(default_factory=dict)
     rank: int = 100
+    needs: Optional[Callable] = None  # module -> bool, for methods that work on some models only
+
+    def applies(self, module) -> bool:
+        return self.needs is None or bool(self.needs(module))
 
     @property
     def takes_layer(self) -> bool:
@@ -42,15 +48,16 @@ VIEWS = ("overlay", "raw")
 
 
 def register(name: Optional[str] = None, *, view: str = "overlay", caption: str = "",
-             quick: Optional[dict] = None, rank: int = 100) -> Callable:
+             quick: Optional[dict] = None, rank: int = 100, needs: Optional[Callable] = None) -> Callable:
     """Register the decorated attribution method (model, inputs, target, ...) -> Attribution
-    under ``name`` (default: the function's name); ``rank`` places it in listings."""
+    under ``name`` (default: the function's name); ``rank`` places it in listings; ``needs``
+    (module -> bool) says which models it works on, when not all."""
     if view not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}; got {view!r}")
 
     def decorate(fn: Callable) -> Callable:
         key = name or fn.__name__
-        METHODS[key] = Method(key, fn, view, caption or key, dict(quick or {}), rank)
+        METHODS[key] = Method(key, fn, view, caption or key, dict(quick or {}), rank, needs)
         ordered = sorted(METHODS.values(), key=lambda m: m.rank)  # stable: equal ranks keep their order
         METHODS.clear()
         METHODS.update((m.name, m) for m in ordered)

@@ -145,6 +145,7 @@ class Attribution(images.Picture):
             scale = Normalize(0.0, 1.0) if hi is None else Normalize(lo, hi)
             bar = ax.figure.colorbar(ScalarMappable(scale, name), ax=ax, fraction=0.046, pad=0.02)
             bar.ax.tick_params(labelsize=6)
+            bar.ax.yaxis.get_offset_text().set_fontsize(6)
             bar.set_label("relative" if hi is None else "signed value" if kind == "raw" else "|attribution|",
                           fontsize=6)
         return ax

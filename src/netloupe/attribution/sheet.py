@@ -50,10 +50,12 @@ class ContactSheet(images.Picture):
 
 def contact_sheet(model, inputs, methods: Union[str, Sequence[str]] = "all", *, target="top",
                   layer=None, title: str = "") -> ContactSheet:
-    """Run ``methods`` ("all", or names from METHODS) on one input and lay them out side by side.
-    ``layer`` goes to the methods that take one; the first tile names the explained class."""
+    """Run ``methods`` ("all": every method that applies to the model, or names from METHODS) on
+    one input and lay them out side by side. ``layer`` goes to the methods that take one; the
+    first tile names the explained class."""
     loaded = as_loaded(model)
-    names: List[str] = list(METHODS) if methods == "all" else [methods] if isinstance(methods, str) else list(methods)
+    names: List[str] = [m for m, method in METHODS.items() if method.applies(loaded.module)] if methods == "all" \
+        else [methods] if isinstance(methods, str) else list(methods)
     for m in names:
         if not isinstance(m, str) or m not in METHODS:
             lookup(str(m))  # raises, naming the known methods, before any work

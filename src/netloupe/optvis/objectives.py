@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ..deprecation import renamed
 from ..errors import NetloupeError, UnitError
+from ..layouts import Layout, guess
 from ..outputs import first_tensor
 from ..units import Unit
 
@@ -26,11 +27,12 @@ OUTPUT = None  # the "layer" that stands for a model's output in Objective.needs
 
 class Context:
     """What objectives see during one step: the parameterized images (before transforms), and per
-    model the captured activations and the output."""
+    model the captured activations, the output and (through its probe) each layer's layout."""
 
-    def __init__(self, images: torch.Tensor, activations: dict, outputs: dict, default):
+    def __init__(self, images: torch.Tensor, activations: dict, outputs: dict, default, probes: Optional[dict] = None):
         self.images = images
         self._activations, self._outputs, self._default = activations, outputs, default
+        self._probes = probes or {}
 
     @property
     def n(self) -> int:
@@ -50,6 +52,13 @@ class Context:
 
     def output(self, model=None):
         return self._outputs[self._key(model)]
+
+    def layout(self, layer, model=None) -> Layout:
+        """Where ``layer``'s output keeps its channels and grid (netloupe.layouts)."""
+        t = self.activation(layer, model)
+        p = self._probes.get(self._key(model))
+        name = layer if isinstance(layer, str) else _layer_name(self._key(model), layer)
+        return p.layout(name, t.shape) if p is not None else guess(t.shape)
 
 
 def _module(model) -> nn.Module:
@@ -152,7 +161,8 @@ def _label(layer) -> str:
 def channel(layer, channel: int, model=None, index: Optional[int] = None) -> Objective:
     """Mean activation of ``channel`` of ``layer`` (over all positions)."""
     unit = Unit(_label(layer), channel)
-    return _make(lambda ctx: unit.value(ctx.activation(layer, model)), f"channel({unit})", [(model, layer)], index)
+    return _make(lambda ctx: unit.value(ctx.activation(layer, model), ctx.layout(layer, model)), f"channel({unit})",
+                 [(model, layer)], index)
 
 
 @renamed(n="channel", batch="index")
@@ -160,13 +170,15 @@ def neuron(layer, channel: int, y: Optional[int] = None, x: Optional[int] = None
            index: Optional[int] = None) -> Objective:
     """Activation of ``channel`` at one position (the centre unless y, x are given)."""
     def fn(ctx):
-        t = ctx.activation(layer, model)
-        if t.dim() == 2:  # a vector layer: its "neuron" is the channel itself
-            return Unit(_label(layer), channel).value(t)
-        if t.dim() != 4:
-            raise UnitError(f"neuron needs a layer with [N, C, H, W] output; {_label(layer)!r} gives {tuple(t.shape)}")
-        h, w = t.shape[2:]
-        return Unit(_label(layer), channel, h // 2 if y is None else y, w // 2 if x is None else x).value(t)
+        t, layout = ctx.activation(layer, model), ctx.layout(layer, model)
+        grid = layout.spatial(t.shape)
+        if grid is None:  # a vector layer: its "neuron" is the channel itself
+            if layout.kind != "vector":
+                raise UnitError(f"neuron needs a layer with a spatial grid; {_label(layer)!r} gives {tuple(t.shape)} "
+                                f"(layout {layout})")
+            return Unit(_label(layer), channel).value(t, layout)
+        h, w = grid
+        return Unit(_label(layer), channel, h // 2 if y is None else y, w // 2 if x is None else x).value(t, layout)
     where = "" if y is None else f"@{y},{x}"
     return _make(fn, f"neuron({_label(layer)}:{channel}{where})", [(model, layer)], index)
 
@@ -193,10 +205,11 @@ def direction(layer, vector, cossim_pow: float = 0, model=None, index: Optional[
     vec = torch.as_tensor(vector, dtype=torch.float32).flatten()
 
     def fn(ctx):
-        t = ctx.activation(layer, model)
-        if t.dim() < 2 or t.shape[1] != vec.numel():
+        a = ctx.activation(layer, model)
+        t = ctx.layout(layer, model).positions(a) if a.dim() > 2 else a  # [N, C, positions] or [N, C]
+        if t.shape[1] != vec.numel():
             raise NetloupeError(f"direction has {vec.numel()} components but layer {layer!r} has output shape "
-                                f"{tuple(t.shape)}; give one component per channel")
+                                f"{tuple(a.shape)} with {t.shape[1]} channels; give one component per channel")
         v = vec.to(t.device, t.dtype).view(1, -1, *([1] * (t.dim() - 2)))
         dot = (t * v).sum(1)
         if cossim_pow:
@@ -214,7 +227,7 @@ def diversity(layer, model=None, index: Optional[int] = None) -> Objective:
         t = ctx.activation(layer, model)
         if t.dim() < 3:
             raise NetloupeError(f"diversity needs a layer with spatial or token outputs; {layer!r} gives {tuple(t.shape)}")
-        f = t.flatten(2)  # [B, C, positions]
+        f = ctx.layout(layer, model).positions(t)  # [B, C, positions]
         grams = F.normalize(torch.bmm(f, f.transpose(1, 2)).flatten(1), dim=1, eps=1e-10)
         sim = grams @ grams.T
         return -(sim.sum(1) - sim.diagonal()) / t.shape[0]

@@ -20,7 +20,7 @@ from ..errors import NetloupeError
 from ..images import Picture, shown
 from ..images import grid as image_grid
 from ..images import to_pil as tensor_to_pil
-from ..models import LoadedModel, as_loaded, forward
+from ..models import LoadedModel, as_loaded, fixed_input_size, forward
 from ..probe import probe
 from ..runtime import generator
 from ..runtime import progress as progress_bar
@@ -93,10 +93,14 @@ def _plan(models: List[LoadedModel], objective: Objective):
 
 def _model_input(x: torch.Tensor, loaded: LoadedModel, channels_last: bool = False) -> torch.Tensor:
     """The transformed image as this model takes it: on its device, normalized its way, and
-    upsampled to its input size when smaller."""
+    upsampled to its input size when smaller; a model that takes one size only (a ViT's patch
+    embedding) gets exactly that size."""
     x = loaded.preprocess.normalize(x.to(loaded.device))
-    h, w = loaded.preprocess.hw
-    if x.shape[2] < h or x.shape[3] < w:
+    fixed = fixed_input_size(loaded.module)
+    h, w = fixed or loaded.preprocess.hw
+    if fixed and tuple(x.shape[2:]) != fixed:
+        x = F.interpolate(x, size=fixed, mode="bilinear", align_corners=False, antialias=True)
+    elif x.shape[2] < h or x.shape[3] < w:
         x = F.interpolate(x, size=(max(h, x.shape[2]), max(w, x.shape[3])), mode="bilinear", align_corners=False)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
@@ -161,7 +165,7 @@ def render(model_or_models, objective, param: Optional[Param] = None, *, transfo
                     channels_last[m.module] = m.device.type == "cpu" and param.n > 1 and _takes_channels_last(m, x)
                 outputs[m.module] = forward(m.module, (_model_input(x, m, channels_last[m.module]),))
                 activations[m.module] = probes[m.module].activations
-            values = objective(Context(images, activations, outputs, default))
+            values = objective(Context(images, activations, outputs, default, probes))
             if values.shape != (images.shape[0],):
                 raise NetloupeError(f"objective {objective} gave shape {tuple(values.shape)}; it must give one "
                                     f"value per batch element ({images.shape[0]})")

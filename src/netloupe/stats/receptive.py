@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw
 from ..deprecation import renamed
 from ..errors import InputError, NetloupeError, UnitError
 from ..images import Picture, grid, overlay, shown, to_pil
+from ..layouts import infer
 from ..models import LoadedModel, as_loaded, forward
 from ..probe import probe
 from ..units import Unit, as_unit, check_channel
@@ -75,7 +76,8 @@ class _SpreadMaxPool(nn.Module):
 
 def _positive_copy(module: nn.Module) -> nn.Module:
     """A copy with every weight a positive constant (1 / fan-in, so values stay near the input's),
-    biases 0, norm layers the identity and max-pools spreading their gradient. Parameters are
+    biases 0, norm layers the identity (LayerNorm and GroupNorm removed: with every channel equal
+    they would give zeros) and max-pools spreading their gradient. Parameters are
     allocated fresh rather than copied (the old values are never needed), in float64 for small
     models and at least float32 otherwise."""
     params = list(module.named_parameters())
@@ -102,6 +104,9 @@ def _positive_copy(module: nn.Module) -> nn.Module:
             plain = isinstance(child, nn.MaxPool2d) and child.dilation in (1, (1, 1)) and not child.return_indices
             if plain or (isinstance(child, nn.AdaptiveMaxPool2d) and not child.return_indices):
                 setattr(parent, child_name, _SpreadMaxPool(child))
+            elif isinstance(child, (nn.LayerNorm, nn.GroupNorm)):
+                # they mix channels at each position only, and would zero equal channels and their gradient
+                setattr(parent, child_name, nn.Identity())
     return twin
 
 
@@ -141,10 +146,11 @@ def receptive_field(model, layer, size=None, *, call: int = 0, inputs=None, seed
         calls = p.calls.get(name, [])
         if len(calls) <= call:
             raise UnitError(f"layer {name!r} ran {len(calls)} time(s) per forward; call={call} does not exist")
-        act = calls[call]
-        if act.dim() != 4:
-            raise UnitError(f"a receptive field needs a layer with [N, C, H, W] output; {name!r} gives "
-                            f"{tuple(act.shape)}")
+        layout = infer(loaded.module, name, calls[call].shape, tuple(shapes[0][-2:]))
+        act = layout.grid_view(calls[call])
+        if act is None:
+            raise UnitError(f"a receptive field needs a layer with a spatial grid; {name!r} gives "
+                            f"{tuple(calls[call].shape)} (layout {layout})")
         h, w = act.shape[2:]
         cy, cx = h // 2, w // 2
         dy, dx = (1 if cy + 1 < h else -1 if cy > 0 else 0), (1 if cx + 1 < w else -1 if cx > 0 else 0)
@@ -254,7 +260,8 @@ def _fired(loaded: LoadedModel, layer: str, call: int, channel: int, samples, po
     batch = [torch.stack(parts).to(device=loaded.device, dtype=dtype) for parts in zip(*samples)]
     with probe(module, [layer], detach=True) as p, torch.no_grad():
         forward(module, batch)
-    act = p.calls[layer][call][:, channel:channel + 1].float()
+    out = p.calls[layer][call]
+    act = p.layout(layer, out.shape).grid_view(out)[:, channel:channel + 1].float()
     size = batch[input_index].shape[-2:]
     maps = F.interpolate(act, size=size, mode="bilinear", align_corners=False)[:, 0].cpu()
     (h, w), (H, W) = act.shape[-2:], size

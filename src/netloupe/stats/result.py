@@ -51,7 +51,9 @@ class LayerStats:
     histogram (``histogram(c)``), ``correlation`` between channels and a clustered ``order``
     (computed when first read);
     ``top_*``/``bottom_*``: per channel the k images (ids into ScanResult.ids) with the
-    highest/lowest maximum, the values, and the (y, x) of the maximum."""
+    highest/lowest maximum, the values, and the (y, x) of the maximum on the layer's grid. ``shape``
+    is (channels, h, w) whatever the layer's layout (tokens, channels last): (channels,) for a
+    vector; ``layout`` says how the output was laid out."""
 
     layer: str
     call: int
@@ -72,6 +74,7 @@ class LayerStats:
     bottom_values: torch.Tensor
     bottom_images: torch.Tensor
     bottom_positions: torch.Tensor
+    layout: str = "nchw"  # where the layer kept its channels and grid (netloupe.layouts); shape is (C, h, w)
 
     ARRAYS = ("mean", "std", "min", "max", "never_positive", "correlation", "hist_counts", "hist_origin",
               "hist_exp", "top_values", "top_images", "top_positions", "bottom_values", "bottom_images",
@@ -150,8 +153,8 @@ class ScanResult(Picture):
             "format": _FORMAT, "model_name": self.model_name, "ids": self.ids,
             "skipped": [list(s) for s in self.skipped], "count": self.count, "top_k": self.top_k,
             "bottom_k": self.bottom_k, "bins": self.bins, "input_shapes": [list(s) for s in self.input_shapes],
-            "layers": {key: {"layer": s.layer, "call": s.call, "shape": list(s.shape), "count": s.count}
-                       for key, s in self.layers.items()},
+            "layers": {key: {"layer": s.layer, "call": s.call, "shape": list(s.shape), "count": s.count,
+                             "layout": s.layout} for key, s in self.layers.items()},
         }
         (out / "scan.json").write_text(json.dumps(meta, indent=1))
         return out
@@ -169,7 +172,8 @@ class ScanResult(Picture):
         with np.load(d / "stats.npz", allow_pickle=False) as npz:
             for key, info in meta["layers"].items():
                 arrays = {name: torch.from_numpy(npz[f"{key}/{name}"].copy()) for name in LayerStats.ARRAYS}
-                layers[key] = LayerStats(info["layer"], info["call"], tuple(info["shape"]), info["count"], **arrays)
+                layers[key] = LayerStats(info["layer"], info["call"], tuple(info["shape"]), info["count"], **arrays,
+                                         layout=info.get("layout", "nchw"))
         return cls(meta["model_name"], layers, meta["ids"], [tuple(s) for s in meta["skipped"]], meta["count"],
                    meta["top_k"], meta["bottom_k"], meta["bins"], [tuple(s) for s in meta["input_shapes"]])
 

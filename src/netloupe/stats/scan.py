@@ -28,6 +28,7 @@ from .. import runtime
 from ..deprecation import renamed
 from ..errors import InputError, NetloupeError, UnitError
 from ..images import Preprocess
+from ..layouts import Layout
 from ..models import as_loaded, forward
 from ..probe import probe
 from ..units import as_unit
@@ -280,20 +281,24 @@ class _LayerState:
         self.lo, self.hi, self.nonpos, self.hist, self.top, self.bottom = lo, hi, nonpos, hist, top, bottom
 
     @classmethod
-    def of_batch(cls, act: torch.Tensor, images: torch.Tensor, top_k: int, bottom_k: int, bins: int, device):
-        """The state of one batch of activations [n, C, ...] for images with global ids ``images``."""
-        flat = act.flatten(2) if act.dim() > 2 else act.unsqueeze(2)
+    def of_batch(cls, act: torch.Tensor, layout: Layout, images: torch.Tensor, top_k: int, bottom_k: int, bins: int,
+                 device):
+        """The state of one batch of a layer's outputs (laid out as ``layout``: channels and grid
+        wherever they are) for images with global ids ``images``."""
+        flat = layout.positions(act)  # [n, C, positions]
         peak, where = flat.to(device).max(2)  # per image and channel: spatial maximum and its flat index
         v = peak.double()
         if not torch.isfinite(v).all():
             raise NetloupeError("the scanned layer produced NaN or infinite activations; check the model and inputs")
-        width = act.shape[-1] if act.dim() > 2 else 1
+        grid = layout.spatial(act.shape)
+        width = grid[1] if grid else flat.shape[2]
         pos = torch.stack([where // width, where % width], -1).transpose(0, 1)  # [C, n, 2]
         ids = images.to(device).unsqueeze(0).expand(v.shape[1], -1)
         mean = v.mean(0)
         centred = v - mean
         rank = lambda k, largest: _rank(v.T, ids, pos, k, largest)  # noqa: E731
-        return cls(tuple(act.shape[1:]), v.shape[0], mean, centred.T @ centred, v.min(0).values, v.max(0).values,
+        shape = (flat.shape[1],) + (tuple(grid) if grid else (flat.shape[2],) if flat.shape[2] > 1 else ())
+        return cls(shape, v.shape[0], mean, centred.T @ centred, v.min(0).values, v.max(0).values,
                    (v <= 0).sum(0), _Histogram.of(v, bins), rank(top_k, True), rank(bottom_k, False))
 
     def merge(self, other: "_LayerState", top_k: int, bottom_k: int) -> "_LayerState":
@@ -313,7 +318,7 @@ class _LayerState:
                            ranking(self.top, other.top, top_k, True),
                            ranking(self.bottom, other.bottom, bottom_k, False))
 
-    def stats(self, layer: str, call: int) -> LayerStats:
+    def stats(self, layer: str, call: int, layout: str) -> LayerStats:
         """The finished statistics of this state, on the CPU."""
         s = self.to("cpu")
         var = (torch.diagonal(s.comoment) / s.count).clamp_min(0)
@@ -322,7 +327,7 @@ class _LayerState:
         corr = torch.where(torch.outer(sd > 0, sd > 0), corr, torch.full_like(corr, math.nan)).clamp(-1, 1)
         return LayerStats(layer, call, tuple(s.shape), int(s.count), s.mean, sd, s.lo, s.hi,
                           s.nonpos.double() / s.count, corr, s.hist.counts, s.hist.origin,
-                          s.hist.exp, *s.top, *s.bottom)
+                          s.hist.exp, *s.top, *s.bottom, layout=layout)
 
     def to(self, device) -> "_LayerState":
         mv = lambda t: t.to(device)  # noqa: E731
@@ -403,6 +408,7 @@ def scan(model, data, layers, *, top_k: int = 9, bottom_k: int = 0, bins: int = 
         loader = torch.utils.data.DataLoader(_Loading(source, loaded.preprocess, to_inputs), batch_sampler=mine,
                                              num_workers=num_workers or source.num_workers, collate_fn=_collate)
         states: Dict[str, _LayerState] = {}
+        layouts: Dict[str, Layout] = {}
         skipped: List[Tuple[int, str]] = []
         input_shapes: List[Tuple[int, ...]] = []
         with probe(module, names, detach=True) as p, torch.no_grad():
@@ -425,7 +431,8 @@ def scan(model, data, layers, *, top_k: int = 9, bottom_k: int = 0, bins: int = 
                             raise UnitError(f"layer {name!r} gives shape {tuple(act.shape)}; a scan needs "
                                             "[N, C, ...] outputs (one row per image)")
                         key = name if len(calls) == 1 else f"{name}#{call}"
-                        state = _LayerState.of_batch(act, images, top_k, bottom_k, bins, stats_device)
+                        layouts[key] = p.layout(name, act.shape)
+                        state = _LayerState.of_batch(act, layouts[key], images, top_k, bottom_k, bins, stats_device)
                         states[key] = states[key].merge(state, top_k, bottom_k) if key in states else state
         if world > 1:
             states, skipped = _gather(states, skipped, world, top_k, bottom_k, stats_device)
@@ -441,7 +448,7 @@ def scan(model, data, layers, *, top_k: int = 9, bottom_k: int = 0, bins: int = 
     layer_stats = {}
     for key in sorted(states, key=lambda k: (names.index(k.split("#")[0]), k)):
         layer, _, call = key.partition("#")
-        layer_stats[key] = states[key].stats(layer, int(call or 0))
+        layer_stats[key] = states[key].stats(layer, int(call or 0), str(layouts.get(key, "nchw")))
     count = next(iter(layer_stats.values())).count
     skipped = [(source.ids[i], reason) for i, reason in sorted(skipped)]
     return ScanResult(loaded.name, layer_stats, list(source.ids), skipped, count, top_k, bottom_k, bins,
