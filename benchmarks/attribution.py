@@ -1,6 +1,7 @@
 """netloupe attribution vs captum and pytorch-grad-cam, side by side in one process.
 
     python benchmarks/attribution.py [--device cpu|cuda] [--models resnet50,default] [--batches 1,8]
+    python benchmarks/attribution.py --sheet      # the contact sheet's methods, one by one
 
 For each method, "same" runs both libraries at identical settings (same steps, samples,
 windows and chunking); "defaults" runs each library as a user would call it. Ratio = ours /
@@ -86,6 +87,23 @@ def cases(model, layer_name, layer, x, target, device):
            pgc(GradCAMPlusPlus))
 
 
+def sheet(device, repeats, warmup):
+    """Each method as `attribute --method all` runs it on the default model and one photo: where
+    the contact sheet's time goes, and occlusion against the other methods together."""
+    loaded = nl.load_model("default", device=device)
+    x = loaded.inputs([nl.samples.image("chelsea")])
+    target = int(loaded.module(x).argmax())
+    times = {}
+    for name, method in nl.attribution.METHODS.items():
+        if method.applies(loaded.module):
+            times[name] = measure(lambda: method(loaded, x, target=target), device, repeats, warmup)[0]
+            print(f"{name}: {times[name] * 1000:.0f} ms", flush=True)
+    others = sum(t for name, t in times.items() if name != "occlusion")
+    print(f"\ndevice: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(table([(name, f"{t * 1000:.0f}") for name, t in times.items()], ("method", "ms")))
+    print(f"occlusion / the other {len(times) - 1} methods together: {times['occlusion'] / others:.2f}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -95,7 +113,10 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--only", default=None, help="run only methods whose name contains this")
     ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--sheet", action="store_true", help="time the contact sheet's methods instead")
     args = ap.parse_args(argv)
+    if args.sheet:
+        return sheet(args.device, args.repeats, args.warmup)
     rows = []
     for name in args.models.split(","):
         model, layer_name, layer = build(name, args.device)

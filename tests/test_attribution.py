@@ -299,6 +299,34 @@ def test_grad_cam_channel_and_default_layer():
     assert rel(full.values, (w[:, :, None, None] * a).sum(1, keepdim=True)) <= 1e-5
 
 
+class Counted(nn.Module):
+    """A small CNN that counts its forward passes."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU())
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        self.calls += 1
+        return self.head(self.features(x).mean((2, 3)))
+
+
+def test_grad_cams_default_layer_is_found_once_per_model_and_shape():
+    model = Counted()
+    x = torch.randn(2, 3, 16, 16)
+    first = nl.grad_cam(model, x, 0)
+    calls = model.calls
+    again = nl.grad_cam(model, x, 0)
+    assert model.calls - calls == calls - 1  # the search pass is not repeated
+    assert again.extra["layer"] == first.extra["layer"] == "features" and torch.equal(again.values, first.values)
+    nl.grad_cam(model, torch.randn(1, 3, 20, 20), 0)  # another input size: looked for again
+    assert model.calls - calls - (calls - 1) == calls
+    model.features = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3, stride=20))  # a 1x1 grid now
+    assert nl.grad_cam(model, x, 0).extra["layer"] == "features.1"  # a changed model: looked for again
+
+
 def test_attribution_result_views_and_signs(tmp_path):
     model, _ = zoo.build("resnet18")
     x = torch.randn(2, 3, 64, 64)

@@ -274,6 +274,23 @@ def test_occlusion_covers_the_last_pixels_like_captum():
     assert rel(ours, ref) <= 1e-12
 
 
+def test_occlusions_default_windows_scale_with_the_input():
+    """16 positions per axis, windows twice the stride: the same cost for any image size."""
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 3)).double().eval()
+    x = torch.randn(1, 3, 64, 48, dtype=torch.float64)
+    ours = nl.occlusion(model, x, 1, progress=False)
+    assert ours.extra["window"] == (3, 8, 6) and ours.extra["stride"] == (3, 4, 3)
+    ref = captum_attr.Occlusion(model).attribute(x, sliding_window_shapes=(3, 8, 6), strides=(3, 4, 3), target=1)
+    assert rel(ours.values, ref) <= 1e-6
+    assert nl.occlusion(model, x, 1, window=10, progress=False).extra["stride"] == (1, 5, 5)  # half the window
+    assert nl.occlusion(model, x, 1, stride=5, progress=False).extra["window"] == (3, 10, 10)  # twice the stride
+    rows = nl.occlusion(nn.Sequential(nn.Flatten(), nn.Linear(40, 2)).double(), (torch.randn(2, 40, 1).double(),), 0,
+                        progress=False)
+    assert rows.extra["window"] == ((4, 1),) and rows.extra["stride"] == ((2, 1),)  # tokens: whole rows, 40 / 16
+
+
 def test_occlusion_edges_of_an_odd_sized_image_match_captum():
     torch.manual_seed(5)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, stride=2), nn.ReLU(),

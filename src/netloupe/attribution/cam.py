@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+import weakref
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import InputError, NetloupeError
+from ..layouts import overrides
 from ..probe import probe
 from ..units import UnitLike, as_unit, check_channel
 from .gradients import Prepared, guided_backprop, prepare
@@ -20,7 +22,22 @@ from .targets import TargetLike
 INTERPOLATIONS = ("bilinear", "nearest")
 
 
+_FOUND: "weakref.WeakKeyDictionary[torch.nn.Module, Dict[Tuple, str]]" = weakref.WeakKeyDictionary()
+
+
 def default_layer(module, xs: Tensors, extra: ForwardArgs = ForwardArgs(), layer_input: bool = False) -> str:
+    """``find_default_layer``, found once per model, input shape and layout overrides: finding it
+    takes a forward pass of its own, and the explorer asks on every frame. The model is held
+    weakly, and a change to its modules (a replaced or added layer) is a new key."""
+    key = (layer_input, tuple(tuple(x.shape[1:]) for x in xs), tuple(sorted(overrides(module).items())),
+           tuple((n, type(m)) for n, m in module.named_modules()))
+    found = _FOUND.setdefault(module, {})
+    if key not in found:
+        found[key] = find_default_layer(module, xs, extra, layer_input)
+    return found[key]
+
+
+def find_default_layer(module, xs: Tensors, extra: ForwardArgs = ForwardArgs(), layer_input: bool = False) -> str:
     """The last layer (in execution order) whose output (or input, for ``layer_input``) has a
     spatial grid of more than one cell (netloupe.layouts: NCHW, NHWC or grid tokens), leaving out
     the insides of attention layers; token layers only before the last attention layer completes

@@ -44,6 +44,24 @@ def window_shape(v, shape: Sequence[int], name: str) -> Tuple[int, ...]:
     return v
 
 
+#: by default the windows take this many positions along each occluded axis (windows twice the stride)
+RESOLUTION = 16
+
+
+def default_window(shape: Sequence[int], window: Optional[Tuple[int, ...]], stride: Optional[Tuple[int, ...]]):
+    """Window and stride (per dimension, as window_shape gives them) where one or both are not
+    given. Neither: a stride of 1/RESOLUTION of each occluded axis (an image's height and width,
+    a token axis, a feature vector) and a window of twice the stride, so an image of any size
+    costs RESOLUTION**2 forward passes (224 px: a 28 px window every 14 px, 15 x 15 windows).
+    One given: the window is twice the stride, the stride half the window."""
+    if window is None and stride is None:
+        occluded = range(1, len(shape)) if len(shape) >= 3 else range(1)
+        stride = tuple(max(1, a // RESOLUTION) if d in occluded else a for d, a in enumerate(shape))
+    if window is None:
+        return tuple(min(a, 2 * s) for a, s in zip(shape, stride)), stride
+    return window, stride if stride is not None else tuple(max(1, w // 2) for w in window)
+
+
 def window_starts(size: int, window: int, stride: int) -> List[int]:
     """Where the windows along one axis start: every ``stride`` from 0, as many as it takes to
     reach the end; the last one is cut at the edge when (size - window) is not a multiple of
@@ -89,13 +107,14 @@ def _coverage(axes: List[torch.Tensor]) -> torch.Tensor:
 
 
 @register(quick={"window": 8, "stride": 8, "progress": False}, rank=100)
-def occlusion(model, inputs, target: TargetLike = "top", *, window: Union[int, Sequence[int]] = 16,
-              stride: Union[int, Sequence[int]] = 8, baseline=0, batch_size: Optional[int] = None,
+def occlusion(model, inputs, target: TargetLike = "top", *, window: Union[None, int, Sequence[int]] = None,
+              stride: Union[None, int, Sequence[int]] = None, baseline=0, batch_size: Optional[int] = None,
               progress: bool = True, forward_args=None) -> Attribution:
     """Each position gets the mean drop of the target score over the windows that cover it.
 
     window and stride: see window_shape (an int, (h, w) or one size per dimension); the stride
-    may not exceed the window. Windows start every stride from 0 along each axis, and where the
+    may not exceed the window; not given: see default_window (an image of any size gets 15 x 15
+    windows of 1/8 of its side). Windows start every stride from 0 along each axis, and where the
     last one would pass the edge it is cut there (as captum does), so every position is
     covered. Several inputs (a tuple) are occluded one at a time, the others left as they are;
     window, stride and baseline may then be tuples with one entry per input.
@@ -107,7 +126,8 @@ def occlusion(model, inputs, target: TargetLike = "top", *, window: Union[int, S
     plans = []
     for x, w, s in zip(c.xs, per_input(window, k, "window"), per_input(stride, k, "stride")):
         shape = tuple(x.shape[1:])
-        win, std = window_shape(w, shape, "window"), window_shape(s, shape, "stride")
+        win, std = default_window(shape, None if w is None else window_shape(w, shape, "window"),
+                                  None if s is None else window_shape(s, shape, "stride"))
         _check(shape, win, std)
         plans.append((win, std, [_axis_masks(*a, x.device) for a in zip(shape, win, std)]))
     bs = pick_batch_size(batch_size, c.xs[0].device, "occlusion")
