@@ -21,6 +21,7 @@ import time
 import torch
 
 import netloupe as nl
+from common import Generated  # beside this file: a script's folder is on its import path
 
 LAYERS = ["blocks.2", "blocks.4", "conv_head"]
 
@@ -28,20 +29,6 @@ LAYERS = ["blocks.2", "blocks.4", "conv_head"]
 def _model(size: int):
     pre = nl.Preprocess(size=size, resize=size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic")
     return nl.load_model("default", preprocess=pre)
-
-
-class Generated(torch.utils.data.Dataset):
-    """Images made on the fly from their index: no memory grows with the dataset."""
-
-    def __init__(self, n: int, size: int):
-        self.n, self.size = n, size
-
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, i):
-        g = torch.Generator().manual_seed(i)
-        return torch.rand(3, self.size, self.size, generator=g) * 2 - 1
 
 
 def timing(n: int, size: int, batch: int, repeats: int) -> dict:

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+import netloupe as nl
 from netloupe import runtime
 from netloupe.errors import NetloupeError
 
@@ -45,3 +46,19 @@ def test_generator_is_reproducible():
 def test_progress_can_be_silenced(capsys):
     assert list(runtime.progress(range(3), enabled=False)) == [0, 1, 2]
     assert capsys.readouterr().err == ""
+
+
+def test_precision_auto_is_float32_on_the_cpu_and_bfloat16_agrees():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3), torch.nn.ReLU(), torch.nn.Conv2d(6, 4, 3)).eval()
+    data = [torch.rand(3, 20, 20) for _ in range(12)]
+    exact = nl.scan(model, data, ["2"], top_k=3, progress=False, precision="float32")
+    auto = nl.scan(model, data, ["2"], top_k=3, progress=False)
+    assert torch.equal(auto["2"].mean, exact["2"].mean)  # "auto" on a CPU: no autocast at all
+    half = nl.scan(model, data, ["2"], top_k=3, progress=False, precision="bfloat16")
+    assert torch.allclose(half["2"].mean, exact["2"].mean, rtol=3e-2, atol=1e-3)
+    assert half["2"].mean.dtype == torch.float64  # statistics stay float64
+    with pytest.raises(nl.NetloupeError, match="precision must be one of"):
+        nl.scan(model, data, ["2"], progress=False, precision="fp8")
+    with pytest.raises(nl.NetloupeError, match="precision must be one of"):
+        nl.compare([model, model], ["2"], data, renders=False, precision="half", progress=False)

@@ -7,6 +7,7 @@ model, ``"package.module:factory"``, or an ``nn.Module``. Nothing is downloaded.
 
 from __future__ import annotations
 
+import html
 import importlib
 import os
 import pickle
@@ -224,7 +225,7 @@ def _check_torch_file(path: Path, advice: str) -> None:
                              f"a zip archive nor a pickle); {advice}")
 
 
-def _load_state(model: nn.Module, path, name: str) -> None:
+def load_weights(model: nn.Module, path, name: str) -> None:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"weights file not found: {path}")
@@ -285,7 +286,7 @@ def _load_torchvision(name: str, weights) -> LoadedModel:
                 f"put {os.path.basename(meta_weights.url)} (from {meta_weights.url}) at {cached}, "
                 "or pass weights=PATH, or weights=None for random weights")
         weights = cached
-    _load_state(model, weights, f"torchvision:{name}")
+    load_weights(model, weights, f"torchvision:{name}")
     return LoadedModel(model, pre, labels, f"torchvision:{name}")
 
 
@@ -324,7 +325,7 @@ def _load_timm(name: str, weights) -> LoadedModel:
                 f"once where there is a network (Hugging Face repo {hub}) into ~/.cache/huggingface, "
                 "or pass weights=PATH, or weights=None for random weights")
     if weights is not None:
-        _load_state(model, weights, f"timm:{name}")
+        load_weights(model, weights, f"timm:{name}")
     cfg = timm.data.resolve_data_config({}, model=model)
     size = cfg["input_size"][-1]
     pre = Preprocess(size=size, resize=int(size / cfg.get("crop_pct", 0.875)), mean=tuple(cfg["mean"]),
@@ -381,12 +382,20 @@ class LayerRow:
 class LayerTable(list):
     """Rows of (name, type, output shape, own parameters); prints as a table."""
 
+    def _cells(self) -> List[Tuple[str, str, str, str]]:
+        return [(r.name or "(model)", r.type, "-" if r.shape is None else "x".join(map(str, r.shape)), f"{r.params:,}")
+                for r in self]
+
     def __str__(self) -> str:
-        rows = [("layer", "type", "output shape", "params")]
-        rows += [(r.name or "(model)", r.type, "-" if r.shape is None else "x".join(map(str, r.shape)),
-                  f"{r.params:,}") for r in self]
+        rows = [("layer", "type", "output shape", "params")] + self._cells()
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+    def _repr_html_(self) -> str:
+        """The table as a notebook shows it (every cell escaped)."""
+        head = "".join(f"<th>{h}</th>" for h in ("layer", "type", "output shape", "params"))
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self._cells())
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 @renamed(example_input="inputs")

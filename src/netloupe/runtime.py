@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Optional
+import contextlib
+import contextvars
+from typing import Callable, Iterable, Iterator, Optional, Tuple
 
 import torch
 from tqdm.auto import tqdm
@@ -34,6 +36,42 @@ def batch_size(requested: Optional[int], device, work: str) -> int:
     return gpu if torch.device(device).type == "cuda" else cpu
 
 
+def distributed(device) -> Tuple[int, int, bool]:
+    """(rank, world size, whether this call started the process group). Under torchrun
+    (WORLD_SIZE > 1) a group is started if the caller has not, gloo on CPU and NCCL on GPU;
+    whoever started it ends it (torch.distributed.destroy_process_group)."""
+    import os
+
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        return 0, 1, False
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dist.init_process_group("nccl" if torch.device(device).type == "cuda" else "gloo")
+        return dist.get_rank(), dist.get_world_size(), True
+    return 0, 1, False
+
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def check_precision(precision) -> None:
+    if precision not in PRECISIONS:
+        raise NetloupeError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+
+
+def autocast(precision: str, device) -> contextlib.AbstractContextManager:
+    """The forward passes' precision: "auto" is bfloat16 autocast on a GPU that supports it
+    (about twice the throughput; activations agree to about 1e-2) and float32 elsewhere;
+    "bfloat16" asks for it on any device (the CPU included), "float32" never uses it."""
+    check_precision(precision)
+    kind = torch.device(device).type
+    use = precision == "bfloat16" or (precision == "auto" and kind == "cuda" and torch.cuda.is_bf16_supported())
+    return torch.autocast(kind, dtype=torch.bfloat16) if use else contextlib.nullcontext()
+
+
 def chunks(total: int, size: int) -> Iterator[slice]:
     """Slices that cover range(total) in pieces of at most ``size``."""
     for start in range(0, total, size):
@@ -51,5 +89,43 @@ def generator(seed: Optional[int], device) -> Optional[torch.Generator]:
 
 def progress(iterable: Iterable, total: Optional[int] = None, desc: Optional[str] = None,
              enabled: bool = True):
-    """A tqdm bar over ``iterable``; ``enabled=False`` (the ``progress=False`` knob) silences it."""
-    return tqdm(iterable, total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
+    """A tqdm bar over ``iterable``; ``enabled=False`` (the ``progress=False`` knob) silences it.
+    Inside :func:`reporting`, the bar reports to its listener instead of the terminal."""
+    listener = _listener.get()
+    if listener is None:
+        return tqdm(iterable, total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
+    return _Reported(iterable, total=total, desc=desc, disable=True, listener=listener)
+
+
+_listener: contextvars.ContextVar = contextvars.ContextVar("netloupe_progress", default=None)
+
+
+@contextlib.contextmanager
+def reporting(listener: Callable[[str, int, Optional[int]], None]):
+    """While active (in this thread), every progress bar calls ``listener(desc, done, total)``
+    as it advances, instead of drawing itself: how a server shows the progress of its work."""
+    token = _listener.set(listener)
+    try:
+        yield
+    finally:
+        _listener.reset(token)
+
+
+class _Reported(tqdm):
+    """A silent bar that tells a listener how far it is, for loops and for ``update()`` alike."""
+
+    def __init__(self, iterable=None, *, total=None, desc=None, listener, **kw):
+        if total is None and hasattr(iterable, "__len__"):
+            total = len(iterable)
+        self._listener, self._done, self._desc, self._total = listener, 0, desc or "", total
+        super().__init__(iterable, total=total, desc=desc, **kw)
+
+    def __iter__(self):
+        for item in super().__iter__():
+            yield item
+            self.update(1)
+
+    def update(self, n=1):
+        self._done += n
+        self._listener(self._desc, self._done, self._total)
+        return super().update(n)

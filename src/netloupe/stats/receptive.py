@@ -247,7 +247,7 @@ class Patches(Picture):
                 tile = _outline(tile, [round(v * scale) for v in (self.cells[j] - origin).tolist()])
             tiles.append(tile)
         names = [f"{self.image_ids[j].rsplit('/', 1)[-1][:14]}\n{float(self.values[j]):.3g}" for j in picked]
-        return grid(tiles, names if captions else None, ncol=len(tiles), cell=cell, **kw)
+        return grid(tiles, names if captions else None, **{"ncol": len(tiles), "cell": cell, **kw})
 
 
 def _fired(loaded: LoadedModel, layer: str, call: int, channel: int, samples, positions: torch.Tensor,

@@ -194,6 +194,15 @@ def _collate(items):
     return torch.tensor([i for i, _ in good], dtype=torch.long), stacked, bad
 
 
+def load_batches(source: Source, preprocess: Preprocess, batches: List[List[int]], to_inputs=None,
+                 num_workers: int = 0):
+    """The samples of ``source`` in ``batches`` (lists of indices), loaded and preprocessed (in
+    ``num_workers`` processes): each item is (image ids, a tuple of input batches, the unreadable
+    samples as (id, reason), which are left out)."""
+    return torch.utils.data.DataLoader(_Loading(source, preprocess, to_inputs), batch_sampler=batches,
+                                       num_workers=num_workers or source.num_workers, collate_fn=_collate)
+
+
 # -- streaming state -------------------------------------------------------------------------
 
 def _fit_exp(lo: torch.Tensor, hi: torch.Tensor, exp: torch.Tensor, slots: int) -> torch.Tensor:
@@ -339,19 +348,6 @@ class _LayerState:
 
 # -- the scan --------------------------------------------------------------------------------
 
-def _distributed(device: torch.device) -> Tuple[int, int, bool]:
-    """(rank, world size, whether this call started the process group). Under torchrun
-    (WORLD_SIZE > 1) a group is started if the caller has not: gloo on CPU, NCCL on GPU."""
-    if not dist.is_available():
-        return 0, 1, False
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), False
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        return dist.get_rank(), dist.get_world_size(), True
-    return 0, 1, False
-
-
 def _gather(states: Dict[str, _LayerState], skipped: list, world: int, top_k: int, bottom_k: int, device):
     """Every rank's states merged in rank order, on every rank."""
     gathered = [None] * world
@@ -368,7 +364,8 @@ def _gather(states: Dict[str, _LayerState], skipped: list, world: int, top_k: in
 
 @renamed(inputs="to_inputs")
 def scan(model, data, layers, *, top_k: int = 9, bottom_k: int = 0, bins: int = 50, batch_size: Optional[int] = None,
-         num_workers: int = 0, device=None, progress: bool = True, to_inputs: Optional[Callable] = None) -> ScanResult:
+         num_workers: int = 0, device=None, progress: bool = True, to_inputs: Optional[Callable] = None,
+         precision: str = "auto") -> ScanResult:
     """Statistics of every channel of ``layers`` over a dataset, in one streaming pass.
 
     data: a folder (recursive), a text file of image paths or of path pairs, an image list,
@@ -381,6 +378,8 @@ def scan(model, data, layers, *, top_k: int = 9, bottom_k: int = 0, bins: int = 
     bins: target number of histogram bins per channel (widths are powers of two, see _Histogram).
     device: where the running statistics live (default: the model's device; the model is never moved).
     Under ``torchrun`` each process scans every world_size-th batch and all get the merged result.
+    precision: the forward passes' (runtime.autocast): "auto" is bfloat16 on a GPU that has it,
+    float32 on the CPU; the statistics are kept in float64 either way.
     """
     loaded = as_loaded(model)
     module = loaded.module
@@ -397,21 +396,21 @@ def scan(model, data, layers, *, top_k: int = 9, bottom_k: int = 0, bins: int = 
     stats_device = torch.device(device) if device is not None else model_device
     dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
     size = runtime.batch_size(batch_size, model_device, "scan")
+    cast = runtime.autocast(precision, model_device)
     batches = source.batches or [list(range(s.start, s.stop)) for s in runtime.chunks(len(source), size)]
-    rank, world, started = _distributed(model_device)
+    rank, world, started = runtime.distributed(model_device)
     try:
         if world > 1 and source.batches:  # a shuffling DataLoader: every rank takes rank 0's order
             shared = [batches]
             dist.broadcast_object_list(shared, src=0)
             batches = shared[0]
         mine = batches[rank::world]
-        loader = torch.utils.data.DataLoader(_Loading(source, loaded.preprocess, to_inputs), batch_sampler=mine,
-                                             num_workers=num_workers or source.num_workers, collate_fn=_collate)
+        loader = load_batches(source, loaded.preprocess, mine, to_inputs, num_workers)
         states: Dict[str, _LayerState] = {}
         layouts: Dict[str, Layout] = {}
         skipped: List[Tuple[int, str]] = []
         input_shapes: List[Tuple[int, ...]] = []
-        with probe(module, names, detach=True) as p, torch.no_grad():
+        with probe(module, names, detach=True) as p, torch.no_grad(), cast:
             for images, parts, bad in runtime.progress(loader, total=len(mine), desc="scan",
                                                         enabled=progress and rank == 0):
                 for i, reason in bad:

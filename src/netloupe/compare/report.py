@@ -1,0 +1,86 @@
+"""A comparison as a page: the most and least changed channels with both models' renders and top
+images side by side, the score distributions, the CKA matrix and a checkpoint trajectory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import images, runtime
+from ..stats.scan import as_source, model_inputs
+from .result import MEASURES, Comparison
+
+
+def _template(name: str):
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("netloupe.compare"), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    return env.get_template(name)
+
+
+def _thumbs(result: Comparison, source, i: int, layer: str, channel: int, top_k: int):
+    """The top-k images of a channel in model i, as the first model's preprocessing shows them."""
+    if source is None or (i, layer) not in result.top_images:
+        return []
+    first = result.models[0] if result.models else None
+    if first is None:
+        return []
+    row = result.channels[layer].index(channel)
+    pictures = []
+    for index in result.top_images[(i, layer)][row][:top_k].tolist():
+        x = model_inputs(source.dataset[index], first.preprocess)[0]
+        pictures.append(images.to_pil(first.preprocess.inverse(x[None].float())[0]))
+    return pictures
+
+
+def _unit_picture(result: Comparison, source, i: int, row: dict, top_k: int):
+    layer, channel = row["layer"], row["channel"]
+    tiles, captions = [], []
+    position = result.channels[layer].index(channel)
+    for j, name in ((0, result.names[0]), (i, result.names[i])):
+        if (j, layer) in result.renders:
+            tiles.append(result.renders[(j, layer)][position])
+            captions.append(f"{name} render")
+    for j, name in ((0, result.names[0]), (i, result.names[i])):
+        for n, picture in enumerate(_thumbs(result, source, j, layer, channel, top_k)):
+            tiles.append(picture)
+            captions.append(f"{name} top {n + 1}")
+    if not tiles:
+        return None
+    return images.grid(tiles, captions, ncol=len(tiles), cell=96)
+
+
+def report(result: Comparison, directory, *, data=None, n: int = 6, top_k: int = 3, progress: bool = True) -> Path:
+    """Write index.html and its pictures into ``directory``; returns the index's path. ``data``:
+    the compared images, for top images of a result loaded from disk; n: how many of the most and
+    least changed channels; top_k: how many top images of each model to show for each."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    source = as_source(data if data is not None else result.source) if (data is not None or result.source is not None) \
+        else None
+    overview = []
+    last = len(result.names) - 1
+    kinds = ["scores"] + (["cka"] if last in result.cka else []) + (["trajectory"] if len(result.names) > 2 else [])
+    for kind in kinds:
+        result.to_pil(kind=kind).save(out / f"{kind}.png")
+        overview.append((f"{kind}.png", {"scores": "Change scores per layer", "cka": "Linear CKA of the layers",
+                                         "trajectory": "Similarity to the first model, model by model"}[kind]))
+    sections = []
+    for title, rows in (("Most changed channels", result.top(n, last)), ("Least changed channels",
+                                                                          result.top(n, last, least=True))):
+        units = []
+        for rank, row in enumerate(runtime.progress(rows, desc="compare report", enabled=progress)):
+            picture = _unit_picture(result, source, last, row, top_k)
+            name = None
+            if picture is not None:
+                name = f"{'most' if title.startswith('Most') else 'least'}_{rank}.png"
+                picture.save(out / name)
+            units.append({"layer": row["layer"], "channel": row["channel"], "score": row["score"],
+                          "row": {m: row[m] for m in MEASURES if m in row}, "picture": name or ""})
+        sections.append({"title": f"{title} of {result.names[last]}", "units": units})
+    page = _template("report.html").render(names=result.names, layers=result.layers, overview=overview,
+                                           sections=sections, measures=MEASURES)
+    index = out / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index
+

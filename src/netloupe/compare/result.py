@@ -1,0 +1,183 @@
+"""Comparison: what changed in each unit between models, measure by measure, with a combined
+score, tables, pictures and its own persistence."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from .. import images
+from ..errors import InputError
+from ..stats.result import IMAGE_SUFFIXES
+
+#: Each measure as a dissimilarity in [0, 1] (0: unchanged), for the combined score.
+DISSIMILARITY = {
+    "render_cosine": lambda v: (1 - v) / 2,   # cosine of the renders' embeddings in the reference net
+    "ssim": lambda v: (1 - v) / 2,            # structural similarity of the two renders
+    "gram_distance": lambda v: v / (1 + v),   # relative distance of their Gram matrices
+    "correlation": lambda v: (1 - v) / 2,     # correlation over the data of the channel in both models
+    "jaccard": lambda v: 1 - v,               # overlap of the two models' top-k images
+    "weight_drift": lambda v: v / (1 + v),    # relative change of the channel's producing filter
+}
+MEASURES = tuple(DISSIMILARITY)
+_FORMAT = 1
+
+
+@dataclass
+class Comparison(images.Chart):
+    """Against the first model (``names[0]``), for each later model i and layer: ``measures[(i,
+    layer)][name]`` is a [C] tensor over the compared ``channels[layer]`` (measures: MEASURES,
+    those computed), ``gray[(i, layer)]`` which renders had no contrast (i = 0 included),
+    ``renders[(i, layer)]`` [C, 3, h, w]; ``cka[i]`` the linear CKA matrix between the first
+    model's ``cka_layers[0]`` (rows) and model i's ``cka_layers[i]`` (columns);
+    ``top_images[(i, layer)]`` [C, k] the ids (into ``ids``) of each channel's top images.
+
+    ``score`` combines the measures: the mean of those available, each first made a
+    dissimilarity in [0, 1] (DISSIMILARITY): 0 is unchanged, 1 as changed as can be."""
+
+    names: List[str]
+    layers: List[str]
+    channels: Dict[str, List[int]]
+    measures: Dict[tuple, Dict[str, torch.Tensor]] = field(default_factory=dict)
+    gray: Dict[tuple, torch.Tensor] = field(default_factory=dict)
+    renders: Dict[tuple, torch.Tensor] = field(default_factory=dict)
+    cka: Dict[int, torch.Tensor] = field(default_factory=dict)
+    cka_layers: Dict[int, List[str]] = field(default_factory=dict)
+    top_images: Dict[tuple, torch.Tensor] = field(default_factory=dict)
+    ids: List[str] = field(default_factory=list)
+    source: Any = field(default=None, repr=False, compare=False)
+    models: Any = field(default=None, repr=False, compare=False)
+
+    figsize = (7.0, 4.0)
+
+    def score(self, i: int, layer: str) -> torch.Tensor:
+        """[C] the combined change of each channel of ``layer`` in model i (see the class docstring)."""
+        parts = [DISSIMILARITY[name](v.double()).clamp(0, 1) for name, v in self.measures[(i, layer)].items()]
+        stacked = torch.stack(parts)
+        return torch.nanmean(stacked, 0)
+
+    def rows(self) -> List[dict]:
+        """One row per later model, layer and channel: every measure, the gray flags and the score."""
+        out = []
+        for (i, layer), measures in self.measures.items():
+            score = self.score(i, layer)
+            for k, channel in enumerate(self.channels[layer]):
+                row = {"model": self.names[i], "model_index": i, "layer": layer, "channel": channel}
+                row.update({name: float(v[k]) for name, v in measures.items()})
+                if (0, layer) in self.gray:
+                    row["gray_first"], row["gray"] = bool(self.gray[(0, layer)][k]), bool(self.gray[(i, layer)][k])
+                row["score"] = float(score[k])
+                out.append(row)
+        return out
+
+    def to_frame(self):
+        """The rows as a pandas DataFrame when pandas is installed, else as the list of dicts."""
+        try:
+            import pandas as pd
+        except ImportError:
+            return self.rows()
+        return pd.DataFrame(self.rows())
+
+    def top(self, n: int = 10, model: Optional[int] = None, least: bool = False) -> List[dict]:
+        """The ``n`` most changed channels (``least``: the least changed) of model ``model`` (default:
+        the last), over every layer, by score."""
+        i = len(self.names) - 1 if model is None else model
+        rows = [r for r in self.rows() if r["model_index"] == i and not math.isnan(r["score"])]
+        return sorted(rows, key=lambda r: r["score"], reverse=not least)[:n]
+
+    def similarity(self, i: int, layer: str) -> float:
+        """How alike ``layer`` stayed in model i: one minus the mean score of its channels."""
+        return 1 - float(torch.nanmean(self.score(i, layer)))
+
+    # -- pictures ----------------------------------------------------------------------------
+    def plot(self, ax=None, kind: str = "scores", model: Optional[int] = None):
+        """kind: "scores" (the distribution of channel scores per layer), "cka" (the CKA matrix of
+        model ``model``, default the last, against the first) or "trajectory" (each layer's
+        similarity to the first model, model by model: a checkpoint sequence's drift)."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=self.figsize)
+        i = len(self.names) - 1 if model is None else model
+        if kind == "scores":
+            data = [self.score(i, layer).numpy() for layer in self.layers]
+            ax.boxplot([d[~np.isnan(d)] for d in data], tick_labels=self.layers)
+            ax.set_ylabel("change score (0: unchanged)")
+            ax.set_title(f"{self.names[i]} against {self.names[0]}", fontsize=9)
+            ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+        elif kind == "cka":
+            if i not in self.cka:
+                raise InputError("this comparison holds no CKA; compare with data=")
+            im = ax.imshow(self.cka[i].numpy(), vmin=0, vmax=1, cmap="viridis")
+            ax.set_yticks(range(len(self.cka_layers[0])), self.cka_layers[0], fontsize=6)
+            ax.set_xticks(range(len(self.cka_layers[i])), self.cka_layers[i], fontsize=6, rotation=60, ha="right")
+            ax.set_ylabel(self.names[0], fontsize=8)
+            ax.set_xlabel(self.names[i], fontsize=8)
+            ax.set_title("linear CKA of the layers", fontsize=9)
+            ax.figure.colorbar(im, ax=ax, fraction=0.046)
+        elif kind == "trajectory":
+            xs = list(range(len(self.names)))
+            for layer in self.layers:
+                ax.plot(xs, [1.0] + [self.similarity(j, layer) for j in xs[1:]], marker="o", label=layer)
+            ax.set_xticks(xs, self.names, rotation=30, ha="right", fontsize=7)
+            ax.set_ylabel(f"similarity to {self.names[0]}")
+            ax.legend(fontsize=7)
+            ax.set_title("how each layer drifts", fontsize=9)
+        else:
+            raise InputError(f"unknown kind {kind!r}; choose scores, cka or trajectory")
+        return ax
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, path, **kw) -> Path:
+        """Write what ``path`` says: an image suffix gets ``to_pil(**kw)``; any other path is a folder
+        with comparison.json and arrays.npz (no pickle) that :meth:`load` reads back."""
+        if Path(path).suffix.lower() in IMAGE_SUFFIXES:
+            return super().save(path, **kw)
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        arrays = {}
+        for (i, layer), measures in self.measures.items():
+            for name, v in measures.items():
+                arrays[f"measure/{i}/{layer}/{name}"] = v.numpy()
+        for store, prefix in ((self.gray, "gray"), (self.renders, "render"), (self.top_images, "top")):
+            for (i, layer), v in store.items():
+                arrays[f"{prefix}/{i}/{layer}"] = v.numpy()
+        for i, v in self.cka.items():
+            arrays[f"cka/{i}"] = v.numpy()
+        np.savez_compressed(out / "arrays.npz", **arrays)
+        meta = {"format": _FORMAT, "names": self.names, "layers": self.layers, "channels": self.channels,
+                "cka_layers": {str(i): v for i, v in self.cka_layers.items()}, "ids": self.ids}
+        (out / "comparison.json").write_text(json.dumps(meta, indent=1))
+        return out
+
+    @classmethod
+    def load(cls, directory) -> "Comparison":
+        d = Path(directory)
+        if not (d / "comparison.json").is_file():
+            raise InputError(f"{d} holds no saved comparison (comparison.json); write one with result.save(dir)")
+        meta = json.loads((d / "comparison.json").read_text())
+        if meta.get("format") != _FORMAT:
+            raise InputError(f"{d}/comparison.json has format {meta.get('format')}; this netloupe reads {_FORMAT}")
+        result = cls(meta["names"], meta["layers"], meta["channels"],
+                     cka_layers={int(i): v for i, v in meta["cka_layers"].items()}, ids=meta["ids"])
+        with np.load(d / "arrays.npz", allow_pickle=False) as npz:
+            for key in npz.files:
+                kind, _, rest = key.partition("/")
+                value = torch.from_numpy(npz[key].copy())
+                if kind == "cka":
+                    result.cka[int(rest)] = value
+                    continue
+                i, _, rest = rest.partition("/")
+                if kind == "measure":
+                    layer, _, name = rest.rpartition("/")
+                    result.measures.setdefault((int(i), layer), {})[name] = value
+                else:
+                    store = {"gray": result.gray, "render": result.renders, "top": result.top_images}[kind]
+                    store[(int(i), rest)] = value
+        return result
