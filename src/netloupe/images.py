@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from dataclasses import dataclass
@@ -183,6 +184,18 @@ class Picture:
         """Write ``to_pil(**kw)`` to ``path`` (format from the suffix); folders are created."""
         return save(self.to_pil(**kw), path)
 
+    #: the longest side of the picture a notebook shows
+    notebook_size = 900
+
+    def _repr_png_(self) -> bytes:
+        """What a notebook shows for a result that ends a cell: its picture, at most
+        ``notebook_size`` pixels a side (IPython calls this; nothing imports IPython)."""
+        picture = self.to_pil()
+        picture.thumbnail((self.notebook_size, self.notebook_size))
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG")
+        return buffer.getvalue()
+
     def plot(self, ax=None, **kw):
         """Show ``to_pil(**kw)`` on a matplotlib axis (a new figure if none); returns the axis."""
         import matplotlib.pyplot as plt
@@ -322,3 +335,33 @@ def grid(images: Sequence, captions: Optional[Sequence[str]] = None, ncol: Optio
         if captions:
             draw.text((x, y + ch + 1), str(captions[i]), fill=(0, 0, 0), font=font)
     return out
+
+
+def channel_grid(maps: torch.Tensor, cmap: str = "viridis", norm: str = "channel", ncol: Optional[int] = None,
+                 pad: int = 1) -> Tuple[Image.Image, int]:
+    """Every channel's map [C, h, w] coloured and tiled in one picture, at the maps' own
+    resolution (scale it up when showing it), ``pad`` pixels of grey between tiles; returns the
+    picture and its number of columns. norm: "channel" scales each map to its own min..max,
+    "layer" all of them to the layer's."""
+    from matplotlib import colormaps
+
+    if maps.dim() != 3:
+        raise InputError(f"channel_grid takes maps [C, h, w]; got shape {tuple(maps.shape)}")
+    if norm not in ("channel", "layer"):
+        raise InputError(f"norm must be 'channel' or 'layer'; got {norm!r}")
+    if cmap not in colormaps:
+        raise InputError(f"unknown colour map {cmap!r}; e.g. viridis, inferno, gray, RdBu_r")
+    m = maps.detach().float().cpu()
+    c, h, w = m.shape
+    dims = (1, 2) if norm == "channel" else (0, 1, 2)
+    lo, hi = m.amin(dims, keepdim=True), m.amax(dims, keepdim=True)
+    m = torch.where(hi > lo, (m - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(m))
+    lut = torch.from_numpy(colormaps[cmap](np.linspace(0, 1, 256))[:, :3]).float()
+    rgb = lut[(m * 255).round().long()]  # [C, h, w, 3]
+    ncol = ncol or math.ceil(math.sqrt(c * h / w))
+    nrow = math.ceil(c / ncol)
+    tiles = torch.full((nrow * ncol, h + pad, w + pad, 3), 0.5)  # each tile with its grey border below and right
+    tiles[:c, :h, :w] = rgb
+    canvas = tiles.view(nrow, ncol, h + pad, w + pad, 3).permute(0, 2, 1, 3, 4).reshape(nrow * (h + pad), -1, 3)
+    canvas = torch.nn.functional.pad(canvas.permute(2, 0, 1), (pad, 0, pad, 0), value=0.5).permute(1, 2, 0)
+    return Image.fromarray((canvas.numpy() * 255).round().astype(np.uint8)), ncol

@@ -1,0 +1,171 @@
+"""The explorer's HTTP routes: thin, each one call into the Explorer (service.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+
+from .. import samples
+from ..errors import InputError, NetloupeError, UnitError
+from .service import MAX_UPLOAD_BYTES, Explorer, NotFound, TooLarge, png
+
+STATIC = Path(__file__).parent / "static"
+
+
+def _png(data: bytes, **headers) -> Response:
+    return Response(data, media_type="image/png", headers={"Cache-Control": "no-store", **headers})
+
+
+def create_app(explorer: Explorer) -> FastAPI:
+    """The FastAPI app of one explorer (its page, its JSON and its pictures)."""
+    app = FastAPI(title="netloupe explorer", docs_url=None, redoc_url=None)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.exception_handler(NetloupeError)
+    def netloupe_error(request: Request, e: NetloupeError):
+        status = 404 if isinstance(e, (NotFound, UnitError)) else 413 if isinstance(e, TooLarge) else 400
+        return JSONResponse({"detail": str(e)}, status_code=status)
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/api/info")
+    def info():
+        m = explorer.model
+        return {"model": m.name, "input_size": list(m.preprocess.hw), "start": explorer.sample_input(),
+                "samples": [f"sample:{n}" for n in samples.names()],
+                "data": len(explorer.source) if explorer.source is not None else 0,
+                "layers": explorer.layers(), "methods": explorer.class_methods(),
+                "backprop": list(explorer.BACKPROP), "scanned": sorted(explorer.scans)}
+
+    @app.get("/api/data")
+    def data(page: int = 0, per_page: int = Query(24, ge=1, le=200)):
+        return explorer.data_page(page, per_page)
+
+    @app.post("/api/upload")
+    async def upload(request: Request):
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
+            raise TooLarge(f"the upload has {int(declared):,} bytes; the limit is {MAX_UPLOAD_BYTES:,}")
+        body = bytearray()
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > MAX_UPLOAD_BYTES:
+                raise TooLarge(f"the upload is over the limit of {MAX_UPLOAD_BYTES:,} bytes")
+        if not body:
+            raise InputError("the upload is empty; send the image's bytes as the request body")
+        return {"input": await asyncio.to_thread(explorer.upload, bytes(body))}
+
+    @app.get("/api/input.png")
+    def input_picture(input: str, part: int = 0):
+        return _png(png(explorer.picture(input, part)))
+
+    @app.get("/api/predict")
+    def predict(input: str):
+        return {"input": input, "predictions": explorer.predictions(input)}
+
+    @app.get("/api/layer.png")
+    def layer(input: str, layer: str, cmap: str = "viridis", norm: str = "channel"):
+        start = time.perf_counter()
+        data, grid = explorer.layer_grid(input, layer, cmap, norm)
+        spent = (time.perf_counter() - start) * 1000
+        return _png(data, **{"X-Netloupe-Grid": json.dumps(grid), "Server-Timing": f"grid;dur={spent:.1f}"})
+
+    @app.get("/api/unit")
+    def unit(layer: str, channel: int):
+        return explorer.unit_info(layer, channel)
+
+    @app.get("/api/unit/map.png")
+    def unit_map(input: str, layer: str, channel: int):
+        return _png(explorer.unit_map(input, layer, channel))
+
+    @app.get("/api/unit/backprop.png")
+    def unit_backprop(input: str, layer: str, channel: int, method: str):
+        return _png(explorer.unit_backprop(input, layer, channel, method))
+
+    @app.get("/api/unit/patches.png")
+    def unit_patches(layer: str, channel: int):
+        return _png(explorer.unit_patches(layer, channel))
+
+    @app.get("/api/unit/histogram.png")
+    def unit_histogram(layer: str, channel: int):
+        return _png(explorer.unit_histogram(layer, channel))
+
+    @app.post("/api/render")
+    def render(layer: str, channel: int):
+        return explorer.start_render(layer, channel).status()
+
+    @app.post("/api/scan")
+    def scan(layer: str):
+        return explorer.start_scan(layer).status()
+
+    @app.post("/api/class")
+    def class_map(input: str, method: str, target: str = "top"):
+        return explorer.start_class_map(input, method, int(target) if target.lstrip("-").isdigit() else target).status()
+
+    @app.post("/api/dropout")
+    def dropout(input: str, layer: str, n: int = 4):
+        return explorer.start_dropout(input, layer, n).status()
+
+    @app.get("/api/jobs/{job_id}")
+    def job(job_id: str):
+        return explorer.worker.get(job_id).status()
+
+    @app.get("/api/jobs/{job_id}/events")
+    def job_events(job_id: str):
+        job = explorer.worker.get(job_id)
+
+        async def events():  # server-sent events until the job ends; a client that leaves just stops them
+            last = None
+            while True:
+                status = job.status()
+                if status != last:
+                    yield f"data: {json.dumps(status)}\n\n"
+                    last = status
+                if status["state"] in ("done", "failed"):
+                    return
+                await asyncio.sleep(0.2)
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/jobs/{job_id}/result.png")
+    def job_result(job_id: str):
+        return _png(explorer.job_picture(job_id))
+
+    return app
+
+
+@contextlib.contextmanager
+def serve(explorer: Explorer, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve the explorer from a background thread while the block runs; yields its URL.
+
+    For a notebook, a test or a benchmark: the caller goes on working beside the page. Port 0
+    takes a free one."""
+    import uvicorn
+
+    if port == 0:
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(explorer), host=host, port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise NetloupeError(f"the explorer could not serve on {host}:{port}; is the port taken?")
+        time.sleep(0.02)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
