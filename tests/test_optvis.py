@@ -395,7 +395,7 @@ def test_recipes_on_the_default_model():
     assert d.images.shape == (2, 3, 32, 32) and not torch.equal(d.images[0], d.images[1])
     c = nl.visualize_channels(m, "blocks.2", range(3), size=32, steps=1, batch_size=2, progress=False)
     assert c.captions == ["blocks.2:0", "blocks.2:1", "blocks.2:2"]
-    dream = nl.dream_layer(m, "blocks.2", start=nl.samples.path("chelsea"), size=48, steps=2, progress=False)
+    dream = nl.dream(m, nl.samples.path("chelsea"), "blocks.2", size=48, octaves=2, steps_per_octave=1, progress=False)
     assert dream.images.shape == (1, 3, 48, 48)
     pic = nl.FeatureVisualizer(m, size=(40, 30), seed=0)(act_idx=309, steps=2, progress=False)
     assert isinstance(pic, Image.Image) and pic.size == (30, 40)
@@ -431,7 +431,8 @@ PUBLIC_CALLS = {
                                                           progress=False),
     "visualize_diverse": lambda m, s, layer: nl.visualize_diverse(m, f"{layer}:0", n=2, size=s, steps=1,
                                                               transforms=KEEP_SIZE, progress=False),
-    "dream_layer": lambda m, s, layer: nl.dream_layer(m, layer, size=s, steps=1, transforms=KEEP_SIZE, progress=False),
+    "dream": lambda m, s, layer: nl.dream(m, image(s, seed=0)().detach(), layer, octaves=1, steps_per_octave=1,
+                                          transforms=KEEP_SIZE, progress=False),
     "FeatureVisualizer": lambda m, s, layer: nl.FeatureVisualizer(m, size=s, transforms=KEEP_SIZE)(
         0, steps=1, progress=False),
 }

@@ -105,6 +105,11 @@ def _unwrap(model) -> nn.Module:
     raise NetloupeError(f"expected a torch nn.Module or a netloupe LoadedModel, got {type(model).__name__}")
 
 
+class Stopped(Exception):
+    """Raised by a probe's hook to end a forward pass whose remaining layers nobody reads (see
+    :meth:`Probe.stop_after_last`); the caller of the model catches it."""
+
+
 class Probe:
     """Captures layer outputs (and their gradients) while active; see :func:`probe`."""
 
@@ -128,6 +133,8 @@ class Probe:
         self._rates: List[float] = []
         self._saved = None
         self.input_hw: Optional[tuple] = None
+        self._order: List[str] = []  # the layers in the order of their captures in this pass
+        self._stop: Optional[tuple] = None
 
     def _names(self, layers) -> List[str]:
         if isinstance(layers, (str, nn.Module)):
@@ -191,8 +198,17 @@ class Probe:
         first, _ = first_tensor(args)
         self.input_hw = tuple(first.shape[-2:]) if first is not None and first.dim() >= 3 else None
 
+    def stop_after_last(self) -> None:
+        """From now on, end each forward pass with :class:`Stopped` right after the capture that
+        came last in the latest pass (the same layer's same call), so that the layers after it
+        are not run: for callers that read only the captures, never the output, of a model
+        whose passes run the same layers in the same order."""
+        if self._order:
+            self._stop = (self._order[-1], len(self.calls[self._order[-1]]))
+
     def clear(self) -> None:
         """Forget what was captured (done automatically when the model's own forward starts)."""
+        self._order.clear()
         self.calls.clear()
         self.input_calls.clear()
         self._grads.clear()
@@ -295,6 +311,10 @@ class Probe:
             if t is None:
                 return None
             kept = self._keep(name, t, calls)
+            if calls is self.calls:
+                self._order.append(name)
+                if self._stop == (name, len(calls[name])):
+                    raise Stopped(name)
             return None if self.detach else put(kept)
         return hook
 

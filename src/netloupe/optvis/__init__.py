@@ -1,12 +1,23 @@
-"""Feature visualization (Lucid's methods): parameterizations, transforms, objectives, the
-render loop and ready-made recipes."""
+"""Feature visualization (Lucid's methods, Yosinski et al.'s regularized pixels) and style transfer:
+parameterizations, transforms, objectives, the render loop, ready-made recipes and recipes from
+photos (DeepDream with octaves, feature inversion, caricatures, adversarial twins)."""
 
-from . import objectives, param, transforms
+from . import classic, objectives, param, photo, style, transforms
 from .objectives import Objective
-from .param import Param, from_image, image, pixel
+from .param import Param, Pixels, from_image, image, masked, pixel, pixels
+from .photo import (
+    Adversarial,
+    Caricature,
+    Inversion,
+    PhotoRendering,
+    adversarial,
+    caricature,
+    dream,
+    dream_layer,
+    invert,
+)
 from .recipes import (
     FeatureVisualizer,
-    dream_layer,
     min_size,
     visualize,
     visualize_channels,
@@ -14,7 +25,9 @@ from .recipes import (
     visualize_diverse,
 )
 from .render import Rendering, render
+from .style import gram, style_transfer
 
-__all__ = ["FeatureVisualizer", "Objective", "Param", "Rendering", "dream_layer", "from_image", "image", "min_size",
-           "objectives", "param", "pixel", "render", "transforms", "visualize", "visualize_channels",
-           "visualize_class", "visualize_diverse"]
+__all__ = ["Adversarial", "Caricature", "FeatureVisualizer", "Inversion", "Objective", "Param", "PhotoRendering",
+           "Pixels", "Rendering", "adversarial", "caricature", "classic", "dream", "dream_layer", "from_image", "gram", "image",
+           "invert", "masked", "min_size", "objectives", "param", "photo", "pixel", "pixels", "render", "style",
+           "style_transfer", "transforms", "visualize", "visualize_channels", "visualize_class", "visualize_diverse"]

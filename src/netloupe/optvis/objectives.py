@@ -201,22 +201,47 @@ def deepdream(layer, model=None, index: Optional[int] = None) -> Objective:
 def direction(layer, vector, cossim_pow: float = 0, model=None, index: Optional[int] = None) -> Objective:
     """Mean over positions of the dot product of the channel vector with ``vector``; with
     ``cossim_pow`` > 0 the dot product is weighted by max(cosine similarity, 0.1) ** cossim_pow
-    (Lucid's direction), which favours the direction over sheer magnitude."""
-    vec = torch.as_tensor(vector, dtype=torch.float32).flatten()
+    (Lucid's direction), which favours the direction over sheer magnitude. The floor keeps the
+    sign of the dot product: a negative cosine cannot turn a negative dot product positive.
+
+    ``vector`` of one element's whole output shape (a photo's activations) is one direction in
+    that space: the dot product over all of it, weighted by the cosine of the whole (Lucid's
+    caricature)."""
+    vec = torch.as_tensor(vector, dtype=torch.float32)
 
     def fn(ctx):
         a = ctx.activation(layer, model)
-        t = ctx.layout(layer, model).positions(a) if a.dim() > 2 else a  # [N, C, positions] or [N, C]
-        if t.shape[1] != vec.numel():
-            raise NetloupeError(f"direction has {vec.numel()} components but layer {layer!r} has output shape "
-                                f"{tuple(a.shape)} with {t.shape[1]} channels; give one component per channel")
-        v = vec.to(t.device, t.dtype).view(1, -1, *([1] * (t.dim() - 2)))
+        if vec.dim() > 1 and tuple(vec.shape) == tuple(a.shape[1:]):
+            t, v = a.flatten(1), vec.to(a.device, a.dtype).flatten()[None]  # [N, all], one position
+        else:
+            t = ctx.layout(layer, model).positions(a) if a.dim() > 2 else a  # [N, C, positions] or [N, C]
+            if t.shape[1] != vec.numel():
+                raise NetloupeError(f"direction has {vec.numel()} components but layer {layer!r} has output shape "
+                                    f"{tuple(a.shape)} with {t.shape[1]} channels; give one component per channel "
+                                    "(or a tensor of one element's output shape)")
+            v = vec.to(t.device, t.dtype).view(1, -1, *([1] * (t.dim() - 2)))
         dot = (t * v).sum(1)
         if cossim_pow:
             cos = dot / (t.norm(dim=1) * v.norm() + 1e-8)
             dot = dot * cos.clamp(min=0.1) ** cossim_pow
         return _per_element_mean(dot)
     return _make(fn, f"direction({_label(layer)})", [(model, layer)], index)
+
+
+def match(layer, target, model=None, index: Optional[int] = None) -> Objective:
+    """Minus the relative distance ||a - target|| / ||target|| of the layer's output from
+    ``target`` (one element's output shape): 0 at a perfect match. Maximizing it inverts the
+    layer (Mahendran & Vedaldi 2015)."""
+    want = torch.as_tensor(target, dtype=torch.float32)
+
+    def fn(ctx):
+        a = ctx.activation(layer, model)
+        if tuple(a.shape[1:]) != tuple(want.shape):
+            raise NetloupeError(f"match's target has shape {tuple(want.shape)} but layer {_label(layer)!r} gives "
+                                f"{tuple(a.shape[1:])} per element; give the target at the size the image is seen")
+        w = want.to(a.device, a.dtype)[None]
+        return -(a - w).flatten(1).norm(dim=1) / (w.norm() + 1e-12)
+    return _make(fn, f"match({_label(layer)})", [(model, layer)], index)
 
 
 @renamed(batch="index")
@@ -247,6 +272,14 @@ def total_variation(index: Optional[int] = None) -> Objective:
 def l2(constant: float = 0.0, epsilon: float = 1e-6, index: Optional[int] = None) -> Objective:
     """Euclidean distance of the image from ``constant`` (subtract it to keep pixels near it)."""
     return _make(lambda ctx: ((ctx.images - constant) ** 2).flatten(1).sum(1).add(epsilon).sqrt(), "l2()", [], index)
+
+
+def alpha_norm(alpha: float = 6.0, index: Optional[int] = None) -> Objective:
+    """Mean over pixels of |2x - 1| ** alpha: 0 for a grey image, 1 for one all black and white.
+    Subtract it to keep pixels away from the ends of their range (Mahendran & Vedaldi's range
+    prior, for images in [0, 1])."""
+    return _make(lambda ctx: ((2 * ctx.images - 1).abs() ** alpha).flatten(1).mean(1), f"alpha_norm({alpha})", [],
+                 index)
 
 
 def _blur(x: torch.Tensor) -> torch.Tensor:

@@ -68,6 +68,34 @@ class Param(nn.Module):
         return f"n={self.n}, h={self.h}, w={self.w}, fft={self.fft}, decorrelate={self.decorrelate}"
 
 
+class Pixels(Param):
+    """Plain pixels about a zero point: the image is clamp(raw + zero, 0, 1), with no sigmoid, so that
+    a step on ``raw`` is a step on the pixels as in Yosinski et al.'s and Gatys et al.'s optimizers;
+    ``zero`` (a colour) is where decay and clipping pull pixels, the model's mean colour for Yosinski's."""
+
+    def __init__(self, raw: torch.Tensor, zero: torch.Tensor):
+        super().__init__(raw, raw.shape[2], raw.shape[3], fft=False, decorrelate=False)
+        self.register_buffer("zero", zero.reshape(1, 3, 1, 1).to(raw), persistent=False)
+
+    def forward(self) -> torch.Tensor:
+        x = self.raw + self.zero
+        # clipped, but with the gradient of the identity: a pixel that reached 0 or 1 can come back
+        return x + (x.clamp(0, 1) - x).detach()
+
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        """Keep ``raw`` where the image is in [0, 1], as both papers' loops crop their pixels each step."""
+        self.raw.clamp_(min=-self.zero, max=1 - self.zero)
+
+
+def pixels(start: torch.Tensor, zero=(0.0, 0.0, 0.0), device=None) -> Pixels:
+    """A :class:`Pixels` param starting at the images ``start`` ([n, 3, h, w] in [0, 1])."""
+    if not isinstance(start, torch.Tensor) or start.dim() != 4 or start.shape[1] != 3:
+        raise InputError(f"pixels takes a [n, 3, h, w] tensor in [0, 1]; got {getattr(start, 'shape', start)!r}")
+    zero = torch.as_tensor(zero, dtype=torch.float32).reshape(1, 3, 1, 1)
+    return Pixels(start.detach().float().cpu().clamp(0, 1) - zero, zero).to(device)
+
+
 def hw(size, w: Optional[int] = None, name: str = "size") -> Tuple[int, int]:
     """(h, w) of an image size: an int (square) or (h, w); a separate ``w`` is the old way of
     giving a width (deprecated)."""
@@ -140,3 +168,63 @@ def from_image(img, size=None, w: Optional[int] = None, *, n: int = 1, fft: bool
         x = torch.view_as_real(spectrum)
     raw = x.unsqueeze(0).repeat(_count(n), *([1] * x.dim())).contiguous()
     return Param(raw, h, w, fft, decorrelate, decay_power).to(device)
+
+
+class Masked(Param):
+    """A param seen through a mask: where the mask is 0 the image is exactly the photo and gets no
+    gradient; elsewhere it blends the inner param's image in by the mask (torch-dreams's
+    MaskedImageParam). Optimizing it optimizes the inner param."""
+
+    def __init__(self, inner: Param, photo: torch.Tensor, mask: torch.Tensor):
+        nn.Module.__init__(self)  # its one learnable tensor is the inner param's
+        self.inner, self.h, self.w = inner, inner.h, inner.w
+        self.register_buffer("photo", photo, persistent=False)
+        self.register_buffer("mask", mask, persistent=False)
+
+    @property
+    def n(self) -> int:
+        return self.inner.n
+
+    def forward(self) -> torch.Tensor:
+        x = self.inner()
+        return torch.where(self.mask > 0, self.mask * x + (1 - self.mask) * self.photo, self.photo)
+
+    def extra_repr(self) -> str:
+        return f"n={self.n}, h={self.h}, w={self.w}, mask covers {float((self.mask > 0).float().mean()):.0%}"
+
+
+def as_mask(mask, hw: Tuple[int, int]) -> torch.Tensor:
+    """A mask ([h, w], [1, h, w] or [n, 1, h, w] tensor or array in [0, 1], or a greyscale picture
+    or its path: white is optimized) as a [n or 1, 1, h, w] float tensor, checked against the size
+    ``hw`` of the images it masks."""
+    import numpy as np
+
+    if not isinstance(mask, torch.Tensor):
+        mask = (torch.from_numpy(np.asarray(as_pil(mask).convert("L"), dtype=np.float32) / 255.0)
+                if not isinstance(mask, np.ndarray) else torch.from_numpy(np.asarray(mask, dtype=np.float32)))
+    m = mask.detach().float().cpu()
+    m = m.view(1, 1, *m.shape) if m.dim() == 2 else m.unsqueeze(0) if m.dim() == 3 else m
+    if m.dim() != 4 or m.shape[1] != 1:
+        raise InputError(f"a mask is [h, w], [1, h, w] or [n, 1, h, w]; got shape {tuple(mask.shape)}")
+    if tuple(m.shape[2:]) != tuple(hw):
+        raise InputError(f"the mask is {m.shape[2]}x{m.shape[3]} but the image it masks is {hw[0]}x{hw[1]} (h x w); "
+                         "give a mask of the image's size")
+    if not torch.isfinite(m).all() or m.min() < 0 or m.max() > 1:
+        raise InputError("mask values must be in [0, 1] (0: keep the photo, 1: optimize)")
+    return m
+
+
+def masked(photo, mask, param: Optional[Param] = None, *, n: int = 1, device=None) -> Masked:
+    """Optimize ``param`` only where ``mask`` is above 0, the photo staying exactly as it is
+    elsewhere. photo: what from_image takes, or an [n, 3, h, w] batch in [0, 1]; mask: see
+    :func:`as_mask`; param (default: ``n`` plain pixel images starting at the photo): its size
+    must be the photo's."""
+    t = photo.detach().float().cpu() if isinstance(photo, torch.Tensor) and photo.dim() == 4 else _image01(photo, None)[None]
+    if t.shape[1] != 3 or t.min() < 0 or t.max() > 1:
+        raise InputError(f"masked takes photos [n, 3, h, w] in [0, 1]; got shape {tuple(t.shape)} with values "
+                         f"in [{float(t.min()):.3g}, {float(t.max()):.3g}]")
+    inner = pixels(t.expand(_count(n), -1, -1, -1) if t.shape[0] == 1 else t) if param is None else param
+    if (inner.h, inner.w) != tuple(t.shape[2:]):
+        raise InputError(f"the param is {inner.h}x{inner.w} but the photo is {t.shape[2]}x{t.shape[3]}; "
+                         "give a param of the photo's size")
+    return Masked(inner, t, as_mask(mask, t.shape[2:])).to(device)

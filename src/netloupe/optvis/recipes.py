@@ -1,5 +1,5 @@
-"""Ready-made renderings: units, channels, classes, diverse sets, DeepDream, and
-transfer-visualization's FeatureVisualizer for its users."""
+"""Ready-made renderings: units, channels, classes, diverse sets, and transfer-visualization's
+FeatureVisualizer for its users (renderings that start from a photo are in optvis.photo)."""
 
 from __future__ import annotations
 
@@ -19,24 +19,39 @@ from ..errors import NetloupeError, UnitError
 from ..models import as_loaded, check_device, layers
 from ..runtime import chunks
 from ..units import Unit, as_unit
+from . import classic
 from . import objectives as obj
-from .param import from_image, hw, image
+from .param import hw, image
 from .render import Rendering, render
 
 
 def _render_units(model, objs: List[obj.Objective], captions: List[str], size, steps, fft, decorrelate,
-                  transforms, lr, seed, progress, batch_size) -> Rendering:
+                  transforms, lr, seed, progress, batch_size, method: str = "lucid", preset=3) -> Rendering:
     """Render objective i on element i, ``batch_size`` elements per optimization batch (None:
-    the device's default, runtime.BATCH_SIZES["render"])."""
+    the device's default, runtime.BATCH_SIZES["render"]), the way ``method`` optimizes: "lucid"
+    (Adam on an FFT image under random transforms) or "yosinski" (see optvis.classic)."""
     loaded = as_loaded(model)
     per_batch = runtime.batch_size(batch_size, loaded.device, "render")
+    if method not in ("lucid", "yosinski"):
+        raise NetloupeError(f"unknown visualization method {method!r}; use 'lucid' or 'yosinski'")
+    if method == "yosinski":
+        settings = classic.preset(preset, **({} if lr is None else {"lr": lr}))
+        steps = settings.steps if steps is None else steps
+        transforms = None if transforms == "standard" else transforms  # the paper's images had none
     parts = []
     for k, part in enumerate(chunks(len(objs), per_batch)):
         items = objs[part]
         total = functools.reduce(operator.add, [o if len(items) == 1 else _on(o, i) for i, o in enumerate(items)])
-        param = image(size, n=len(items), fft=fft, decorrelate=decorrelate, seed=None if seed is None else seed + k)
-        parts.append(render(loaded, total, param, transforms=transforms, steps=steps, lr=lr,
-                            seed=None if seed is None else seed + k, progress=progress, captions=captions[part]))
+        chunk_seed = None if seed is None else seed + k
+        if method == "yosinski":
+            param = classic.start(len(items), hw(size), loaded.preprocess.mean, settings, chunk_seed)
+            kw = dict(optimizer=lambda params: classic.Ascent(params, settings.lr, settings.progress),
+                      after_step=classic.regularizer(settings))
+        else:
+            param = image(size, n=len(items), fft=fft, decorrelate=decorrelate, seed=chunk_seed)
+            kw = dict(lr=0.05 if lr is None else lr)
+        parts.append(render(loaded, total, param, transforms=transforms, steps=512 if steps is None else steps,
+                            seed=chunk_seed, progress=progress, captions=captions[part], **kw))
     if len(parts) == 1:
         return parts[0]
     return Rendering(torch.cat([p.images for p in parts]), torch.cat([p.history for p in parts], 1),
@@ -77,15 +92,22 @@ def _units(model, units) -> List[Unit]:
     return [as_unit(module, u) for u in items]
 
 
-def visualize(model, units: Union[str, Unit, Sequence[Union[str, Unit]]], *, size=128, steps: int = 512,
-              fft: bool = True, decorrelate: bool = True, transforms="standard", lr: float = 0.05,
-              seed: Optional[int] = None, progress: bool = True, batch_size: Optional[int] = None) -> Rendering:
+def visualize(model, units: Union[str, Unit, Sequence[Union[str, Unit]]], *, method: str = "lucid", preset=3,
+              size=128, steps: Optional[int] = None, fft: bool = True, decorrelate: bool = True,
+              transforms="standard", lr: Optional[float] = None, seed: Optional[int] = None, progress: bool = True,
+              batch_size: Optional[int] = None) -> Rendering:
     """Feature visualizations of units (``"layer"``, ``"layer:c"``, ``"layer:c@y,x"``; layer ``""``
     is the model output, so ``":309"`` is logit 309), one image per unit, ``batch_size`` units
-    per optimization batch (None: the device's default, 8 on the CPU and 64 on a GPU)."""
+    per optimization batch (None: the device's default, 8 on the CPU and 64 on a GPU).
+
+    method: "lucid" (Adam at ``lr`` 0.05 for 512 steps on an FFT, decorrelated image under
+    Lucid's standard transforms) or "yosinski" (Yosinski et al. 2015: gradient ascent on pixels
+    with the regularizers of ``preset``, a row 1-4 of the paper's Table 1 or an
+    optvis.classic.Preset; ``steps`` and ``lr`` default to the preset's, "standard" transforms
+    are none, as in the paper; ``fft`` and ``decorrelate`` do not apply)."""
     us = _units(model, units)
     return _render_units(model, [obj.from_unit(u) for u in us], [str(u) for u in us], size, steps, fft,
-                         decorrelate, transforms, lr, seed, progress, batch_size)
+                         decorrelate, transforms, lr, seed, progress, batch_size, method, preset)
 
 
 def visualize_channels(model, layer, channels: Iterable[int] = range(16), **kw) -> Rendering:
@@ -138,17 +160,6 @@ def visualize_diverse(model, unit: Union[str, Unit], *, n: int = 4, weight: floa
     param = image(size, n=n, fft=fft, decorrelate=decorrelate, seed=seed)
     return render(loaded, objective, param, transforms=transforms, steps=steps, lr=lr, seed=seed,
                   progress=progress, captions=[f"{u} #{i}" for i in range(n)])
-
-
-def dream_layer(model, layer, start=None, *, size=224, steps: int = 128, lr: float = 0.05,
-                seed: Optional[int] = None, progress: bool = True, transforms="standard") -> Rendering:
-    """DeepDream: amplify whatever ``layer`` sees (its mean squared activation), from a photo
-    ``start`` (path, PIL, array or [3, H, W] tensor in [0, 1]; resized to ``size``) or from noise."""
-    loaded = as_loaded(model)
-    name = as_unit(loaded.module, layer).layer
-    param = image(size, seed=seed) if start is None else from_image(start, size)
-    return render(loaded, obj.deepdream(name), param, transforms=transforms, steps=steps, lr=lr, seed=seed,
-                  progress=progress, captions=[f"dream {name}"])
 
 
 class FeatureVisualizer:

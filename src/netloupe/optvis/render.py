@@ -21,7 +21,7 @@ from ..images import Picture, shown
 from ..images import grid as image_grid
 from ..images import to_pil as tensor_to_pil
 from ..models import LoadedModel, as_loaded, fixed_input_size, forward
-from ..probe import probe
+from ..probe import Stopped, probe
 from ..runtime import generator
 from ..runtime import progress as progress_bar
 from ..units import as_unit
@@ -88,30 +88,32 @@ def _plan(models: List[LoadedModel], objective: Objective):
         if unit.layer not in layers[key]:
             layers[key].append(unit.layer)
     needed = {default if m is None else getattr(m, "module", m) for m, _ in objective.needs}
-    return [by_module[k] for k in by_module if k in needed], layers, default
+    outputs = {default if m is None else getattr(m, "module", m) for m, layer in objective.needs if layer is OUTPUT}
+    return [by_module[k] for k in by_module if k in needed], layers, default, outputs
 
 
-def _model_input(x: torch.Tensor, loaded: LoadedModel, channels_last: bool = False) -> torch.Tensor:
+def _model_input(x: torch.Tensor, loaded: LoadedModel, channels_last: bool = False, resize: bool = True
+                 ) -> torch.Tensor:
     """The transformed image as this model takes it: on its device, normalized its way, and
-    upsampled to its input size when smaller; a model that takes one size only (a ViT's patch
-    embedding) gets exactly that size."""
+    upsampled to its input size when smaller (unless ``resize`` is False); a model that takes one
+    size only (a ViT's patch embedding) gets exactly that size."""
     x = loaded.preprocess.normalize(x.to(loaded.device))
     fixed = fixed_input_size(loaded.module)
     h, w = fixed or loaded.preprocess.hw
     if fixed and tuple(x.shape[2:]) != fixed:
         x = F.interpolate(x, size=fixed, mode="bilinear", align_corners=False, antialias=True)
-    elif x.shape[2] < h or x.shape[3] < w:
+    elif resize and (x.shape[2] < h or x.shape[3] < w):
         x = F.interpolate(x, size=(max(h, x.shape[2]), max(w, x.shape[3])), mode="bilinear", align_corners=False)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def _takes_channels_last(loaded: LoadedModel, x: torch.Tensor) -> bool:
+def _takes_channels_last(loaded: LoadedModel, x: torch.Tensor, resize: bool = True) -> bool:
     """Whether the model runs on a batch in channels_last, which oneDNN runs up to 1.5x faster per
     image on the CPU (benchmarks/optvis.py); a model with a ``.view`` of a conv output cannot.
     Asked once per render, with a no-grad forward of the first transformed batch."""
     try:
         with torch.no_grad():
-            loaded.module(_model_input(x.detach(), loaded, True))
+            loaded.module(_model_input(x.detach(), loaded, True, resize))
     except (RuntimeError, TypeError, AssertionError):
         return False
     return True
@@ -129,19 +131,27 @@ def _make_optimizer(optimizer, params, lr: float) -> torch.optim.Optimizer:
 
 def render(model_or_models, objective, param: Optional[Param] = None, *, transforms="standard", steps: int = 512,
            lr: float = 0.05, optimizer=None, thresholds: Optional[Sequence[int]] = None, seed: Optional[int] = None,
-           progress: bool = True, callback: Optional[Callable] = None, captions: Optional[Sequence[str]] = None
-           ) -> Rendering:
+           progress: bool = True, callback: Optional[Callable] = None, captions: Optional[Sequence[str]] = None,
+           after_step: Optional[Callable] = None, resize: bool = True) -> Rendering:
     """Optimize ``param`` (default: one 128 px FFT, decorrelated image) to maximize ``objective``.
 
     model_or_models: a model or a list of them; objectives with ``model=`` name which one they
     read (models they name that are not in the list are added). thresholds: steps whose images
     are kept in ``snapshots`` (default: the last). callback(step, images, values) runs after
-    every step. Models stay in eval mode; only the image gets gradients.
+    every step. Models stay in eval mode; only the image gets gradients. A model whose output the
+    objective does not read runs, after the first pass, only up to the last layer it reads.
+    optimizer: None (Adam), a torch.optim class, or a function params -> optimizer; its ``step``
+    gets a closure that evaluates the objective, so L-BFGS works too (one evaluation per step
+    with ``max_iter=1``). after_step(step, param) runs after each optimizer step, without
+    gradient tracking but with the step's gradient still in ``param.raw.grad``, and may change
+    the param in place: regularizers that act on the image between steps (Yosinski et al.'s).
+    resize=False feeds images smaller than the model's input size as they are (DeepDream's
+    small octaves), instead of upsampling them.
     """
     objective = as_objective(objective)
     if not isinstance(steps, int) or steps < 1:
         raise NetloupeError(f"steps must be a positive integer; got {steps!r}")
-    models, layers, default = _plan(_loaded_models(model_or_models), objective)
+    models, layers, default, read_outputs = _plan(_loaded_models(model_or_models), objective)
     device = models[0].device if models else _loaded_models(model_or_models)[0].device
     param = image(128, seed=seed) if param is None else param
     if not isinstance(param, Param):
@@ -155,30 +165,47 @@ def render(model_or_models, objective, param: Optional[Param] = None, *, transfo
     channels_last: Dict = {}
     with contextlib.ExitStack() as stack:
         probes = {m.module: stack.enter_context(probe(m.module, layers[m.module])) for m in models}
-        for step in progress_bar(range(1, steps + 1), total=steps, desc="render", enabled=progress):
+        evaluated = []  # the objective at each evaluation of the current step
+
+        def evaluate():
             opt.zero_grad(set_to_none=True)
             images = param()
             x = transform(images, g)
             outputs, activations = {}, {}
             for m in models:
                 if m.module not in channels_last:
-                    channels_last[m.module] = m.device.type == "cpu" and param.n > 1 and _takes_channels_last(m, x)
-                outputs[m.module] = forward(m.module, (_model_input(x, m, channels_last[m.module]),))
+                    channels_last[m.module] = m.device.type == "cpu" and param.n > 1 and _takes_channels_last(m, x, resize)
+                try:
+                    outputs[m.module] = forward(m.module, (_model_input(x, m, channels_last[m.module], resize),))
+                except Stopped:  # the layers after the objective's were skipped
+                    outputs[m.module] = None
                 activations[m.module] = probes[m.module].activations
+                if m.module not in read_outputs:
+                    probes[m.module].stop_after_last()
             values = objective(Context(images, activations, outputs, default, probes))
             if values.shape != (images.shape[0],):
                 raise NetloupeError(f"objective {objective} gave shape {tuple(values.shape)}; it must give one "
                                     f"value per batch element ({images.shape[0]})")
-            (-values.sum()).backward()
-            opt.step()
-            history.append(values.detach())
+            loss = -values.sum()
+            loss.backward()
+            evaluated.append(values.detach())
+            return loss
+
+        for step in progress_bar(range(1, steps + 1), total=steps, desc="render", enabled=progress):
+            evaluated.clear()
+            opt.step(evaluate)
+            values = evaluated[0]  # at the step's starting point (an L-BFGS step may evaluate more)
+            history.append(values)
+            if after_step is not None:
+                with torch.no_grad():
+                    after_step(step, param)
             if step in keep or callback is not None:
                 with torch.no_grad():
                     now = param().detach()
                 if step in keep:
                     snapshots[step] = now
                 if callback is not None:
-                    callback(step, now, values.detach())
+                    callback(step, now, values)
     with torch.no_grad():
         final = param().detach()
     return Rendering(final, torch.stack(history).cpu(), snapshots, str(objective),

@@ -105,14 +105,42 @@ def random_rotate(angles: Sequence[float]) -> Transform:
 
 
 def compose(*transforms: Callable) -> Transform:
-    """Apply transforms in order."""
-    ts = [t for t in transforms if t is not None]
+    """Apply transforms in order: netloupe's, plain functions of the batch (torchvision.transforms.v2
+    ones included) and anything else :func:`resolve` takes."""
+    ts = [resolve(t) for t in transforms if t is not None]
 
     def fn(x, g):
         for t in ts:
             x = t(x, g)
         return x
     return Transform(fn, "compose(" + ", ".join(map(repr, ts)) + ")")
+
+
+def roll(d: int) -> Transform:
+    """Shift the batch circularly by up to ``d`` pixels each way (DeepDream's jitter). One shift
+    for the whole batch, so that a batch of photos dreams as each photo would alone."""
+    if not isinstance(d, int) or d < 0:
+        raise NetloupeError(f"roll needs an integer d >= 0; got {d!r}")
+
+    def fn(x, g):
+        if d == 0:
+            return x
+        oy, ox = torch.randint(-d, d + 1, (2,), generator=g).tolist()
+        return torch.roll(x, (oy, ox), dims=(2, 3))
+    return Transform(fn, f"roll({d})")
+
+
+def fit(h: int, w: int, value: float = 0.5) -> Transform:
+    """Centre-crop, or pad with ``value``, to h x w: after transforms that change the size, the
+    batch lines up with a photo of that size again (its activations with the photo's)."""
+    def fn(x, g):
+        dy, dx = x.shape[2] - h, x.shape[3] - w
+        if dy < 0 or dx < 0:
+            py, px = max(-dy, 0), max(-dx, 0)
+            x = F.pad(x, (px // 2, px - px // 2, py // 2, py - py // 2), value=value)
+            dy, dx = x.shape[2] - h, x.shape[3] - w
+        return x[:, :, dy // 2:dy // 2 + h, dx // 2:dx // 2 + w]
+    return Transform(fn, f"fit({h}, {w})")
 
 
 def standard() -> Transform:
@@ -123,7 +151,11 @@ def standard() -> Transform:
 
 
 def resolve(transforms) -> Transform:
-    """``"standard"``, None (no transforms), one callable or a list of them -> one Transform."""
+    """``"standard"``, None (no transforms), one callable or a list of them -> one Transform.
+
+    A callable of one argument gets the batch alone: a torchvision.transforms.v2 transform
+    draws one set of random parameters for the whole batch, from torch's global RNG (so
+    ``seed=`` does not fix it)."""
     if transforms is None:
         return compose()
     if isinstance(transforms, str):
@@ -136,9 +168,11 @@ def resolve(transforms) -> Transform:
         return transforms
     if callable(transforms):  # a plain function of the batch, or of (batch, generator)
         try:
-            takes_generator = len(inspect.signature(transforms).parameters) >= 2
-        except (TypeError, ValueError):
-            takes_generator = True
+            positional = [p for p in inspect.signature(transforms).parameters.values()
+                          if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        except (TypeError, ValueError):  # no signature to read (some builtins): a function of the batch
+            positional = []
+        takes_generator = len(positional) >= 2
         fn = transforms if takes_generator else (lambda x, g: transforms(x))
         return Transform(fn, getattr(transforms, "__name__", repr(transforms)))
     raise NetloupeError(f"transforms must be 'standard', None, a transform or a list of them; got {type(transforms).__name__}")

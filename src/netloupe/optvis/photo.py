@@ -1,0 +1,415 @@
+"""Recipes that start from a photo: DeepDream with octaves (Mordvintsev et al.), feature inversion
+(Mahendran & Vedaldi 2015), caricatures (Lucid) and adversarial twins (PGD), all on the render loop.
+
+Photos are paths, PIL images, HWC arrays, or [3, h, w] / [n, 3, h, w] tensors of RGB in [0, 1]
+(what renderings return, so results chain: ``invert(model, adversarial(model, p).images, ...)``).
+``dream`` keeps each photo's own size; the others work at the model's input size, files and
+pictures resized and cropped by the model's Preprocess, tensors taken as they are.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import warnings
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..errors import InputError, NetloupeError, UnitError
+from ..images import as_pil
+from ..images import grid as image_grid
+from ..images import to_pil as tensor_to_pil
+from ..models import LoadedModel, as_loaded, forward
+from ..probe import probe
+from ..runtime import generator
+from ..runtime import progress as progress_bar
+from ..units import as_unit
+from . import objectives as obj
+from . import transforms as tf
+from .param import as_mask, masked, pixels
+from .param import hw as size_hw
+from .param import image as noise
+from .recipes import _class_index, _on
+from .render import Rendering, _model_input, render
+
+
+@dataclass
+class PhotoRendering(Rendering):
+    """A rendering made from photos: the photos too (``photos`` [n, 3, h, w] in [0, 1]), shown
+    first on its sheet, ``ncol`` pictures a row."""
+
+    photos: Optional[torch.Tensor] = None
+    photo_captions: Optional[List[str]] = None
+    ncol: Optional[int] = None
+
+    def grid(self, captions: Optional[Sequence[str]] = None, ncol: Optional[int] = None,
+             cell: Optional[int] = None) -> Image.Image:
+        """The photos, then the renderings, captioned."""
+        pictures = [tensor_to_pil(p) for p in self.photos] + self.pils()
+        caps = list(self.photo_captions or [""] * len(self.photos))
+        caps += list(captions if captions is not None else self.captions or [""] * len(self))
+        return image_grid(pictures, caps, ncol=ncol or self.ncol or len(pictures), cell=cell)
+
+
+@dataclass
+class Inversion(PhotoRendering):
+    """Feature inversions of one photo, one layer per element; ``errors`` [layers]: the relative
+    activation error ||a - a0|| / ||a0|| each reached (measured without transforms)."""
+
+    layers: Optional[List[str]] = None
+    errors: Optional[torch.Tensor] = None
+
+
+@dataclass
+class Adversarial(PhotoRendering):
+    """Adversarial twins of photos (``images``) within ``eps`` of them (L-inf, in [0, 1] pixels);
+    ``before`` / ``after``: the predicted class of each photo and of its twin; ``history``: the
+    attack's objective per step."""
+
+    before: Optional[torch.Tensor] = None
+    after: Optional[torch.Tensor] = None
+    target: Optional[int] = None
+    eps: float = 0.0
+
+    @property
+    def fooled(self) -> torch.Tensor:
+        """[n] whether each twin is classified as ``target`` (untargeted: other than its photo)."""
+        return self.after != self.before if self.target is None else self.after == self.target
+
+
+@dataclass
+class Caricature(PhotoRendering):
+    """Caricatures of a photo at layers, one element per layer (with ``adversarial``: of the photo and
+    its twin, alternating), and the attack that made the twin."""
+
+    layers: Optional[List[str]] = None
+    adversarial: Optional[Adversarial] = None
+
+
+# -- inputs ------------------------------------------------------------------------------------
+
+def _tensor01(t: torch.Tensor) -> torch.Tensor:
+    t = t.detach().float().cpu()
+    t = t[None] if t.dim() == 3 else t
+    if t.dim() != 4 or t.shape[1] != 3:
+        raise InputError(f"a photo tensor is [3, h, w] or [n, 3, h, w] RGB; got shape {tuple(t.shape)}")
+    if not torch.isfinite(t).all() or t.min() < 0 or t.max() > 1:
+        raise InputError("photo tensors hold RGB in [0, 1]; for a model input batch, pass "
+                         "model.preprocess.inverse(x)")
+    return t
+
+
+def photos(images, loaded: Optional[LoadedModel] = None) -> torch.Tensor:
+    """[n, 3, h, w] in [0, 1] on the CPU: each photo at its own size, or with ``loaded``, files and
+    pictures resized and cropped as that model's Preprocess does. All must end up one size."""
+    items = list(images) if isinstance(images, list) else [images]
+    if not items:
+        raise InputError("no photo given; pass an image path, PIL image, numpy array or tensor in [0, 1]")
+    batch = []
+    for item in items:
+        if isinstance(item, torch.Tensor):
+            batch.extend(_tensor01(item))
+            continue
+        pil = as_pil(item)
+        batch.append(loaded.preprocess.pil_to_tensor01(pil) if loaded is not None else
+                     torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0).permute(2, 0, 1))
+    sizes = sorted({tuple(t.shape[1:]) for t in batch})
+    if len(sizes) > 1:
+        raise InputError(f"the photos have different sizes {[s[1:] for s in sizes]}; give photos of one size "
+                         "(or pass size=(h, w)), or call once per photo")
+    return torch.stack(batch)
+
+
+def _layer_names(loaded: LoadedModel, layers) -> List[str]:
+    items = [layers] if isinstance(layers, str) or not isinstance(layers, (list, tuple)) else list(layers)
+    if not items:
+        raise UnitError("give at least one layer, e.g. 'blocks.2'")
+    units = [as_unit(loaded.module, u) for u in items]
+    for u in units:
+        if u.channel is not None:
+            raise UnitError(f"{u} is a unit; this takes whole layers, e.g. {u.layer!r}")
+    return [u.layer for u in units]
+
+
+def _non_negative(**values) -> None:
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+            raise NetloupeError(f"{name} must be a number >= 0; got {v!r}")
+
+
+def _count(**values) -> None:
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise NetloupeError(f"{name} must be an integer >= 1; got {v!r}")
+
+
+def _activations(loaded: LoadedModel, images01: torch.Tensor, names: Sequence[str]) -> dict:
+    """Each layer's output for the images as render shows them (no transforms), detached."""
+    with probe(loaded.module, list(names), detach=True) as p, torch.no_grad():
+        forward(loaded.module, (_model_input(images01, loaded),))
+    return {n: p.activations[n] for n in names}
+
+
+def _indexed(objectives: Sequence[obj.Objective]) -> obj.Objective:
+    """Objective i on batch element i (their sum, each restricted to its element)."""
+    return functools.reduce(operator.add, [_on(o, i) for i, o in enumerate(objectives)])
+
+
+# -- DeepDream with octaves --------------------------------------------------------------------
+
+class _NormalizedAscent(torch.optim.Optimizer):
+    """DeepDream's step: each image moves by ``lr`` times its gradient over the gradient's mean
+    absolute value, so every step changes it by about the same amount, whatever the layer."""
+
+    def __init__(self, params, lr: float):
+        super().__init__(params, dict(lr=lr))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        with torch.enable_grad():
+            loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    scale = p.grad.abs().flatten(1).mean(1).clamp(min=1e-12).view(-1, *[1] * (p.dim() - 1))
+                    p.sub_(group["lr"] * p.grad / scale)  # render minimizes minus the objective
+        return loss
+
+
+def _dream_objective(loaded: LoadedModel, what) -> obj.Objective:
+    """An objective as given; a class index as its logit; a unit as from_unit; a bare layer as
+    DeepDream's mean squared activation, which needs a layer with a grid."""
+    if isinstance(what, obj.Objective):
+        return what
+    if isinstance(what, int) and not isinstance(what, bool):
+        return obj.class_logit(what)
+    unit = as_unit(loaded.module, what)
+    if unit.channel is not None:
+        return obj.from_unit(unit)
+    squares = obj.deepdream(unit.layer)
+
+    def fn(ctx):
+        a = ctx.activation(unit.layer)
+        if ctx.layout(unit.layer).spatial(a.shape) is None:
+            raise UnitError(f"DeepDream amplifies the patterns of a layer with a grid; {unit.layer or 'the output'!r} "
+                            f"gives {tuple(a.shape)}: give a convolutional layer, or a class (an int) or unit "
+                            "('layer:channel') to dream of")
+        return squares(ctx)
+    return obj.Objective(fn, squares.name, squares.needs)
+
+
+def _resized(x: torch.Tensor, hw) -> torch.Tensor:
+    """``x`` [n, c, h, w] at size ``hw``; as it is when already that size."""
+    if tuple(x.shape[2:]) == tuple(hw):
+        return x
+    return F.interpolate(x, size=tuple(hw), mode="bilinear", align_corners=False, antialias=True)
+
+
+def dream(model, images, layer_or_objective, *, octaves: int = 4, octave_scale: float = 1.4,
+          steps_per_octave: int = 10, lr: float = 0.01, jitter: int = 32, transforms=None, mask=None,
+          size=None, seed: Optional[int] = None, progress: bool = True) -> PhotoRendering:
+    """DeepDream on photos, Mordvintsev's way: the photo at ``octaves`` scales, each
+    ``octave_scale`` times smaller than the next, dreamed from the smallest up; each octave starts
+    from its scale of the photo plus the detail dreamed so far (dreamed minus photo), upscaled.
+    Each step rolls the image by up to ``jitter`` pixels and moves it by ``lr`` per pixel on
+    average (the gradient over its mean absolute value), so the result keeps the photo's size,
+    and its colours wherever nothing was dreamed.
+
+    layer_or_objective: a layer (its mean squared activation), a unit ``"layer:channel"``, a
+    class index, or any objective. images: one photo or several of one size (``size=(h, w)``
+    resizes them), dreamed in one batch, each as it would be alone with the same seed.
+    mask: where to dream (see optvis.param.as_mask); outside it the photo stays exactly as is.
+    transforms: more transforms after the roll (render's ``transforms=``).
+    """
+    loaded = as_loaded(model)
+    _count(octaves=octaves, steps_per_octave=steps_per_octave)
+    _non_negative(lr=lr, jitter=jitter)
+    if isinstance(octave_scale, bool) or not isinstance(octave_scale, (int, float)) or octave_scale < 1:
+        raise NetloupeError(f"octave_scale is how much smaller each octave is and must be >= 1; got {octave_scale!r}")
+    base = photos(images)
+    if size is not None:
+        base = _resized(base, size_hw(size)).clamp(0, 1)
+    objective = _dream_objective(loaded, layer_or_objective)
+    h, w = base.shape[2:]
+    sizes = [(round(h / octave_scale ** k), round(w / octave_scale ** k)) for k in reversed(range(octaves))]
+    if min(sizes[0]) < 2:
+        raise NetloupeError(f"the smallest of {octaves} octaves of a {h}x{w} photo would be {sizes[0][0]}x"
+                            f"{sizes[0][1]} px; use fewer octaves or a smaller octave_scale")
+    where = None if mask is None else as_mask(mask, (h, w))  # checked before any work
+    transform = tf.compose(tf.roll(jitter), transforms)
+    detail = torch.zeros(base.shape[0], 3, *sizes[0])
+    history, snapshots, done = [], {}, 0
+    for k, hw in enumerate(sizes):
+        octave = _resized(base, hw).clamp(0, 1)  # the filter may overshoot a little; a no-op at full size
+        start = pixels(octave + _resized(detail, hw))
+        param = start if where is None else masked(octave, _resized(where, hw).clamp(0, 1), start)
+        try:
+            r = render(loaded, objective, param, transforms=transform, steps=steps_per_octave, progress=progress,
+                       optimizer=lambda ps: _NormalizedAscent(ps, lr), after_step=lambda step, p: start.clamp_(),
+                       seed=None if seed is None else seed + k, resize=False)
+        except InputError as e:
+            if k == len(sizes) - 1:
+                raise
+            raise InputError(f"{loaded.name} cannot take the {hw[0]}x{hw[1]} px octave ({e}); use fewer octaves or "
+                             "a smaller octave_scale") from e
+        detail = r.images.cpu() - octave
+        history.append(r.history)
+        done += steps_per_octave
+        snapshots[done] = r.images
+    n = base.shape[0]
+    return PhotoRendering(r.images, torch.cat(history), snapshots, str(objective), [f"dream {objective}"] * n,
+                          photos=base, photo_captions=["photo"] * n, ncol=n)
+
+
+def dream_layer(model, layer, start=None, *, size=224, steps: int = 128, lr: float = 0.01,
+                seed: Optional[int] = None, progress: bool = True, transforms="standard") -> PhotoRendering:
+    """Deprecated: :func:`dream` with one octave, from ``start`` (resized to ``size``) or from
+    Lucid's noise image."""
+    warnings.warn("dream_layer is deprecated and will be removed; use dream(model, photo, layer), which dreams "
+                  "at several octaves", DeprecationWarning, stacklevel=2)
+    photo = noise(size, seed=seed)().detach() if start is None else photos(start)
+    return dream(model, photo, layer, octaves=1, steps_per_octave=steps, lr=lr, jitter=0, transforms=transforms,
+                 size=size, seed=seed, progress=progress)
+
+
+# -- feature inversion -------------------------------------------------------------------------
+
+def _one_photo(loaded: LoadedModel, image) -> torch.Tensor:
+    photo = photos(image, loaded)
+    if photo.shape[0] != 1:
+        raise InputError(f"this takes one photo and got {photo.shape[0]}; call it once per photo")
+    return photo
+
+
+def invert(model, image, layers, *, steps: int = 300, lr: float = 0.1, tv_weight: float = 0.1,
+           range_weight: float = 0.05, fft: bool = True, decorrelate: bool = True, transforms=None, mask=None,
+           seed: Optional[int] = None, progress: bool = True) -> Inversion:
+    """Feature inversion (Mahendran & Vedaldi 2015): from noise, the image whose activations at a
+    layer match the photo's, minimizing the relative error ||a - a0|| / ||a0|| plus ``tv_weight``
+    times the mean absolute difference of neighbouring pixels plus ``range_weight`` times
+    objectives.alpha_norm (the range prior). Several layers are inverted in one batch, one element
+    per layer; ``errors`` says how close each came. transforms (none by default): render's, the
+    batch cropped back to the photo's size after them; mask: invert only there, the photo
+    elsewhere."""
+    loaded = as_loaded(model)
+    names = _layer_names(loaded, layers)
+    _count(steps=steps)
+    _non_negative(lr=lr, tv_weight=tv_weight, range_weight=range_weight)
+    photo = _one_photo(loaded, image)
+    h, w = photo.shape[2:]
+    targets = _activations(loaded, photo, names)
+    matches = [obj.match(n, targets[n][0]) for n in names]
+    priors = tv_weight / (3 * h * w) * obj.total_variation() + range_weight * obj.alpha_norm()
+    param = noise((h, w), n=len(names), fft=fft, decorrelate=decorrelate, seed=seed)
+    if mask is not None:
+        param = masked(photo, mask, param)
+    r = render(loaded, _indexed(matches) - priors, param, transforms=tf.compose(transforms, tf.fit(h, w)),
+               steps=steps, lr=lr, seed=seed, progress=progress)
+    reached = _activations(loaded, r.images, names)
+    errors = torch.stack([(reached[n][i] - targets[n][0]).norm() / (targets[n][0].norm() + 1e-12)
+                          for i, n in enumerate(names)]).cpu()
+    return Inversion(r.images, r.history, r.snapshots, r.objective,
+                     [f"{n}\nerror {e:.3f}" for n, e in zip(names, errors.tolist())], photos=photo,
+                     photo_captions=["photo"], layers=names, errors=errors)
+
+
+# -- adversarial twins and caricatures ---------------------------------------------------------
+
+def _logits(loaded: LoadedModel, x01: torch.Tensor) -> torch.Tensor:
+    t = obj.main_output(forward(loaded.module, (_model_input(x01, loaded),)))
+    if t.dim() != 2:
+        raise NetloupeError(f"an adversarial attack needs a classifier returning [N, classes] logits; {loaded.name} "
+                            f"returns shape {tuple(t.shape)}")
+    return t
+
+
+def _label(loaded: LoadedModel, logits: torch.Tensor) -> List[str]:
+    probs = logits.float().softmax(1)
+    p, c = probs.max(1)
+    names = loaded.labels if loaded.labels and len(loaded.labels) == probs.shape[1] else None
+    return [f"{names[i] if names else i} {q:.0%}" for q, i in zip(p.tolist(), c.tolist())]
+
+
+def adversarial(model, images, target=None, *, eps: float = 4 / 255, steps: int = 10,
+                step_size: Optional[float] = None, seed: Optional[int] = None, progress: bool = True) -> Adversarial:
+    """Adversarial twins by projected gradient descent in input space (Madry et al.): from a random
+    start within ``eps`` of each photo (L-inf, [0, 1] pixels), ``steps`` signed-gradient steps of
+    ``step_size`` (default 2.5 eps / steps) that raise the cross-entropy of the photo's predicted
+    class (untargeted) or lower that of ``target`` (a class index or label), each projected back
+    into the eps-ball and [0, 1]."""
+    loaded = as_loaded(model)
+    _count(steps=steps)
+    _non_negative(eps=eps, **({} if step_size is None else {"step_size": step_size}))
+    x0 = photos(images, loaded).to(loaded.device)
+    alpha = 2.5 * eps / steps if step_size is None else step_size
+    g = generator(seed, "cpu")
+    delta = ((torch.rand(x0.shape, generator=g) * 2 - 1) * eps).to(x0)
+    history = []
+    with probe(loaded.module):
+        with torch.no_grad():
+            start = _logits(loaded, x0)
+        before = start.argmax(1)
+        goal = before if target is None else torch.full_like(before, _class_index(loaded, target))
+        if not 0 <= int(goal[0]) < start.shape[1]:
+            raise NetloupeError(f"target class {int(goal[0])} is out of range for {start.shape[1]} classes")
+        sign = 1.0 if target is None else -1.0
+        for _ in progress_bar(range(steps), total=steps, desc="adversarial", enabled=progress):
+            x = (x0 + delta).clamp(0, 1).requires_grad_(True)
+            with torch.enable_grad():
+                loss = sign * F.cross_entropy(_logits(loaded, x), goal, reduction="none")
+                (grad,) = torch.autograd.grad(loss.sum(), x)
+            history.append(loss.detach())
+            delta = (delta + alpha * grad.sign()).clamp(-eps, eps)
+            delta = (x0 + delta).clamp(0, 1) - x0
+        twins = (x0 + delta).clamp(0, 1)
+        with torch.no_grad():
+            end = _logits(loaded, twins)
+    return Adversarial(twins, torch.stack(history).cpu(), {}, "adversarial", [f"twin: {c}" for c in _label(loaded, end)],
+                       photos=x0, photo_captions=[f"photo: {c}" for c in _label(loaded, start)], ncol=len(x0),
+                       before=before.cpu(), after=end.argmax(1).cpu(),
+                       target=None if target is None else int(goal[0]), eps=float(eps))
+
+
+_attack = adversarial  # inside caricature, its adversarial= flag hides the function's name
+
+
+def caricature(model, image, layers, *, cossim_pow: float = 1.0, adversarial: bool = False, target=None,
+               eps: float = 4 / 255, attack_steps: int = 10, steps: int = 256, lr: float = 0.05, fft: bool = True,
+               decorrelate: bool = True, transforms="standard", mask=None, seed: Optional[int] = None,
+               progress: bool = True) -> Caricature:
+    """Caricatures (Lucid): from noise, under the standard transforms, images that maximize
+    dot(a, a0) * max(0.1, cos(a, a0)) ** cossim_pow at each layer, a0 the photo's activations:
+    what the layer sees in the photo, exaggerated. One element per layer, in one batch.
+
+    adversarial: also attack the photo (:func:`adversarial`, toward ``target`` or away from
+    its class, ``eps``, ``attack_steps``) and caricature the twin at the same layers in the same
+    batch; the sheet shows the photo and the twin, then one row per layer. mask: render only
+    there, the photo (or twin) elsewhere."""
+    loaded = as_loaded(model)
+    names = _layer_names(loaded, layers)
+    _count(steps=steps)
+    _non_negative(lr=lr, cossim_pow=cossim_pow)
+    photo = _one_photo(loaded, image)
+    h, w = photo.shape[2:]
+    sources, labels, twin = photo, ["photo"], None
+    if adversarial:
+        twin = _attack(loaded, photo, target, eps=eps, steps=attack_steps, seed=seed, progress=progress)
+        sources, labels = torch.cat([photo, twin.images.cpu()]), [twin.photo_captions[0], twin.captions[0]]
+    s = len(sources)
+    targets = _activations(loaded, sources, names)
+    objective = _indexed([obj.direction(n, targets[n][j], cossim_pow) for n in names for j in range(s)])
+    param = noise((h, w), n=len(names) * s, fft=fft, decorrelate=decorrelate, seed=seed)
+    if mask is not None:
+        param = masked(sources.repeat(len(names), 1, 1, 1), mask, param)
+    r = render(loaded, objective, param, transforms=tf.compose(transforms, tf.fit(h, w)), steps=steps, lr=lr,
+               seed=seed, progress=progress)
+    captions = [f"{n}" + (f" ({'photo' if j == 0 else 'twin'})" if s > 1 else "") for n in names for j in range(s)]
+    return Caricature(r.images, r.history, r.snapshots, r.objective, captions, photos=sources, photo_captions=labels,
+                      ncol=s if s > 1 else len(names) + 1, layers=names, adversarial=twin)
+
+

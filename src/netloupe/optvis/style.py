@@ -1,0 +1,156 @@
+"""Style transfer (Gatys, Ecker & Bethge 2016): an image that keeps the content photo's features at
+some layers and takes the style photos' feature correlations (Gram matrices) at others, optimized
+on plain pixels from the content photo by the render loop.
+
+The Gram matrix of a layer output with C channels over P grid positions is F F^T / (C * P), F the
+[C, P] features (PyTorch's neural-style tutorial's normalization, which makes ``style_weight``
+~1e6 balance ``content_weight`` 1 whatever the layer's size); each layer's style loss is the mean
+squared difference of Gram entries, its content loss the mean squared difference of features.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import NetloupeError
+from ..layouts import Layout, guess
+from ..models import LoadedModel, as_loaded, forward
+from ..probe import probe
+from ..units import as_unit
+from . import objectives as obj
+from .param import pixels
+from .photo import photos
+from .render import Rendering, render
+
+# EfficientNet-Lite0 (the default model): the first expansion of each stage stands for VGG's
+# conv1_1 .. conv5_1 (at 1/2 .. 1/16 of the input side), the one at 1/8 for conv4_2's content
+EFFICIENTNET_LITE0 = (["blocks.3.0.bn1"], ["bn1", "blocks.1.0.bn1", "blocks.2.0.bn1", "blocks.3.0.bn1", "blocks.5.0.bn1"])
+
+
+def gram(acts: torch.Tensor, layout: Optional[Layout] = None) -> torch.Tensor:
+    """[N, C, C] Gram matrices of a layer output over its grid, divided by C * H * W. ``layout``
+    (netloupe.layouts) says where its channels and grid are (default: guessed from the shape,
+    NCHW for 4-d outputs); an output without a grid has no Gram matrix."""
+    layout = layout or guess(acts.shape)
+    if layout.spatial(acts.shape) is None:
+        raise NetloupeError(f"a Gram matrix needs a layer output with a spatial grid; this one has shape "
+                            f"{tuple(acts.shape)} (layout {layout}); choose a convolutional layer for style_layers "
+                            "(vector layers can serve as content_layers)")
+    f = layout.positions(acts)
+    return f @ f.transpose(1, 2) / (f.shape[1] * f.shape[2])
+
+
+def default_layers(model) -> Tuple[List[str], List[str]]:
+    """(content layers, style layers) for the default model and VGG-style nets: in each block of a
+    ``features`` Sequential ending at a max-pool, the first conv is a style layer (torchvision's
+    vgg19: conv1_1 .. conv5_1 = features.0, 5, 10, 19, 28) and the fourth block's second conv
+    the content layer (conv4_2 = features.21)."""
+    module = as_loaded(model).module
+    names = dict(module.named_modules())
+    if type(module).__name__ == "EfficientNet" and all(n in names for n in sum(EFFICIENTNET_LITE0, [])):
+        return list(EFFICIENTNET_LITE0[0]), list(EFFICIENTNET_LITE0[1])
+    features = getattr(module, "features", None)
+    if isinstance(features, nn.Sequential):
+        blocks, convs = [], []
+        for i, m in enumerate(features):
+            if isinstance(m, nn.Conv2d):
+                convs.append(f"features.{i}")
+            elif isinstance(m, nn.MaxPool2d) and convs:
+                blocks.append(convs)
+                convs = []
+        if len(blocks) >= 5 and len(blocks[3]) >= 2:
+            return [blocks[3][1]], [b[0] for b in blocks[:5]]
+    raise NetloupeError(f"no default style transfer layers for a {type(module).__name__}; pass content_layers= and "
+                        "style_layers= (convolutional layers, early to late; see netloupe.layers(model))")
+
+
+def _check_weights(**weights) -> None:
+    for name, w in weights.items():
+        if not isinstance(w, (int, float)) or w < 0 or w != w:
+            raise NetloupeError(f"{name} must be a number >= 0; got {w!r}")
+
+
+def _style_weights(style_weights, n: int) -> List[float]:
+    ws = [1.0] * n if style_weights is None else list(style_weights)
+    if len(ws) != n or any(not isinstance(w, (int, float)) or w < 0 for w in ws) or sum(ws) <= 0:
+        raise NetloupeError(f"style_weights takes {n} numbers >= 0 (one per style image) with a positive sum; "
+                            f"got {style_weights!r}")
+    return [w / sum(ws) for w in ws]
+
+
+def _features(loaded: LoadedModel, x: torch.Tensor, layers: Sequence[str]) -> Tuple[Dict, Dict]:
+    """The outputs of ``layers`` for the model input ``x`` and their layouts, without gradients."""
+    with torch.no_grad(), probe(loaded.module, layers) as p:
+        forward(loaded.module, (x,))
+        return {n: p.activations[n].detach() for n in layers}, {n: p.layout(n) for n in layers}
+
+
+def style_transfer(model, content, style, *, content_layers: Optional[Sequence] = None,
+                   style_layers: Optional[Sequence] = None, style_weights: Optional[Sequence[float]] = None,
+                   style_weight: float = 1e6, content_weight: float = 1.0, tv_weight: float = 0.0, steps: int = 300,
+                   optimizer: str = "adam", lr: Optional[float] = None, progress: bool = True,
+                   seed: Optional[int] = None) -> Rendering:
+    """``content`` painted in the style of ``style`` (an image or a list of images, blended by
+    ``style_weights``, which are normalized to sum 1; blending the Gram targets so gives the
+    gradients of the weighted sum of each style's loss).
+
+    Images are what the photo recipes take (optvis.photo.photos: paths, PIL, arrays, or tensors
+    of RGB in [0, 1] like renderings' images), resized and cropped by the model's Preprocess;
+    the optimization starts from the content photo. Loss: style_weight * sum of the style layers'
+    Gram losses + content_weight * sum of the content layers' feature losses + tv_weight * the
+    image's total variation. optimizer: "adam" (lr 0.02) or "lbfgs" (lr 1, one function
+    evaluation per step, as the PyTorch tutorial counts them; on the default model it stalls
+    where pixels pinned at 0 or 1 lead its direction: chelsea in hubble's style stays at a loss of
+    7195 from step 16 on, where Adam reaches 439 in 100 steps). Layers default to
+    :func:`default_layers`.
+    Returns a Rendering whose ``history`` [steps, 1] is the loss (lower is better). Nothing in it
+    is random (it starts from the content photo); ``seed`` goes to the render loop all the same.
+    """
+    loaded = as_loaded(model)
+    _check_weights(style_weight=style_weight, content_weight=content_weight, tv_weight=tv_weight)
+    if optimizer not in ("lbfgs", "adam"):
+        raise NetloupeError(f"optimizer is 'lbfgs' or 'adam'; got {optimizer!r}")
+    styles = list(style) if isinstance(style, list) else [style]
+    blend = _style_weights(style_weights, len(styles))
+    if content_layers is None or style_layers is None:
+        defaults = default_layers(loaded)
+        content_layers = defaults[0] if content_layers is None else content_layers
+        style_layers = defaults[1] if style_layers is None else style_layers
+    content_layers = [as_unit(loaded.module, n).layer for n in content_layers]
+    style_layers = [as_unit(loaded.module, n).layer for n in style_layers]
+    if not style_layers and not content_layers:
+        raise NetloupeError("give at least one layer in content_layers= or style_layers=")
+    content01 = photos(content, loaded)
+    if content01.shape[0] != 1:
+        raise NetloupeError(f"style_transfer takes one content image; got {content01.shape[0]}")
+    content_input = loaded.preprocess.normalize(content01).to(loaded.device)
+    targets, _ = _features(loaded, content_input, content_layers)
+    grams = {n: 0 for n in style_layers}
+    for image, w in zip(styles, blend):
+        acts, layouts_s = _features(loaded, loaded.preprocess.normalize(photos(image, loaded)[:1]).to(loaded.device),
+                                    style_layers)
+        for n in style_layers:
+            grams[n] = grams[n] + w * gram(acts[n], layouts_s[n])
+
+    def loss(ctx):
+        style_loss = sum(F.mse_loss(gram(ctx.activation(n), ctx.layout(n)), grams[n]) for n in style_layers)
+        content_loss = sum(F.mse_loss(ctx.activation(n), targets[n]) for n in content_layers)
+        return style_weight * style_loss + content_weight * content_loss
+
+    objective = -obj.Objective(loss, "style transfer loss", [(None, n) for n in content_layers + style_layers])
+    if tv_weight:
+        objective = objective - tv_weight * obj.total_variation()
+    if optimizer == "lbfgs":
+        make = functools.partial(torch.optim.LBFGS, lr=1.0 if lr is None else lr, max_iter=1)
+    else:
+        make = functools.partial(torch.optim.Adam, lr=0.02 if lr is None else lr)
+    start = pixels(content01)
+    r = render(loaded, objective, start, transforms=None, steps=steps, optimizer=make, seed=seed, progress=progress,
+               after_step=lambda step, param: param.clamp_(), captions=["style transfer"])
+    r.history, r.objective = -r.history, "style transfer loss"
+    return r
