@@ -45,10 +45,13 @@ def test_saliency_and_input_x_gradient_match_captum(case):
 
 @pytest.mark.parametrize("method", ["riemann_left", "riemann_middle", "gausslegendre"])
 def test_integrated_gradients_match_captum(case, method):
+    """In float64: in float32 captum's one batch of 32 path points lands 2e-3 from the float64
+    result on vgg11_bn on some CPUs (oneDNN's algorithm for that batch), ours in chunks of 8 not."""
     name, model, x = case
+    model, x = copy.deepcopy(model).double(), x.double()
     ours = nl.integrated_gradients(model, x, TARGETS, steps=16, method=method)
     ref = captum_attr.IntegratedGradients(model).attribute(x, target=TARGETS, n_steps=16, method=method)
-    assert rel(ours.values, ref) <= 1e-5
+    assert rel(ours.values, ref) <= 1e-6  # captum keeps its Gauss-Legendre nodes in float32: 7e-8 apart
 
 
 def test_trapezoid_rule_is_captum_rescaled_because_captum_weights_sum_to_less_than_one():

@@ -123,7 +123,8 @@ def test_attribute_all_methods_writes_overlays_and_contact_sheet(capsys, tmp_pat
 
 
 OUT_VERBS = [["attribute", "chelsea"], ["dropout", "chelsea", "--layer", "classifier"], ["demo"],
-             ["scan", "samples", "--layers", "blocks.2"], ["visualize", "blocks.2"]]
+             ["scan", "samples", "--layers", "blocks.2"], ["visualize", "blocks.2"], ["dream", "chelsea", "--layer", "blocks.2"],
+             ["invert", "chelsea", "--layers", "blocks.2"], ["caricature", "chelsea", "--layers", "blocks.2"]]
 
 
 @pytest.mark.parametrize("argv", OUT_VERBS, ids=lambda argv: argv[0])
@@ -215,7 +216,8 @@ def test_help_lists_verbs_in_readme_order_the_methods_and_every_default(capsys):
 
     assert main(["--help"]) == 0
     listed = re.findall(r"^    (\w+)", capsys.readouterr().out, re.M)
-    assert listed == ["predict", "layers", "attribute", "visualize", "dropout", "scan", "demo"]
+    assert listed == ["predict", "layers", "attribute", "visualize", "dream", "invert", "caricature", "style",
+                      "dropout", "scan", "compare", "explore", "atlas", "demo"]
     verbs = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
     helps = {name: " ".join(p.format_help().split()) for name, p in verbs.items()}
     for name, p in verbs.items():

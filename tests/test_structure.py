@@ -127,5 +127,5 @@ def test_ruff_finds_nothing():
 
     root = Path(__file__).resolve().parents[1]
     ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
-    done = subprocess.run([ruff, "check", "src", "tests", "benchmarks"], cwd=root, capture_output=True, text=True)
+    done = subprocess.run([ruff, "check", "src", "tests", "benchmarks", "examples"], cwd=root, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -3,6 +3,8 @@
 Add each new public function to PUBLIC_CALLS: a callable (model, inputs) that uses it.
 """
 
+import copy
+
 import pytest
 import torch
 
@@ -56,6 +58,18 @@ def _contact_sheet(model, inputs):
     assert sheet.to_pil().size[0] > 300
 
 
+def _compare(model, inputs):
+    if len(inputs) > 1:  # renders and data of one image per sample: a clear error for the siamese model
+        with pytest.raises(nl.NetloupeError):
+            nl.compare([model, copy.deepcopy(model)], ["branch.3"], list(inputs[0]), steps=1, progress=False)
+        return
+    loaded = nl.load_model(model, preprocess=nl.Preprocess(size=tuple(inputs[0].shape[-2:])))
+    layer = next(n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+    r = nl.compare([loaded, copy.deepcopy(loaded)], [layer], list(inputs[0]), channels=2, steps=1, size=16,
+                   progress=False)
+    assert len(r.rows()) == 2 and all(0 <= row["score"] <= 1 for row in r.rows() if row["score"] == row["score"])
+
+
 def _metrics(model, inputs):
     if len(inputs) > 1:
         return
@@ -69,6 +83,33 @@ def _metrics(model, inputs):
     assert r.correlations["saliency"].shape == (3, 1)
 
 
+def _photo(recipe):
+    """A photo recipe at the model's first conv or linear layer, with tiny settings, on the inputs
+    as photos; the siamese model's two inputs make no one photo: a clear error, nothing changed."""
+    def call(model, inputs):
+        loaded = nl.load_model(model, preprocess=nl.Preprocess(size=tuple(inputs[0].shape[-2:])))
+        layer = next(n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+        photos = inputs[0].sigmoid()
+        if len(inputs) > 1:
+            with pytest.raises(nl.NetloupeError):
+                recipe(loaded, photos, layer)
+            return
+        assert torch.isfinite(recipe(loaded, photos, layer).images).all()
+    return call
+
+
+def _twice(x):
+    """Photos twice the size of the inputs, so that a smaller octave still suits the model (VGG's five
+    poolings need 32 px)."""
+    return torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def _centre(x):
+    mask = torch.zeros(x.shape[-2:])
+    mask[x.shape[-2] // 4:-(x.shape[-2] // 4), x.shape[-1] // 4:-(x.shape[-1] // 4)] = 1
+    return mask
+
+
 PUBLIC_CALLS = {
     # every registered attribution method, with its quick settings, then the options worth their own path
     **{name: _attribution(name, **m.quick) for name, m in nl.attribution.METHODS.items()},
@@ -77,12 +118,25 @@ PUBLIC_CALLS = {
     "integrated_gradients_unmultiplied": _attribution("integrated_gradients", steps=3, multiply_by_inputs=False),
     "metrics": _metrics,
     "contact_sheet": _contact_sheet,
+    "compare": _compare,
     "load_model": lambda model, inputs: nl.load_model(model),
     "predict": _predict,
     "layers": _layers,
     "min_size": lambda model, inputs: len(inputs) > 1 or nl.optvis.min_size(
         nl.load_model(model, preprocess=nl.Preprocess(size=tuple(inputs[0].shape[-2:])))) >= 1,
     "probe": _probe_backward,
+    "dream": _photo(lambda m, x, layer: nl.dream(m, _twice(x), layer, octaves=2, steps_per_octave=1,
+                                                 mask=_centre(_twice(x)), progress=False)),
+    "invert": _photo(lambda m, x, layer: nl.invert(m, x[:1], [layer, ""], steps=1, progress=False)),
+    "caricature": _photo(lambda m, x, layer: nl.caricature(m, x[:1], layer, adversarial=True, attack_steps=1, steps=1,
+                                                           progress=False)),
+    "adversarial": _photo(lambda m, x, layer: nl.adversarial(m, x, steps=1, progress=False)),
+    "style_transfer": _photo(lambda m, x, layer: nl.style_transfer(
+        m, x[:1], [x[1:], x[:1]], style_weights=[0.7, 0.3], content_layers=[layer], style_layers=[layer], steps=2,
+        progress=False)),
+    "visualize_yosinski": _photo(lambda m, x, layer: nl.visualize(  # every regularizer on
+        m, [f"{layer}:0", f"{layer}:1"], method="yosinski", preset=nl.optvis.classic.preset(
+            4, steps=2, decay=0.1, norm_pct=50), size=tuple(x.shape[-2:]), progress=False)),
 }
 
 

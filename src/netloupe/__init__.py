@@ -17,15 +17,23 @@ from .attribution import (
     saliency,
     smoothgrad,
 )
+from .compare import Comparison, compare, layer_cka
 from .dropout import DropoutAugmentation, DropoutSweep, augment
 from .dropout import sweep as dropout_sweep
 from .errors import InputError, ModelError, NetloupeError, UnitError
+from .explorer.atlas import atlas
 from .images import Preprocess
 from .models import LoadedModel, layers, load_model
 from .optvis import (
     FeatureVisualizer,
+    adversarial,
+    caricature,
+    dream,
     dream_layer,
+    gram,
+    invert,
     render,
+    style_transfer,
     visualize,
     visualize_channels,
     visualize_class,
@@ -48,6 +56,12 @@ __all__ = [
     # feature visualization
     "FeatureVisualizer", "dream_layer", "optvis", "render", "visualize", "visualize_channels", "visualize_class",
     "visualize_diverse",
+    # photos: dream, invert, caricature, adversarial twins; style transfer
+    "adversarial", "caricature", "dream", "invert", "gram", "style_transfer",
+    # the explorer's static atlas
+    "atlas",
+    # comparing models
+    "Comparison", "compare", "layer_cka",
     # dropout as data augmentation
     "DropoutAugmentation", "DropoutSweep", "augment", "dropout", "dropout_sweep",
     # dataset statistics

@@ -19,7 +19,9 @@ from .errors import InputError, NetloupeError
 def _device(name):
 
     if name is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        if not torch.cuda.is_available():
+            return "cpu"
+        return f"cuda:{os.environ['LOCAL_RANK']}" if "LOCAL_RANK" in os.environ else "cuda"  # a GPU per torchrun rank
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -29,13 +31,14 @@ def _device(name):
     return device
 
 
-def _model(args):
+def _model(args, spec=None):
+    """The model of --model (or of ``spec``), with --weights and --device."""
     from .models import load_model
 
     kwargs = {}
     if args.weights is not None:
         kwargs["weights"] = None if args.weights == "random" else args.weights
-    return load_model(args.model, device=_device(args.device), **kwargs)
+    return load_model(spec or args.model, device=_device(args.device), **kwargs)
 
 
 def cmd_predict(args):
@@ -141,7 +144,6 @@ def cmd_attribute(args):
 def cmd_scan(args):
     import os
 
-    from . import samples
     from .stats import report, scan
     from .stats.result import IMAGE_SUFFIXES
 
@@ -149,9 +151,7 @@ def cmd_scan(args):
         raise NetloupeError(f"--out {args.out} names a picture; scan writes a folder (statistics, report pictures "
                             "and index.html): give a folder name")
     model = _model(args)
-    data = args.data
-    if data == "samples" and not Path(data).exists():
-        data = samples.dataset()
+    data = _data(args.data)
     result = scan(model, data, args.layers, top_k=args.top_k, bottom_k=args.bottom_k, bins=args.bins,
                   batch_size=args.batch_size, num_workers=args.workers)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank holds the merged result; one writes
@@ -185,27 +185,112 @@ def cmd_dropout(args):
 
 def cmd_visualize(args):
     from . import images
-    from .optvis import recipes
+    from .optvis import classic, recipes
 
     model = _model(args)
     smallest = recipes.min_size(model)
     if args.size < smallest:
         raise NetloupeError(f"--size {args.size} is below this model's minimum of {smallest} px (one cell of its "
                             f"coarsest layer); use --size {smallest} or more")
+    if args.diverse and args.method != "lucid":
+        raise NetloupeError("--diverse renders with --method lucid only; leave out one of them")
     out = Path(args.out)
-    common = dict(size=args.size, steps=args.steps, seed=args.seed, progress=not args.quiet)
+    common = dict(size=args.size, seed=args.seed, progress=not args.quiet)
+    if args.steps is not None:
+        common["steps"] = args.steps
     if args.diverse:
         results = [recipes.visualize_diverse(model, u, n=args.diverse, **common) for u in args.units]
     else:
-        results = [recipes.visualize(model, args.units, batch_size=args.batch_size, **common)]
+        results = [recipes.visualize(model, args.units, method=args.method, preset=args.preset,
+                                     batch_size=args.batch_size, **common)]
     pictures, captions = [], []
     for r in results:
-        for pil, caption in zip(r.pils(), r.captions):
+        shown = r.images if args.method == "lucid" else classic.stretch(r.images, model.preprocess.mean)
+        for pil, caption in zip(map(images.to_pil, shown), r.captions):
             images.save(pil, out / f"{recipes.file_name(caption)}.png")
             pictures.append(pil)
             captions.append(caption)
     images.grid(pictures, captions, ncol=args.diverse or None, cell=min(args.size, 224)).save(out / "contact_sheet.png")
     print(f"wrote {len(pictures)} PNGs and contact_sheet.png to {out.resolve()}")
+
+
+def cmd_style(args):
+    from . import images
+    from .optvis import style
+
+    content, *styles = _image_args([args.content] + args.style)
+    model = _model(args)
+    weights = None if args.style_weights is None else [float(w) for w in args.style_weights.split(",")]
+    r = style.style_transfer(model, content, styles, style_weights=weights, style_weight=args.style_weight,
+                             steps=args.steps, optimizer=args.optimizer, seed=args.seed, progress=not args.quiet)
+    out = Path(args.out)
+    images.save(r.to_pil(), out / "style_transfer.png")
+    photos = [images.to_pil(t) for t in model.preprocess.inverse(model.inputs([content] + styles))]
+    captions = [f"content {Path(args.content).stem}"] + [f"style {Path(s).stem}" for s in args.style] + ["result"]
+    images.grid(photos + [r.to_pil()], captions, ncol=len(captions)).save(out / "contact_sheet.png")
+    print(f"final loss {r.history[-1, 0]:.4g}; wrote style_transfer.png and contact_sheet.png to {out.resolve()}")
+
+
+def _layer_list(text: str):
+    """A comma-separated --layers argument as a list of names."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def cmd_dream(args):
+    from . import images
+    from .optvis import photo
+
+    paths = _image_args(args.images)
+    model = _model(args)
+    out = Path(args.out)
+    pictures, captions = [], []
+    for name, path in zip(args.images, paths):  # one call per photo: photos keep their own sizes
+        r = photo.dream(model, path, args.layer, octaves=args.octaves, octave_scale=args.octave_scale,
+                        steps_per_octave=args.steps, lr=args.lr, seed=args.seed, progress=not args.quiet)
+        images.save(r.to_pil(), out / f"{Path(name).stem}_dream.png")
+        pictures += [r.photos[0], r.images[0]]
+        captions += [Path(name).stem, f"dream {args.layer}"]
+    images.grid(pictures, captions, ncol=2).save(out / "contact_sheet.png")
+    print(f"wrote {len(paths)} dream(s) and contact_sheet.png to {out.resolve()}")
+
+
+def cmd_invert(args):
+    from . import images
+    from .optvis import photo, recipes
+
+    (path,) = _image_args([args.image])
+    model = _model(args)
+    out = Path(args.out)
+    r = photo.invert(model, path, _layer_list(args.layers), steps=args.steps, tv_weight=args.tv_weight,
+                     seed=args.seed, progress=not args.quiet)
+    stem = Path(args.image).stem
+    for layer, pil, error in zip(r.layers, r.pils(), r.errors.tolist()):
+        images.save(pil, out / f"{stem}_{recipes.file_name(layer)}.png")
+        print(f"{layer}: relative activation error {error:.3f}")
+    r.grid().save(out / "contact_sheet.png")
+    print(f"wrote {len(r.layers)} inversion(s) and contact_sheet.png to {out.resolve()}")
+
+
+def cmd_caricature(args):
+    from . import images
+    from .optvis import photo, recipes
+
+    (path,) = _image_args([args.image])
+    model = _model(args)
+    out = Path(args.out)
+    layers = _layer_list(args.layers)
+    r = photo.caricature(model, path, layers, adversarial=args.adversarial, eps=args.eps, steps=args.steps,
+                         seed=args.seed, progress=not args.quiet)
+    stem = Path(args.image).stem
+    suffixes = ["", "_twin"] if args.adversarial else [""]
+    for i, pil in enumerate(r.pils()):
+        layer, which = divmod(i, len(suffixes))
+        images.save(pil, out / f"{stem}_{recipes.file_name(layers[layer])}{suffixes[which]}.png")
+    if args.adversarial:
+        images.save(r.photos[1], out / f"{stem}_twin.png")
+        print(" | ".join(r.photo_captions))
+    r.grid().save(out / "contact_sheet.png")
+    print(f"wrote {len(r)} caricature(s) and contact_sheet.png to {out.resolve()}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -240,6 +325,55 @@ class _Help(argparse.HelpFormatter):
         if action.required:
             return f"{text} (required)"
         return f"{text} (default: {'off' if action.default is False else '%(default)s'})"
+
+
+def cmd_compare(args):
+    from .compare import compare, report
+
+    out = Path(args.out)
+    spec = _model(args) if any(Path(m).is_file() for m in args.models) else None
+    models = [m if Path(m).is_file() else _model(args, m) for m in args.models]
+    channels = int(args.channels) if args.channels and args.channels.isdigit() else args.channels
+    result = compare(models, args.layers, _data(args.data), channels=channels, spec=spec, steps=args.steps,
+                     size=args.size, renders=not args.no_renders)
+    result.save(out)
+    for row in result.top(5):
+        print(f"{row['layer']}:{row['channel']}  score {row['score']:.3f}")
+    print(report(result, out).resolve())
+
+
+def cmd_explore(args):
+    import uvicorn
+
+    from .explorer import Explorer
+    from .explorer.app import create_app
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"netloupe: warning: serving on {args.host}: anyone who can reach this machine can use the explorer",
+              file=sys.stderr)
+    explorer = Explorer(_model(args), data=_data(args.data), scan_dir=args.scan, atlas_dir=args.atlas,
+                        render_steps=args.render_steps)
+    explorer.layers()  # the first forward pass, before the URL is printed
+    print(f"netloupe explorer for {explorer.model.name}: open http://{args.host}:{args.port}/ (Ctrl-C stops it)")
+    uvicorn.run(create_app(explorer), host=args.host, port=args.port, log_level="warning")
+
+
+def cmd_atlas(args):
+    from .explorer.atlas import atlas
+
+    index = atlas(_model(args), args.layers, data=_data(args.data), out=args.out, steps=args.steps, size=args.size,
+                  channels=args.channels, top_k=args.top_k, batch_size=args.batch_size, seed=args.seed,
+                  progress=not args.quiet)
+    print(index.resolve())
+
+
+def _data(text):
+    """A --data argument: a folder or list file, or the sample dataset ('samples')."""
+    from . import samples
+
+    if text == "samples" and not Path(text).exists():
+        return samples.dataset()
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -283,12 +417,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("units", nargs="+", metavar="UNIT", help="layer, layer:channel or layer:channel@y,x (':N' is output N)")
     p.add_argument("--size", type=_count(2), default=224, help="image side in pixels; at least the model's total stride, "
                    "32 for the default model")
-    p.add_argument("--steps", type=_count(1), default=512, help="optimization steps")
+    p.add_argument("--method", choices=["lucid", "yosinski"], default="lucid", help="lucid (FFT image, random "
+                   "transforms) or yosinski (regularized pixels, Yosinski et al. 2015)")
+    p.add_argument("--preset", type=int, choices=[1, 2, 3, 4], default=3, help="with --method yosinski: the row of "
+                   "the paper's Table 1 (decay, blur, clipping)")
+    p.add_argument("--steps", type=_count(1), default=None, help="optimization steps (default: 512; with --method "
+                   "yosinski, the preset's)")
     p.add_argument("--diverse", type=_count(0), default=0, metavar="N", help="N diverse images per unit (0: one image per unit)")
     p.add_argument("--batch-size", type=_count(1), default=None, help="units per optimization batch (default: all)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", default="netloupe-visualize", metavar="DIR", help="folder for the PNGs and contact_sheet.png")
+
+    p = verb("dream", cmd_dream, "DeepDream on photos, octave by octave (a PNG each + a contact sheet)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help=image_help)
+    p.add_argument("--layer", required=True, help="what to amplify: a layer, layer:channel, or :N for class N")
+    p.add_argument("--octaves", type=_count(1), default=4, help="scales to dream at, each --octave-scale times smaller")
+    p.add_argument("--octave-scale", type=float, default=1.4, help="size ratio of one octave to the next")
+    p.add_argument("--steps", type=_count(1), default=10, help="steps per octave")
+    p.add_argument("--lr", type=float, default=0.01, help="mean change of a pixel per step (pixels in [0, 1])")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", default="netloupe-dream", metavar="DIR", help="folder for the PNGs and contact_sheet.png")
+
+    p = verb("invert", cmd_invert, "feature inversion: images whose activations match a photo's at layers")
+    p.add_argument("image", metavar="IMAGE", help="an image file or a sample photo name (chelsea, coffee, ...)")
+    p.add_argument("--layers", required=True, help="comma-separated layer names, inverted in one batch")
+    p.add_argument("--steps", type=_count(1), default=300, help="optimization steps")
+    p.add_argument("--tv-weight", type=float, default=0.1, help="weight of the total-variation prior")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", default="netloupe-invert", metavar="DIR", help="folder for the PNGs and contact_sheet.png")
+
+    p = verb("caricature", cmd_caricature, "caricatures: what layers see in a photo, exaggerated (Lucid)")
+    p.add_argument("image", metavar="IMAGE", help="an image file or a sample photo name (chelsea, coffee, ...)")
+    p.add_argument("--layers", required=True, help="comma-separated layer names, rendered in one batch")
+    p.add_argument("--adversarial", action="store_true", help="also caricature the photo's adversarial twin")
+    p.add_argument("--eps", type=float, default=4 / 255, help="the twin's largest pixel change, pixels in [0, 1] (default: 4/255)")
+    p.add_argument("--steps", type=_count(1), default=256, help="optimization steps")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", default="netloupe-caricature", metavar="DIR",
+                   help="folder for the PNGs and contact_sheet.png")
+
+    p = verb("style", cmd_style, "style transfer (Gatys et al.): a photo painted in the style of others")
+    p.add_argument("content", metavar="CONTENT", help="the content photo: " + image_help)
+    p.add_argument("style", nargs="+", metavar="STYLE", help="the style photo(s), blended: " + image_help)
+    p.add_argument("--style-weights", default=None, metavar="W,W", help="comma-separated blend of the style photos "
+                   "(default: equal)")
+    p.add_argument("--style-weight", type=float, default=1e6, help="weight of the style loss against content 1")
+    p.add_argument("--steps", type=_count(1), default=300, help="optimization steps (function evaluations)")
+    p.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam", help="how the image is optimized")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", default="netloupe-style", metavar="DIR", help="folder for style_transfer.png and "
+                   "contact_sheet.png")
 
     p = verb("dropout", cmd_dropout, "what dropout does to images, in input space (Bouthillier et al.)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help=image_help)
@@ -309,6 +492,47 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images per batch (default: 32 on the CPU, 128 on a GPU)")
     p.add_argument("--workers", type=_count(0), default=0, help="DataLoader worker processes for reading images")
     p.add_argument("--out", default="netloupe-scan", metavar="DIR", help="folder for the statistics and index.html")
+
+    p = verb("compare", cmd_compare, "what changed in each unit between models (a base and its fine-tuned "
+             "weights, or checkpoints)")
+    p.add_argument("models", nargs="+", metavar="MODEL", help="model specs, or weights files for --model's "
+                   "architecture (a checkpoint sequence: base first)")
+    p.add_argument("--layers", required=True, help="comma-separated layer names (see `netloupe layers`)")
+    p.add_argument("--data", default=None, help="images for the data-based measures and CKA: a folder, a list file, "
+                   "or 'samples'")
+    p.add_argument("--channels", default=None, help="channels to compare: N (the first N) or A-B (default: all)")
+    p.add_argument("--steps", type=_count(1), default=256, help="render steps per channel")
+    p.add_argument("--size", type=_count(2), default=64, help="render size in pixels")
+    p.add_argument("--no-renders", action="store_true", help="skip the render-based measures")
+    p.add_argument("--out", default="netloupe-compare", metavar="DIR", help="folder for the comparison and its report")
+
+    p = verb("explore", cmd_explore, "the live explorer: a web page over the model (the Deep Visualization Toolbox)")
+    p.add_argument("--data", default=None, help="images to browse and scan: a folder, an image or pair list file, "
+                   "or 'samples'")
+    p.add_argument("--scan", default=None, metavar="DIR", help="a saved scan (netloupe scan --out DIR) for top "
+                   "patches, histograms and correlations")
+    p.add_argument("--atlas", default=None, metavar="DIR", help="an atlas (netloupe atlas --out DIR) whose renders "
+                   "to show")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (another than this machine's own is "
+                   "reachable by others)")
+    p.add_argument("--port", type=_count(1), default=8000, help="port to serve on")
+    p.add_argument("--render-steps", type=_count(1), default=256, help="optimization steps of a unit's feature "
+                   "visualization")
+
+    p = verb("atlas", cmd_atlas, "a static site of every channel of some layers: renders, top patches, histograms")
+    p.add_argument("--layers", required=True, help="comma-separated layer names (see `netloupe layers`)")
+    p.add_argument("--data", default=None, help="images for top patches and histograms: a folder, a list file, or "
+                   "'samples' (default: renders only)")
+    p.add_argument("--channels", type=_count(1), default=None, help="the first N channels of each layer "
+                   "(default: all)")
+    p.add_argument("--steps", type=_count(1), default=256, help="optimization steps per render")
+    p.add_argument("--size", type=_count(2), default=128, help="render size in pixels")
+    p.add_argument("--top-k", type=_count(1), default=9, help="top patches per channel")
+    p.add_argument("--batch-size", type=_count(1), default=None, help="units rendered together (default: 8 on the "
+                   "CPU, 64 on a GPU)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", default="netloupe-atlas", metavar="DIR", help="folder for the site (index.html)")
 
     p = verb("demo", cmd_demo, "run the tour on the sample photos and write the results")
     p.add_argument("--out", default="netloupe-demo", metavar="DIR", help="folder for the results")

@@ -94,9 +94,10 @@ def insertion(model, inputs, attribution: Attribution, *, steps: int = 20, basel
     return _curve("insertion", model, inputs, attribution, steps, baseline, batch_size, target)
 
 
-def blocks_top_down(module: nn.Module) -> List[str]:
+def blocks_top_down(model) -> List[str]:
     """Parameterized blocks from the output end to the input end: top-level children, with
     Sequential/ModuleList containers opened one level (stages of blocks)."""
+    module = as_loaded(model).module
     names = []
     for name, child in module.named_children():
         if isinstance(child, (nn.Sequential, nn.ModuleList)) and len(child) > 1:
