@@ -6,9 +6,9 @@ Runs offline on a CPU in a few minutes:
     python examples/finetune_and_compare.py --out finetune/ [--pictures docs/images]
 
 The task: tell the eight sample photos apart from crops of them (48 images, 8 classes), with a
-new 8-way head on EfficientNet-Lite0; every layer is trained. The comparison (netloupe.compare)
-runs over the same images: per channel the render-based measures for one layer, the data-based
-measures and the weight drift for several, CKA between the layers, a trajectory over epochs.
+new 8-way head on EfficientNet-Lite0; every layer is trained. The comparisons (netloupe.compare)
+run over the same images: every checkpoint by data and weights at four layers (CKA between the
+layers, a trajectory over epochs), and the last one by renders too at one layer.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import netloupe as nl
 from netloupe.compare import report
 
 LAYERS = ["blocks.1", "blocks.3", "blocks.5", "conv_head"]
+RENDERED = "blocks.5"
 
 
 def dataset(model):
@@ -66,11 +67,12 @@ def finetune(base, x, labels, epochs: int, out: Path, seed: int):
     return paths
 
 
-def readme_pictures(report_dir: Path, folder: Path):
-    """The report's trajectory and CKA charts, and its four most changed channels in one picture."""
+def readme_pictures(trajectory, report_dir: Path, folder: Path):
+    """The checkpoints' trajectory and CKA charts, and the report's four most changed channels in
+    one picture."""
     folder.mkdir(parents=True, exist_ok=True)
     for kind in ("trajectory", "cka"):
-        Image.open(report_dir / f"{kind}.png").save(folder / f"compare_{kind}.png")
+        trajectory.save(folder / f"compare_{kind}.png", kind=kind)
     rows = [Image.open(p) for p in sorted(report_dir.glob("most_*.png"))]
     sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
     for k, r in enumerate(rows):
@@ -97,18 +99,22 @@ def main():
     base.labels, base.name = photos, "base"
     paths = finetune(base, x, labels, args.epochs, out, args.seed)
     print(f"fine-tuned in {time.time() - start:.0f} s")
-    result = nl.compare([base, *paths], LAYERS, data, channels=args.channels, steps=args.steps, size=96,
-                        seed=args.seed)
-    result.save(out / "comparison")
+    # every checkpoint against the base, by data and weights: which layers moved, epoch by epoch
+    trajectory = nl.compare([base, *paths], LAYERS, data, channels=args.channels, renders=False, seed=args.seed)
+    trajectory.save(out / "trajectory")
     for layer in LAYERS:
         print(f"{layer}: similarity to the base after each epoch "
-              + ", ".join(f"{result.similarity(i, layer):.3f}" for i in range(1, len(result.names))))
-    for row in result.top(5):
+              + ", ".join(f"{trajectory.similarity(i, layer):.3f}" for i in range(1, len(trajectory.names))))
+    # the last checkpoint against the base at one layer, by renders too: how the changed units look
+    final = nl.compare([base, paths[-1]], [RENDERED], data, channels=args.channels, steps=args.steps, size=96,
+                       seed=args.seed)
+    final.save(out / "final")
+    for row in final.top(5):
         print(f"most changed: {row['layer']}:{row['channel']} score {row['score']:.3f}")
-    index = report(result, out / "report", n=4)
+    index = report(final, out / "report", n=4)
     print(index.resolve())
     if args.pictures:
-        readme_pictures(index.parent, Path(args.pictures))
+        readme_pictures(trajectory, index.parent, Path(args.pictures))
     print(f"done in {time.time() - start:.0f} s")
 
 
