@@ -15,7 +15,7 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _high_water() -> int:
+def high_water() -> int:
     """The kernel's peak-RSS mark (VmHWM) in bytes."""
     with open("/proc/self/status") as f:
         for line in f:
@@ -24,7 +24,7 @@ def _high_water() -> int:
     raise OSError("no VmHWM")
 
 
-def _reset_high_water() -> bool:
+def reset_high_water() -> bool:
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets VmHWM to the current RSS
@@ -48,7 +48,7 @@ class PeakMemory:
             self.base = torch.cuda.memory_allocated()
             return self
         self.base = _rss()
-        self._hwm = _reset_high_water()
+        self._hwm = reset_high_water()
         self._stop = threading.Event()
         self._max = self.base
 
@@ -68,7 +68,7 @@ class PeakMemory:
         else:
             self._stop.set()
             self._thread.join()
-            self.peak = max(self._max, _rss(), _high_water() if self._hwm else 0) - self.base
+            self.peak = max(self._max, _rss(), high_water() if self._hwm else 0) - self.base
 
 
 def measure(fn, device, repeats: int = 3, warmup: int = 1):

@@ -22,7 +22,7 @@ import time
 import torch
 
 import netloupe as nl
-from common import Generated  # beside this file: a script's folder is on its import path
+from common import Generated, high_water, reset_high_water  # beside this file: a script's folder is on its import path
 
 LAYERS = ["blocks.2", "blocks.4", "conv_head"]
 
@@ -77,11 +77,9 @@ def data(args):
 def memory_child(n: int, size: int):
     a, b = models(size)
     nl.compare([a, b], LAYERS, Generated(32, size), renders=False, progress=False)  # warm-up, allocator primed
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
+    reset_high_water()
     nl.compare([a, b], LAYERS, Generated(n, size), renders=False, progress=False)
-    peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
-    print(json.dumps({"images": n, "peak_mib": peak / 1024}))
+    print(json.dumps({"images": n, "peak_mib": high_water() / 2 ** 20}))
 
 
 def main():

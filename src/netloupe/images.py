@@ -237,6 +237,11 @@ class Chart(Picture):
         return figure_to_pil(fig)
 
 
+def pil_to01(im: Image.Image) -> torch.Tensor:
+    """An RGB PIL image as a [3, H, W] float tensor in [0, 1], at its own size."""
+    return torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)
+
+
 def as_pil(item) -> Image.Image:
     """A path, PIL image or HWC numpy array as an RGB PIL image."""
     if isinstance(item, (str, os.PathLike)):

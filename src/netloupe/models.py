@@ -49,10 +49,14 @@ class LoadedModel:
     def device(self) -> torch.device:
         return next((p.device for p in self.module.parameters()), torch.device("cpu"))
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype its inputs take: that of its floating-point parameters (float32 without any)."""
+        return next((p.dtype for p in self.module.parameters() if p.is_floating_point()), torch.float32)
+
     def inputs(self, data) -> torch.Tensor:
         """Anything Preprocess accepts, as a batch on the model's device and dtype."""
-        dtype = next((p.dtype for p in self.module.parameters() if p.is_floating_point()), torch.float32)
-        return self.preprocess(data, device=self.device, dtype=dtype)
+        return self.preprocess(data, device=self.device, dtype=self.dtype)
 
     @renamed(k="top_k")
     def predict(self, inputs, top_k: int = 5) -> List[List[Tuple[str, float]]]:

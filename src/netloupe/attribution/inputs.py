@@ -67,8 +67,7 @@ def model_inputs(loaded: LoadedModel, inputs) -> Tuple[Tensors, bool]:
         return (loaded.inputs(inputs),), False
     if not inputs:
         raise InputError("got an empty tuple of inputs; give one tensor (or images) per model input")
-    dtype = next((p.dtype for p in loaded.module.parameters() if p.is_floating_point()), torch.float32)
-    xs = tuple(input_tensor(x, loaded.device, dtype) if isinstance(x, torch.Tensor) else loaded.inputs(x)
+    xs = tuple(input_tensor(x, loaded.device, loaded.dtype) if isinstance(x, torch.Tensor) else loaded.inputs(x)
                for x in inputs)
     sizes = [x.shape[0] for x in xs]
     if len(set(sizes)) > 1:

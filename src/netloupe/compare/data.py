@@ -128,9 +128,8 @@ def data_measures(models: List[LoadedModel], layers: Sequence[str], data, top_k:
                 continue
             feats = []
             for i, m in enumerate(models):
-                dtype = next((q.dtype for q in m.module.parameters() if q.is_floating_point()), torch.float32)
                 with probe(m, captured[i], detach=True) as p:
-                    forward(m.module, [_as_seen_by(m, first, t).to(m.device, dtype) for t in parts])
+                    forward(m.module, [_as_seen_by(m, first, t).to(m.device, m.dtype) for t in parts])
                     missing = [name for name in captured[i] if name not in p.activations]
                     if missing:
                         raise InputError(f"layer {missing[0]!r} of model {i} did not run in its forward pass; choose "

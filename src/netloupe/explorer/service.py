@@ -194,8 +194,7 @@ class Explorer:
     def inputs(self, ref: str) -> Tuple[torch.Tensor, ...]:
         """The model's inputs for an input name, each a batch of one on the model's device."""
         parts = model_inputs(self._sample(ref), self.model.preprocess)
-        dtype = next((p.dtype for p in self.model.module.parameters() if p.is_floating_point()), torch.float32)
-        return tuple(t.unsqueeze(0).to(self.model.device, dtype) for t in parts)
+        return tuple(t.unsqueeze(0).to(self.model.device, self.model.dtype) for t in parts)
 
     def picture(self, ref: str, part: int = 0) -> Image.Image:
         """The input as the model sees it (after its preprocessing)."""

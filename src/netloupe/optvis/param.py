@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from ..deprecation import renamed
 from ..errors import InputError
-from ..images import ImageLike, as_pil
+from ..images import ImageLike, as_pil, pil_to01
 from ..runtime import generator
 
 # Lucid's colour correlation (square root of ImageNet's colour covariance, via SVD).
@@ -147,9 +147,7 @@ def _image01(img: Union[ImageLike, torch.Tensor], size: Optional[Tuple[int, int]
     pil = as_pil(img)
     if size is not None:
         pil = pil.resize(size[::-1])
-    import numpy as np
-
-    return torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return pil_to01(pil)
 
 
 @renamed(batch="n")

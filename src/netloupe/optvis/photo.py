@@ -15,13 +15,12 @@ import warnings
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import InputError, NetloupeError, UnitError
-from ..images import as_pil
+from ..images import as_pil, pil_to01
 from ..images import grid as image_grid
 from ..images import to_pil as tensor_to_pil
 from ..models import LoadedModel, as_loaded, forward
@@ -116,8 +115,7 @@ def photos(images, loaded: Optional[LoadedModel] = None) -> torch.Tensor:
             batch.extend(_tensor01(item))
             continue
         pil = as_pil(item)
-        batch.append(loaded.preprocess.pil_to_tensor01(pil) if loaded is not None else
-                     torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0).permute(2, 0, 1))
+        batch.append(loaded.preprocess.pil_to_tensor01(pil) if loaded is not None else pil_to01(pil))
     sizes = sorted({tuple(t.shape[1:]) for t in batch})
     if len(sizes) > 1:
         raise InputError(f"the photos have different sizes {[s[1:] for s in sizes]}; give photos of one size "

@@ -256,8 +256,7 @@ def _fired(loaded: LoadedModel, layer: str, call: int, channel: int, samples, po
     upsampled bilinearly to the input size, and the input-space box of the grid cell at each
     (y, x) of ``positions``; a grid cell spans input size / grid size pixels."""
     module = loaded.module
-    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
-    batch = [torch.stack(parts).to(device=loaded.device, dtype=dtype) for parts in zip(*samples)]
+    batch = [torch.stack(parts).to(device=loaded.device, dtype=loaded.dtype) for parts in zip(*samples)]
     with probe(module, [layer], detach=True) as p, torch.no_grad():
         forward(module, batch)
     out = p.calls[layer][call]

@@ -394,7 +394,7 @@ def scan(model, data, layers, *, top_k: int = 9, bottom_k: int = 0, bins: int = 
     source = as_source(data)
     model_device = loaded.device
     stats_device = torch.device(device) if device is not None else model_device
-    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
+    dtype = loaded.dtype
     size = runtime.batch_size(batch_size, model_device, "scan")
     cast = runtime.autocast(precision, model_device)
     batches = source.batches or [list(range(s.start, s.stop)) for s in runtime.chunks(len(source), size)]
