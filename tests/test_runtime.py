@@ -62,3 +62,20 @@ def test_precision_auto_is_float32_on_the_cpu_and_bfloat16_agrees():
         nl.scan(model, data, ["2"], progress=False, precision="fp8")
     with pytest.raises(nl.NetloupeError, match="precision must be one of"):
         nl.compare([model, model], ["2"], data, renders=False, precision="half", progress=False)
+
+
+def test_visualize_takes_a_precision_and_bfloat16_reaches_the_same_activation():
+    """Renders under bfloat16 autocast (asked for on the CPU here) climb like float32 ones; "auto" on a CPU is
+    float32 exactly; a wrong name is refused before any work."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3)).eval()
+    kw = dict(size=32, steps=24, seed=0, progress=False, transforms=None)
+    exact = nl.visualize(model, ["2:1", "2:3"], precision="float32", **kw)
+    auto = nl.visualize(model, ["2:1", "2:3"], **kw)
+    assert torch.equal(auto.images, exact.images)
+    half = nl.visualize(model, ["2:1", "2:3"], precision="bfloat16", **kw)
+    assert half.images.dtype == torch.float32  # the image and its optimizer stay float32
+    final, reached = exact.history[-1], half.history[-1]
+    assert (final > exact.history[0]).all() and ((reached - final).abs() <= 0.05 * final.abs()).all()
+    with pytest.raises(nl.NetloupeError, match="precision must be one of"):
+        nl.visualize(model, "2:1", precision="fp16", **kw)

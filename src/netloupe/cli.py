@@ -10,13 +10,34 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    NoReturn,
+    Optional,
+    Sequence,
+    Union,
+    cast,
+    overload,
+)
 
 import torch
 
 from .errors import InputError, NetloupeError
 
+if TYPE_CHECKING:
+    from .attribution import ContactSheet
+    from .attribution.targets import TargetLike
+    from .images import ImageLike, PictureLike
+    from .models import LoadedModel
+    from .samples import SampleDataset
 
-def _device(name):
+
+def _device(name: Optional[str]) -> Union[str, torch.device]:
 
     if name is None:
         if not torch.cuda.is_available():
@@ -31,17 +52,17 @@ def _device(name):
     return device
 
 
-def _model(args, spec=None):
+def _model(args: argparse.Namespace, spec: Optional[str] = None) -> LoadedModel:
     """The model of --model (or of ``spec``), with --weights and --device."""
     from .models import load_model
 
-    kwargs = {}
+    kwargs: Dict[str, Any] = {}
     if args.weights is not None:
         kwargs["weights"] = None if args.weights == "random" else args.weights
     return load_model(spec or args.model, device=_device(args.device), **kwargs)
 
 
-def cmd_predict(args):
+def cmd_predict(args: argparse.Namespace) -> None:
     paths = _image_args(args.images)
     model = _model(args)
     for name, preds in zip(args.images, model.predict(paths, top_k=args.top_k)):
@@ -50,13 +71,13 @@ def cmd_predict(args):
             print(f"  {p:7.2%}  {label}")
 
 
-def cmd_layers(args):
+def cmd_layers(args: argparse.Namespace) -> None:
     from .models import layers
 
     print(layers(_model(args)))
 
 
-def cmd_demo(args):
+def cmd_demo(args: argparse.Namespace) -> None:
     from . import images, samples
     from .models import layers
 
@@ -85,7 +106,7 @@ def cmd_demo(args):
     print(f"wrote predictions.json, predictions.png, layers.txt, attribution/ and scan/index.html to {out.resolve()}")
 
 
-def _target(text: str):
+def _target(text: str) -> Union[str, int]:
     if text == "top":
         return "top"
     try:
@@ -94,12 +115,13 @@ def _target(text: str):
         return text  # a unit string; checked against the model by the method
 
 
-def _image_args(items):
+def _image_args(items: Sequence[str]) -> List[str]:
     """Image arguments: file paths, or sample photo names (chelsea, coffee, ...). Checked before
     any model loads, so a typo fails at once, with the nearest sample name."""
     from . import samples
 
-    names, paths = samples.names(), []
+    names = samples.names()
+    paths: List[str] = []
     for item in items:
         if Path(item).exists():
             paths.append(item)
@@ -113,7 +135,8 @@ def _image_args(items):
     return paths
 
 
-def _contact_sheet(model, x, stem: str, methods, target, layer, out: Path):
+def _contact_sheet(model: LoadedModel, x: torch.Tensor, stem: str, methods: Union[str, Sequence[str]],
+                   target: TargetLike, layer: Optional[str], out: Path) -> ContactSheet:
     """One PNG per method for the single input ``x`` (raw or overlay, as the sheet shows it), and
     for several methods the contact sheet of the input and every method, with colour bars."""
     from .attribution import contact_sheet
@@ -126,7 +149,7 @@ def _contact_sheet(model, x, stem: str, methods, target, layer, out: Path):
     return sheet
 
 
-def cmd_attribute(args):
+def cmd_attribute(args: argparse.Namespace) -> None:
     from .attribution import lookup
 
     methods = "all" if args.method == "all" else [lookup(args.method).name]
@@ -141,7 +164,7 @@ def cmd_attribute(args):
         print(f"{name}: wrote {len(sheet.results)} attribution(s) to {out.resolve()}")
 
 
-def cmd_scan(args):
+def cmd_scan(args: argparse.Namespace) -> None:
     import os
 
     from .stats import report, scan
@@ -160,7 +183,7 @@ def cmd_scan(args):
         print(report(result, out).resolve())
 
 
-def cmd_dropout(args):
+def cmd_dropout(args: argparse.Namespace) -> None:
     from .dropout import augment
 
     paths = _image_args(args.images)
@@ -183,7 +206,7 @@ def cmd_dropout(args):
     print(f"wrote {grid.resolve()}")
 
 
-def cmd_visualize(args):
+def cmd_visualize(args: argparse.Namespace) -> None:
     from . import images
     from .optvis import classic, recipes
 
@@ -195,7 +218,7 @@ def cmd_visualize(args):
     if args.diverse and args.method != "lucid":
         raise NetloupeError("--diverse renders with --method lucid only; leave out one of them")
     out = Path(args.out)
-    common = dict(size=args.size, seed=args.seed, progress=not args.quiet)
+    common: Dict[str, Any] = dict(size=args.size, seed=args.seed, progress=not args.quiet)
     if args.steps is not None:
         common["steps"] = args.steps
     if args.diverse:
@@ -203,8 +226,10 @@ def cmd_visualize(args):
     else:
         results = [recipes.visualize(model, args.units, method=args.method, preset=args.preset,
                                      batch_size=args.batch_size, **common)]
-    pictures, captions = [], []
+    pictures: List[PictureLike] = []
+    captions: List[str] = []
     for r in results:
+        assert r.captions is not None  # every render of visualize is captioned with its unit
         shown = r.images if args.method == "lucid" else classic.stretch(r.images, model.preprocess.mean)
         for pil, caption in zip(map(images.to_pil, shown), r.captions):
             images.save(pil, out / f"{recipes.file_name(caption)}.png")
@@ -214,15 +239,16 @@ def cmd_visualize(args):
     print(f"wrote {len(pictures)} PNGs and contact_sheet.png to {out.resolve()}")
 
 
-def cmd_style(args):
+def cmd_style(args: argparse.Namespace) -> None:
     from . import images
     from .optvis import style
 
     content, *styles = _image_args([args.content] + args.style)
     model = _model(args)
     weights = None if args.style_weights is None else [float(w) for w in args.style_weights.split(",")]
-    r = style.style_transfer(model, content, styles, style_weights=weights, style_weight=args.style_weight,
-                             steps=args.steps, optimizer=args.optimizer, seed=args.seed, progress=not args.quiet)
+    r = style.style_transfer(model, content, cast("List[ImageLike]", styles),  # a list of paths (list is invariant)
+                             style_weights=weights, style_weight=args.style_weight, steps=args.steps,
+                             optimizer=args.optimizer, seed=args.seed, progress=not args.quiet)
     out = Path(args.out)
     images.save(r.to_pil(), out / "style_transfer.png")
     photos = [images.to_pil(t) for t in model.preprocess.inverse(model.inputs([content] + styles))]
@@ -231,30 +257,32 @@ def cmd_style(args):
     print(f"final loss {r.history[-1, 0]:.4g}; wrote style_transfer.png and contact_sheet.png to {out.resolve()}")
 
 
-def _layer_list(text: str):
+def _layer_list(text: str) -> List[str]:
     """A comma-separated --layers argument as a list of names."""
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
-def cmd_dream(args):
+def cmd_dream(args: argparse.Namespace) -> None:
     from . import images
     from .optvis import photo
 
     paths = _image_args(args.images)
     model = _model(args)
     out = Path(args.out)
-    pictures, captions = [], []
+    pictures: List[PictureLike] = []
+    captions: List[str] = []
     for name, path in zip(args.images, paths):  # one call per photo: photos keep their own sizes
         r = photo.dream(model, path, args.layer, octaves=args.octaves, octave_scale=args.octave_scale,
                         steps_per_octave=args.steps, lr=args.lr, seed=args.seed, progress=not args.quiet)
         images.save(r.to_pil(), out / f"{Path(name).stem}_dream.png")
+        assert r.photos is not None  # a dream holds its photo
         pictures += [r.photos[0], r.images[0]]
         captions += [Path(name).stem, f"dream {args.layer}"]
     images.grid(pictures, captions, ncol=2).save(out / "contact_sheet.png")
     print(f"wrote {len(paths)} dream(s) and contact_sheet.png to {out.resolve()}")
 
 
-def cmd_invert(args):
+def cmd_invert(args: argparse.Namespace) -> None:
     from . import images
     from .optvis import photo, recipes
 
@@ -264,6 +292,7 @@ def cmd_invert(args):
     r = photo.invert(model, path, _layer_list(args.layers), steps=args.steps, tv_weight=args.tv_weight,
                      seed=args.seed, progress=not args.quiet)
     stem = Path(args.image).stem
+    assert r.layers is not None and r.errors is not None  # an inversion names its layers and their errors
     for layer, pil, error in zip(r.layers, r.pils(), r.errors.tolist()):
         images.save(pil, out / f"{stem}_{recipes.file_name(layer)}.png")
         print(f"{layer}: relative activation error {error:.3f}")
@@ -271,7 +300,7 @@ def cmd_invert(args):
     print(f"wrote {len(r.layers)} inversion(s) and contact_sheet.png to {out.resolve()}")
 
 
-def cmd_caricature(args):
+def cmd_caricature(args: argparse.Namespace) -> None:
     from . import images
     from .optvis import photo, recipes
 
@@ -287,6 +316,7 @@ def cmd_caricature(args):
         layer, which = divmod(i, len(suffixes))
         images.save(pil, out / f"{stem}_{recipes.file_name(layers[layer])}{suffixes[which]}.png")
     if args.adversarial:
+        assert r.photos is not None and r.photo_captions is not None  # the photo and its twin, captioned
         images.save(r.photos[1], out / f"{stem}_twin.png")
         print(" | ".join(r.photo_captions))
     r.grid().save(out / "contact_sheet.png")
@@ -296,13 +326,13 @@ def cmd_caricature(args):
 class _Parser(argparse.ArgumentParser):
     """argparse whose usage errors end like every other netloupe error: one line, exit code 2."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"netloupe: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _count(minimum: int):
+def _count(minimum: int) -> Callable[[str], int]:
     """An argparse type: an integer of at least ``minimum``."""
-    def parse(text):
+    def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
@@ -318,7 +348,7 @@ class _Help(argparse.HelpFormatter):
     """Help in which every option states its default: a value is appended, a flag reads 'off',
     a required option says so; help that words its own default is left as written."""
 
-    def _get_help_string(self, action):
+    def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         if not action.option_strings or action.default is argparse.SUPPRESS or "(default:" in text:
             return text
@@ -327,7 +357,7 @@ class _Help(argparse.HelpFormatter):
         return f"{text} (default: {'off' if action.default is False else '%(default)s'})"
 
 
-def cmd_compare(args):
+def cmd_compare(args: argparse.Namespace) -> None:
     from .compare import compare, report
 
     out = Path(args.out)
@@ -342,7 +372,7 @@ def cmd_compare(args):
     print(report(result, out).resolve())
 
 
-def cmd_explore(args):
+def cmd_explore(args: argparse.Namespace) -> None:
     import uvicorn
 
     from .explorer import Explorer
@@ -358,7 +388,7 @@ def cmd_explore(args):
     uvicorn.run(create_app(explorer), host=args.host, port=args.port, log_level="warning")
 
 
-def cmd_atlas(args):
+def cmd_atlas(args: argparse.Namespace) -> None:
     from .explorer.atlas import atlas
 
     index = atlas(_model(args), args.layers, data=_data(args.data), out=args.out, steps=args.steps, size=args.size,
@@ -367,7 +397,11 @@ def cmd_atlas(args):
     print(index.resolve())
 
 
-def _data(text):
+@overload
+def _data(text: str) -> Union[str, SampleDataset]: ...
+@overload
+def _data(text: None) -> None: ...
+def _data(text: Optional[str]) -> Union[str, SampleDataset, None]:
     """A --data argument: a folder or list file, or the sample dataset ('samples')."""
     from . import samples
 
@@ -394,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="refuse images of more than N pixels (Pillow's guard against decompression bombs); "
                         "raise it for huge images you trust")
 
-    def verb(name, func, help):
+    def verb(name: str, func: Callable[[argparse.Namespace], None], help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=help, formatter_class=_Help)
         p.set_defaults(func=func)
         return p
@@ -540,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @contextlib.contextmanager
-def _pixel_limit(n):
+def _pixel_limit(n: Optional[int]) -> Iterator[None]:
     """--max-pixels: Pillow's decompression-bomb limit for this run, restored after it."""
     from PIL import Image
 
@@ -552,14 +586,15 @@ def _pixel_limit(n):
 
 
 @contextlib.contextmanager
-def _out_folder(out):
+def _out_folder(out: Union[str, os.PathLike, None]) -> Iterator[None]:
     """--out: refused before any work when it cannot be written; if the run then fails, what
     it created there is removed (a folder that existed before is left as it is)."""
     if out is None:
         yield
         return
     out = Path(out)
-    created, parent = None, out
+    created: Optional[Path] = None
+    parent = out
     while not os.path.exists(parent):
         created, parent = parent, parent.parent
     if not parent.is_dir():
@@ -577,7 +612,7 @@ def _out_folder(out):
         raise
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Callable
+from typing import Any, Callable, TypeVar, cast
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def renamed(**old_to_new: str) -> Callable:
+def renamed(**old_to_new: str) -> Callable[[_F], _F]:
     """Let the decorated function take each old keyword as its new one (with a warning).
     ``@renamed(max_epochs="steps")`` maps ``f(max_epochs=5)`` to ``f(steps=5)``."""
-    def decorate(fn: Callable) -> Callable:
+    def decorate(fn: _F) -> _F:
         @functools.wraps(fn)
-        def wrapper(*args, **kw):
+        def wrapper(*args: Any, **kw: Any) -> Any:
             for old, new in old_to_new.items():
                 if old in kw:
                     if new in kw:
@@ -22,5 +24,5 @@ def renamed(**old_to_new: str) -> Callable:
                                   DeprecationWarning, stacklevel=2)
                     kw[new] = kw.pop(old)
             return fn(*args, **kw)
-        return wrapper
+        return cast(_F, wrapper)
     return decorate

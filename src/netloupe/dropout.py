@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, Tuple, cast
 
 import torch
 import torch.nn as nn
@@ -28,13 +28,16 @@ from . import images as _images
 from .deprecation import renamed
 from .errors import InputError, NetloupeError, UnitError
 from .images import Picture, Preprocess
-from .models import as_loaded, check_device, forward
+from .models import Inputs, ModelLike, as_loaded, check_device, forward
 from .outputs import first_tensor
-from .probe import probe
+from .probe import Probe, probe
+from .runtime import DeviceLike, chunks
 from .runtime import batch_size as _batch_size
-from .runtime import chunks
 from .runtime import progress as _progress
 from .units import Unit, UnitLike, as_unit
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 OPTIMIZERS = ("lbfgs", "adam")
 #: ``loss_tolerance=None``: a sample has converged once its MSE is at most this fraction of its
@@ -79,7 +82,7 @@ class DropoutAugmentation(Picture):
     seed: Optional[int]
     preprocess: Preprocess
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:  # the images, then the pair of outputs
         yield self.images
         yield (self.original_output, self.augmented_output)
 
@@ -98,7 +101,8 @@ class DropoutAugmentation(Picture):
         """The grid: per input (input ``index`` alone, or every input), a row with x and its n
         augmentations x~, and under it a row with the differences x~ - x shown around grey,
         amplified (by default so that the largest 1% of |x~ - x| of that input saturate)."""
-        pics, captions = [], []
+        pics: List[torch.Tensor] = []
+        captions: List[str] = []
         rgb = lambda t: self.preprocess.inverse(t[None])[0]  # noqa: E731
         diff = self.difference
         blank = torch.ones_like(self.inputs[0])
@@ -119,12 +123,12 @@ class DropoutAugmentation(Picture):
                 captions.append(f"mean |x~-x| {float(self.strength[b, i]):.3f}")
         return _images.grid(pics, captions, ncol=self.images.shape[1] + 1, cell=cell)
 
-    def grid(self, **kw) -> Image.Image:
+    def grid(self, **kw: Any) -> Image.Image:
         """Same as ``to_pil``."""
         return self.to_pil(**kw)
 
 
-def _output(out) -> Optional[torch.Tensor]:
+def _output(out: Any) -> Optional[torch.Tensor]:
     """The model output's tensor (its first, for tuples and dicts), kept apart from the graph."""
     t, _ = first_tensor(out)
     return None if t is None else t.detach()
@@ -135,7 +139,7 @@ def _mse(a: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (a.float() - target.float()).pow(2).reshape(len(a), -1).mean(1)
 
 
-def _eval_pass(module: nn.Module, unit: Unit, x: torch.Tensor):
+def _eval_pass(module: nn.Module, unit: Unit, x: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """L's output and the model's output on x, everything in eval mode."""
     with probe(module, [unit.layer], detach=True) as p, torch.no_grad():
         out = forward(module, (x,))
@@ -145,14 +149,16 @@ def _eval_pass(module: nn.Module, unit: Unit, x: torch.Tensor):
         return unit.part(p.activations[unit.layer], p.layout(unit.layer)), _output(out)
 
 
-def _dropout_pass(module: nn.Module, unit: Unit, x: torch.Tensor, n: int, seed: Optional[int]):
+def _dropout_pass(module: nn.Module, unit: Unit, x: torch.Tensor, n: int, seed: Optional[int]
+                  ) -> Tuple[torch.Tensor, Optional[torch.Tensor], List[float]]:
     """n dropout samples of L's output per input ([B, n, ...]), dropout on and BatchNorm in eval.
 
     With a seed, each input's n masks come from a generator state seeded with ``seed`` alone,
     so that an input's result does not depend on the other inputs of the batch; the caller's
     global random state is left as it was.
     """
-    acts, outs = [], []
+    acts: List[torch.Tensor] = []
+    outs: List[Optional[torch.Tensor]] = []
     devices = [x.device] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices, enabled=seed is not None), \
             probe(module, [unit.layer], stochastic=True, detach=True) as p, torch.no_grad():
@@ -163,11 +169,11 @@ def _dropout_pass(module: nn.Module, unit: Unit, x: torch.Tensor, n: int, seed: 
             acts.append(unit.part(p.activations[unit.layer], p.layout(unit.layer)))
             outs.append(_output(out))
         rates = p.dropout_rates
-    target_output = torch.stack(outs) if all(o is not None for o in outs) else None
+    target_output = torch.stack(cast(List[torch.Tensor], outs)) if all(o is not None for o in outs) else None
     return torch.stack(acts), target_output, rates
 
 
-def _rate_settings(module: nn.Module):
+def _rate_settings(module: nn.Module) -> Iterator[Tuple[nn.Module, str]]:
     """(module, attribute) of every dropout rate a model declares: the ``p`` of dropout modules and
     the float ``drop_rate`` that timm and torchvision models pass to F.dropout."""
     for m in module.modules():
@@ -193,7 +199,7 @@ def _check_reached(module: nn.Module, unit: Unit, clean: torch.Tensor, targets: 
                         "choose a layer after a dropout (e.g. the classifier that follows it)")
 
 
-def _valid_range(pre: Preprocess, x: torch.Tensor):
+def _valid_range(pre: Preprocess, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per-element bounds of the model input that an image in [0, 1] maps to, widened to hold x
     (a tensor input outside the image range is never pulled into it)."""
     lo = pre.normalize(torch.zeros_like(x[:1]))
@@ -209,7 +215,9 @@ class _Fit:
     was measured and leaves the batch (later passes run on the remaining samples only).
     """
 
-    def __init__(self, module, unit, x0, target, start, tol, lo, hi, lr, optimizer, steps, bar):
+    def __init__(self, module: nn.Module, unit: Unit, x0: torch.Tensor, target: torch.Tensor, start: torch.Tensor,
+                 tol: torch.Tensor, lo: Optional[torch.Tensor], hi: Optional[torch.Tensor], lr: float, optimizer: str,
+                 steps: int, bar: Any) -> None:
         self.module, self.unit, self.target, self.tol = module, unit, target, tol
         self.scale = start.clamp_min(1e-30)
         self.lo, self.hi, self.lr, self.optimizer = lo, hi, lr, optimizer
@@ -219,17 +227,19 @@ class _Fit:
         self.loss = torch.full((m,), float("nan"), device=x0.device)
         self.steps = torch.zeros(m, dtype=torch.long)
         self.converged = torch.zeros(m, dtype=torch.bool)
-        self.output = None
+        self.output: Optional[torch.Tensor] = None
         self.passes = 0
+        self._p: Probe  # while run() runs
 
-    def run(self):
+    def run(self) -> _Fit:
         with probe(self.module, [self.unit.layer]) as p:
             self._p = p
             (self._adam if self.optimizer == "adam" else self._lbfgs)()
         del self._p
         return self
 
-    def _evaluate(self, xa: torch.Tensor, idx: torch.Tensor):
+    def _evaluate(self, xa: torch.Tensor, idx: torch.Tensor
+                  ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
         """One pass (forward + backward) over the samples ``idx`` at ``xa``: their MSE, the
         gradient of their scaled MSE and the model's output."""
         xa = xa.detach().requires_grad_(True)
@@ -240,9 +250,10 @@ class _Fit:
         return loss.detach(), grad, _output(out)
 
     def _clamp(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        return x if self.lo is None else torch.maximum(torch.minimum(x, self.hi[idx]), self.lo[idx])
+        return x if self.lo is None or self.hi is None else torch.maximum(torch.minimum(x, self.hi[idx]), self.lo[idx])
 
-    def _finish(self, idx, x, loss, out, steps) -> None:
+    def _finish(self, idx: torch.Tensor, x: torch.Tensor, loss: torch.Tensor, out: Optional[torch.Tensor],
+                steps: int) -> None:
         """Freeze samples ``idx`` at ``x``, where ``loss`` and ``out`` were measured."""
         if len(idx) == 0:
             return
@@ -294,7 +305,9 @@ class _Fit:
         outs = out
         gamma = self.lr / grad.abs().max(1).values.clamp_min(1e-30)  # initial inverse-Hessian scale
         t = torch.ones(M, device=x.device)
-        S, Y, R = [], [], []  # history: steps, gradient changes, 1 / (y.s) (0 where not a valid pair)
+        S: List[torch.Tensor] = []
+        Y: List[torch.Tensor] = []
+        R: List[torch.Tensor] = []  # history: steps, gradient changes, 1 / (y.s) (0 where not a valid pair)
         for step in range(self.max_steps + 1):
             stop = (loss[idx] <= self.tol[idx]) | (step == self.max_steps)
             done = idx[stop]
@@ -336,13 +349,13 @@ class _Fit:
             gamma[idx] = torch.where(valid, sy / (y_ * y_).sum(1).clamp_min(1e-30), gamma[idx])
             acc = idx[better]
             x[acc], grad[acc], loss[acc] = trial[better], new_grad[better], new_loss[better]
-            if outs is not None:
+            if outs is not None and new_out is not None:  # the model gives a tensor each pass or never
                 outs[acc] = new_out[better]
             t[idx] = torch.where(better, (t[idx] * 2).clamp(max=1.0), t[idx] * 0.5)
             self.bar.update(1)
 
 
-def _in_order(model, inputs, layer, name: str):
+def _in_order(model: ModelLike, inputs: Any, layer: Any, name: str) -> Tuple[Any, Any]:
     """(inputs, layer), also from a call in the old order ``name(model, layer, inputs)`` (deprecated)."""
     if not _is_layer(model, layer) and _is_layer(model, inputs):
         warnings.warn(f"{name}(model, layer, inputs) is deprecated; the inputs come second, as in every netloupe "
@@ -351,7 +364,7 @@ def _in_order(model, inputs, layer, name: str):
     return inputs, layer
 
 
-def _is_layer(model, value) -> bool:
+def _is_layer(model: ModelLike, value: object) -> bool:
     """Whether ``value`` names a layer of the model (as a unit string, Unit or module of it)."""
     if not isinstance(value, (str, Unit, nn.Module)):
         return False
@@ -363,10 +376,10 @@ def _is_layer(model, value) -> bool:
 
 
 @renamed(data="inputs", max_epochs="steps")
-def augment(model, inputs, layer: UnitLike, *, n: int = 8, steps: int = 2000, loss_tolerance: Optional[float] = None,
-            lr: Optional[float] = None, batch_size: Optional[int] = None, seed: Optional[int] = None,
-            clamp: bool = True, optimizer: str = "lbfgs", progress: bool = True, device=None,
-            verbosity=None) -> DropoutAugmentation:
+def augment(model: ModelLike, inputs: Inputs, layer: UnitLike, *, n: int = 8, steps: int = 2000,
+            loss_tolerance: Optional[float] = None, lr: Optional[float] = None, batch_size: Optional[int] = None,
+            seed: Optional[int] = None, clamp: bool = True, optimizer: str = "lbfgs", progress: bool = True,
+            device: Optional[DeviceLike] = None, verbosity: Optional[int] = None) -> DropoutAugmentation:
     """Show the augmentation that dropout performs in input space (Bouthillier et al. 2015).
 
     For each input x, draw n dropout samples h~ of ``layer``'s output (dropout on, BatchNorm in
@@ -428,14 +441,15 @@ def augment(model, inputs, layer: UnitLike, *, n: int = 8, steps: int = 2000, lo
         tol = torch.maximum(TOLERANCE_FRACTION * start, floor)
     else:
         tol = torch.full((B * n,), float(loss_tolerance), device=x.device)
-    lo = hi = None
+    lo: Optional[torch.Tensor] = None
+    hi: Optional[torch.Tensor] = None
     if clamp:
         lo, hi = _valid_range(loaded.preprocess, flat_x)
     if lr is None:
         lr = LR_FRACTION * float(1 / torch.as_tensor(loaded.preprocess.std).mean())
     size = _batch_size(batch_size, x.device, "dropout")
 
-    fits = []
+    fits: List[_Fit] = []
     with _progress(None, desc=f"dropout {unit.layer}", enabled=progress) as bar:
         for part in chunks(B * n, size):
             s = slice(part.start, part.stop)
@@ -469,7 +483,7 @@ class DropoutSweep(_images.Chart):
     results: List[DropoutAugmentation]
     layer: str
 
-    def plot(self, ax=None, index: Optional[int] = None):
+    def plot(self, ax: Optional[Axes] = None, index: Optional[int] = None) -> Axes:
         """Mean strength per rate, with a band of one standard deviation over the samples of input
         ``index`` (None: over every input and sample)."""
         import matplotlib.pyplot as plt
@@ -497,7 +511,8 @@ def _set_rate(module: nn.Module, rate: float) -> int:
 
 
 @renamed(data="inputs")
-def sweep(model, inputs, layer: UnitLike, *, rates: Sequence[float] = (0.1, 0.3, 0.5, 0.7), **kwargs) -> DropoutSweep:
+def sweep(model: ModelLike, inputs: Inputs, layer: UnitLike, *, rates: Sequence[float] = (0.1, 0.3, 0.5, 0.7),
+          **kwargs: Any) -> DropoutSweep:
     """Augment ``inputs`` at each dropout rate and measure how far x~ moves from x.
 
     Runs on a copy of the model whose dropout rates are all set to each rate in turn (the model
@@ -513,7 +528,7 @@ def sweep(model, inputs, layer: UnitLike, *, rates: Sequence[float] = (0.1, 0.3,
     if _set_rate(copy_.module, 0.0) == 0:
         raise NetloupeError(f"found no dropout rate to set in {type(loaded.module).__name__} (no dropout module "
                             "and no drop_rate attribute); sweep needs a model with dropout")
-    results = []
+    results: List[DropoutAugmentation] = []
     for r in rates:
         _set_rate(copy_.module, r)
         results.append(augment(copy_, inputs, str(unit), **kwargs))

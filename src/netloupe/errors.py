@@ -8,7 +8,7 @@ class NetloupeError(Exception):
 class UnitError(NetloupeError, KeyError):
     """A unit string that does not parse, or names a layer, channel or position that does not exist."""
 
-    def __str__(self):  # KeyError would quote the message
+    def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
 
 

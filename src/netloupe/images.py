@@ -7,7 +7,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import torch
@@ -15,10 +15,19 @@ from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 from .errors import InputError
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .runtime import DeviceLike
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
+#: a picture to draw or save: a PIL image or an image tensor in [0, 1] (see :func:`to_pil`)
+PictureLike = Union[Image.Image, torch.Tensor]
 
 
 def load_image(path: Union[str, os.PathLike]) -> Image.Image:
@@ -93,9 +102,9 @@ class Preprocess:
 
     @property
     def hw(self) -> Tuple[int, int]:
-        return (self.size, self.size) if isinstance(self.size, int) else tuple(self.size)
+        return (self.size, self.size) if isinstance(self.size, int) else cast(Tuple[int, int], tuple(self.size))
 
-    def _stats(self, like: torch.Tensor):
+    def _stats(self, like: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         mean = torch.as_tensor(self.mean, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
         std = torch.as_tensor(self.std, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
         return mean, std
@@ -124,16 +133,17 @@ class Preprocess:
             im = TF.resize(im, [max(H, h), max(W, w)], mode)
         return TF.to_tensor(TF.center_crop(im, [h, w]))
 
-    def __call__(self, inputs, device=None, dtype=torch.float32) -> torch.Tensor:
+    def __call__(self, inputs: Union[ImageLike, Sequence[ImageLike]], device: Optional[DeviceLike] = None,
+                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
         if isinstance(inputs, torch.Tensor):
             return input_tensor(inputs.unsqueeze(0) if inputs.dim() == 3 else inputs, device, dtype)
         if isinstance(inputs, tuple):
             raise InputError(f"got a tuple of {len(inputs)} items: a tuple means several model inputs, which this "
                              "function does not take; pass a list for a batch of images")
-        items = list(inputs) if isinstance(inputs, list) else [inputs]
+        items: List[Any] = list(inputs) if isinstance(inputs, list) else [inputs]  # as_pil checks each
         if not items:
             raise InputError("no inputs given; pass an image path, PIL image, numpy array or tensor")
-        batch = []
+        batch: List[torch.Tensor] = []
         for item in items:
             if isinstance(item, torch.Tensor):
                 t = self(item)
@@ -146,7 +156,8 @@ class Preprocess:
         return torch.stack(batch).to(device=device, dtype=dtype)
 
 
-def input_tensor(x: torch.Tensor, device=None, dtype=torch.float32) -> torch.Tensor:
+def input_tensor(x: torch.Tensor, device: Optional[DeviceLike] = None,
+                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """A tensor taken as a model input batch as is ([N, C, H, W] images, [N, D] features, ...),
     checked and moved to ``device`` and ``dtype``."""
     if x.dim() < 2:
@@ -163,7 +174,7 @@ def input_tensor(x: torch.Tensor, device=None, dtype=torch.float32) -> torch.Ten
     return x.to(device=device or x.device, dtype=dtype)
 
 
-def shown(index, count: int, what: str = "inputs") -> List[int]:
+def shown(index: Optional[int], count: int, what: str = "inputs") -> List[int]:
     """Which of ``count`` items a picture shows: item ``index`` alone, or all of them for None
     (``to_pil(index=...)`` means this on every result)."""
     if index is None:
@@ -177,10 +188,12 @@ class Picture:
     """Mixin for results that can be drawn: subclasses define ``to_pil(**kw)``; ``save`` and
     ``plot`` follow from it."""
 
-    def to_pil(self, **kw) -> Image.Image:  # pragma: no cover - defined by each result
+    # *args and **kw: each result's to_pil (and plot) takes parameters of its own, and only a base
+    # method of this form lets the overrides be checked as such
+    def to_pil(self, *args: Any, **kw: Any) -> Image.Image:  # pragma: no cover - defined by each result
         raise NotImplementedError
 
-    def save(self, path: Union[str, os.PathLike], **kw) -> Path:
+    def save(self, path: Union[str, os.PathLike], **kw: Any) -> Path:
         """Write ``to_pil(**kw)`` to ``path`` (format from the suffix); folders are created."""
         return save(self.to_pil(**kw), path)
 
@@ -196,18 +209,18 @@ class Picture:
         picture.save(buffer, format="PNG")
         return buffer.getvalue()
 
-    def plot(self, ax=None, **kw):
+    def plot(self, ax: Optional[Axes] = None, *args: Any, **kw: Any) -> Axes:
         """Show ``to_pil(**kw)`` on a matplotlib axis (a new figure if none); returns the axis."""
         import matplotlib.pyplot as plt
 
         if ax is None:
             _, ax = plt.subplots()
-        ax.imshow(self.to_pil(**kw))
+        ax.imshow(self.to_pil(*args, **kw))
         ax.set_axis_off()
         return ax
 
 
-def figure(nrow: int = 1, ncol: int = 1, **kw):
+def figure(nrow: int = 1, ncol: int = 1, **kw: Any) -> Tuple[Figure, np.ndarray]:
     """A matplotlib figure drawn off-screen, with its axes grid: no pyplot, so the user's
     backend and open figures are never touched."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -218,10 +231,11 @@ def figure(nrow: int = 1, ncol: int = 1, **kw):
     return fig, fig.subplots(nrow, ncol, squeeze=False)
 
 
-def figure_to_pil(fig) -> Image.Image:
+def figure_to_pil(fig: Figure) -> Image.Image:
     """Render an off-screen figure to an RGB PIL image."""
-    fig.canvas.draw()
-    return Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[:, :, :3].copy())
+    canvas = cast("FigureCanvasAgg", fig.canvas)  # figure() gives every figure an Agg canvas
+    canvas.draw()
+    return Image.fromarray(np.asarray(canvas.buffer_rgba())[:, :, :3].copy())
 
 
 class Chart(Picture):
@@ -230,7 +244,7 @@ class Chart(Picture):
 
     figsize = (6.0, 4.0)
 
-    def to_pil(self, **kw) -> Image.Image:
+    def to_pil(self, **kw: Any) -> Image.Image:
         fig, axes = figure(figsize=self.figsize, dpi=100)
         self.plot(ax=axes[0, 0], **kw)
         fig.tight_layout()
@@ -242,7 +256,7 @@ def pil_to01(im: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)
 
 
-def as_pil(item) -> Image.Image:
+def as_pil(item: Union[str, os.PathLike, Image.Image, np.ndarray]) -> Image.Image:
     """A path, PIL image or HWC numpy array as an RGB PIL image."""
     if isinstance(item, (str, os.PathLike)):
         return load_image(item)
@@ -269,7 +283,7 @@ def to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(a)
 
 
-def save(image, path: Union[str, os.PathLike]) -> Path:
+def save(image: PictureLike, path: Union[str, os.PathLike]) -> Path:
     """Save a tensor or PIL image; folders are created."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -296,7 +310,8 @@ def blur(t: torch.Tensor, sigma: float) -> torch.Tensor:
     return flat.reshape(t.shape)
 
 
-def heatmap(values: torch.Tensor, cmap: str = "inferno", vmin=None, vmax=None) -> Image.Image:
+def heatmap(values: torch.Tensor, cmap: str = "inferno", vmin: Optional[float] = None,
+            vmax: Optional[float] = None) -> Image.Image:
     """Colour an [H, W] map with a matplotlib colormap (scaled to its min..max unless given)."""
     from matplotlib import colormaps
 
@@ -310,21 +325,21 @@ def heatmap(values: torch.Tensor, cmap: str = "inferno", vmin=None, vmax=None) -
     return Image.fromarray((rgba[:, :, :3] * 255).round().astype(np.uint8))
 
 
-def overlay(image, values: torch.Tensor, cmap: str = "jet", alpha: float = 0.5) -> Image.Image:
+def overlay(image: PictureLike, values: torch.Tensor, cmap: str = "jet", alpha: float = 0.5) -> Image.Image:
     """Blend a heatmap of ``values`` (resized to the image) over ``image``."""
     base = image if isinstance(image, Image.Image) else to_pil(image)
-    heat = heatmap(values, cmap).resize(base.size, Image.BILINEAR)
+    heat = heatmap(values, cmap).resize(base.size, Image.Resampling.BILINEAR)
     return Image.blend(base.convert("RGB"), heat, alpha)
 
 
-def grid(images: Sequence, captions: Optional[Sequence[str]] = None, ncol: Optional[int] = None,
-         pad: int = 4, cell: Optional[int] = None, background=(255, 255, 255)) -> Image.Image:
+def grid(images: Sequence[PictureLike], captions: Optional[Sequence[str]] = None, ncol: Optional[int] = None,
+         pad: int = 4, cell: Optional[int] = None, background: Tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
     """Lay images (tensors or PIL) out in a grid, with an optional caption under each."""
     pils = [im if isinstance(im, Image.Image) else to_pil(im) for im in images]
     if not pils:
         raise InputError("grid needs at least one image")
     if cell:
-        pils = [im.resize((cell, round(cell * im.size[1] / im.size[0])), Image.BILINEAR) for im in pils]
+        pils = [im.resize((cell, round(cell * im.size[1] / im.size[0])), Image.Resampling.BILINEAR) for im in pils]
     ncol = ncol or math.ceil(math.sqrt(len(pils)))
     nrow = math.ceil(len(pils) / ncol)
     cw = max(im.size[0] for im in pils)

@@ -23,7 +23,7 @@ import math
 import re
 import weakref
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -64,9 +64,9 @@ class Layout:
     def spatial(self, shape: Sequence[int]) -> Optional[Tuple[int, int]]:
         """(h, w) of the grid of an output of ``shape``, or None without one."""
         if self.kind == "nchw" and len(shape) == 4:
-            return tuple(shape[2:])
+            return (shape[2], shape[3])
         if self.kind == "nhwc" and len(shape) == 4:
-            return tuple(shape[1:3])
+            return (shape[1], shape[2])
         return self.grid if self.kind == "tokens" else None
 
     def check(self, shape: Sequence[int], layer: str = "") -> None:
@@ -122,7 +122,7 @@ class Layout:
 NCHW, NHWC, VECTOR = Layout("nchw"), Layout("nhwc"), Layout("vector")
 
 
-def parse(spec, tokens: Optional[int] = None, aspect: float = 1.0) -> Layout:
+def parse(spec: Union[str, Layout], tokens: Optional[int] = None, aspect: float = 1.0) -> Layout:
     """A Layout from its text (see the module docstring); ``tokens``, the layer's token count, and
     ``aspect`` (the input's width / height) fill in a grid left out."""
     if isinstance(spec, Layout):
@@ -167,7 +167,8 @@ def _prefix_and_grid(tokens: int, aspect: float) -> Tuple[int, Optional[Tuple[in
     return 0, None
 
 
-def _model_tokens(model: nn.Module, input_hw: Optional[Tuple[int, int]]):
+def _model_tokens(model: nn.Module, input_hw: Optional[Tuple[int, int]]
+                  ) -> Tuple[Optional[int], Optional[Tuple[int, int]]]:
     """(prefix tokens, grid) that the model itself declares for its token layers, where it does:
     timm's VisionTransformer family (num_prefix_tokens, patch_embed) and MLP-Mixer (stem),
     torchvision's VisionTransformer (class_token, patch_size)."""
@@ -185,7 +186,7 @@ def _model_tokens(model: nn.Module, input_hw: Optional[Tuple[int, int]]):
     return prefix, grid
 
 
-def _declared_format(module: nn.Module, model: nn.Module) -> Optional[str]:
+def _declared_format(module: Optional[nn.Module], model: nn.Module) -> Optional[str]:
     """A layer's own or its model's timm ``output_fmt`` ("NCHW" / "NHWC"), if any."""
     for m in (module, model):
         fmt = getattr(m, "output_fmt", None)

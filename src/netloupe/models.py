@@ -7,6 +7,7 @@ model, ``"package.module:factory"``, or an ``nn.Module``. Nothing is downloaded.
 
 from __future__ import annotations
 
+import enum
 import html
 import importlib
 import os
@@ -15,20 +16,34 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Final, Iterable, List, Optional, Sequence, Tuple, Union, cast
 
 import torch
 import torch.nn as nn
 
 from .deprecation import renamed
 from .errors import InputError, ModelError
-from .images import Preprocess
+from .images import ImageLike, Preprocess
 from .layouts import override
 from .layouts import overrides as layout_overrides
 from .probe import probe
 from .units import find_module
 
-_UNSET = object()
+if TYPE_CHECKING:
+    from .runtime import DeviceLike
+
+
+class _Unset(enum.Enum):
+    """The type of ``_UNSET``: a parameter left out (where None means something else)."""
+
+    UNSET = "unset"
+
+
+_UNSET: Final = _Unset.UNSET
+#: a weights= argument: a path to a state dict, None (random initialization) or left out (_UNSET)
+Weights = Union[str, os.PathLike, None, _Unset]
+#: what the model functions take as inputs: anything Preprocess accepts
+Inputs = Union[ImageLike, Sequence[ImageLike]]
 
 
 @dataclass
@@ -54,12 +69,12 @@ class LoadedModel:
         """The dtype its inputs take: that of its floating-point parameters (float32 without any)."""
         return next((p.dtype for p in self.module.parameters() if p.is_floating_point()), torch.float32)
 
-    def inputs(self, data) -> torch.Tensor:
+    def inputs(self, data: Inputs) -> torch.Tensor:
         """Anything Preprocess accepts, as a batch on the model's device and dtype."""
         return self.preprocess(data, device=self.device, dtype=self.dtype)
 
     @renamed(k="top_k")
-    def predict(self, inputs, top_k: int = 5) -> List[List[Tuple[str, float]]]:
+    def predict(self, inputs: Inputs, top_k: int = 5) -> List[List[Tuple[str, float]]]:
         """The ``top_k`` (label, probability) per input."""
         if not isinstance(top_k, int) or top_k < 1:
             raise InputError(f"top_k is how many classes to list per input and must be 1 or more; got {top_k!r}")
@@ -71,11 +86,16 @@ class LoadedModel:
                              f"returned {type(logits).__name__}")
         probs = logits.float().softmax(1)
         top = probs.topk(min(top_k, probs.shape[1]), dim=1)
-        label = (lambda i: self.labels[i]) if self.labels and len(self.labels) == probs.shape[1] else str
+        labels = self.labels
+        label: Callable[[int], str] = (lambda i: labels[i]) if labels and len(labels) == probs.shape[1] else str
         return [[(label(int(i)), float(p)) for p, i in zip(ps, idx)] for ps, idx in zip(top.values, top.indices)]
 
 
-def as_loaded(model) -> LoadedModel:
+#: what the functions that take a model accept (see :func:`as_loaded`)
+ModelLike = Union[LoadedModel, nn.Module, str, os.PathLike]
+
+
+def as_loaded(model: ModelLike) -> LoadedModel:
     """Accept a LoadedModel, a spec string or a bare nn.Module (given ImageNet preprocessing)."""
     if isinstance(model, LoadedModel):
         return _usable(model)
@@ -89,15 +109,17 @@ def as_loaded(model) -> LoadedModel:
 def fixed_input_size(module: nn.Module) -> Optional[Tuple[int, int]]:
     """The one input size a model takes, for those that take only one: timm's patch embeddings
     with a strict image size (ViT, DeiT, Swin, Mixer) and torchvision's VisionTransformer."""
+    embed: Any  # a timm patch embedding (or None): its flags say whether it has an img_size
     for embed in (getattr(module, "patch_embed", None), getattr(module, "stem", None)):
         if getattr(embed, "strict_img_size", False) and not getattr(embed, "dynamic_img_size", False):
-            return tuple(embed.img_size)
-    if isinstance(getattr(module, "class_token", None), torch.Tensor) and isinstance(getattr(module, "image_size", None), int):
-        return (module.image_size, module.image_size)
+            return cast(Tuple[int, int], tuple(embed.img_size))
+    image_size = getattr(module, "image_size", None)
+    if isinstance(getattr(module, "class_token", None), torch.Tensor) and isinstance(image_size, int):
+        return (image_size, image_size)
     return None
 
 
-def check_device(loaded: LoadedModel, device) -> None:
+def check_device(loaded: LoadedModel, device: Optional[DeviceLike]) -> None:
     """A model given to netloupe is never moved: asking for another device than the model's is an
     error that says how to move it (a device without an index, e.g. "cuda", matches any of its kind)."""
     if device is None or not any(True for _ in loaded.module.parameters()):
@@ -122,7 +144,8 @@ def imagenet_labels() -> List[str]:
     return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 
 
-def load_model(spec: Union[str, os.PathLike, nn.Module] = "default", *, weights=_UNSET, device=None,
+def load_model(spec: Union[str, os.PathLike, nn.Module] = "default", *, weights: Weights = _UNSET,
+               device: Optional[DeviceLike] = None,
                preprocess: Optional[Preprocess] = None, layouts: Optional[Dict[str, str]] = None) -> LoadedModel:
     """Load a model by spec, offline; the module comes back in eval mode on ``device``.
 
@@ -164,7 +187,7 @@ def _with_layouts(loaded: LoadedModel, layouts: Optional[Dict[str, str]]) -> Loa
     return loaded
 
 
-def _place(loaded: LoadedModel, device) -> LoadedModel:
+def _place(loaded: LoadedModel, device: Optional[DeviceLike]) -> LoadedModel:
     if device is not None:
         loaded.module.to(device)
     loaded.module.eval()
@@ -173,12 +196,13 @@ def _place(loaded: LoadedModel, device) -> LoadedModel:
 
 # -- the default model -----------------------------------------------------------------------
 
-def _lite0_key_map(timm_model: nn.Module) -> dict:
+def _lite0_key_map(timm_model: nn.Module) -> Dict[str, str]:
     """lukemelas-style key prefixes -> timm's, for EfficientNet-Lite0 (see DESIGN.md)."""
     mapping = {"_conv_stem.": "conv_stem.", "_bn0.": "bn1.", "_conv_head.": "conv_head.", "_bn1.": "bn2.",
                "_fc.": "classifier."}
     i = 0
-    for s, stage in enumerate(timm_model.blocks):
+    stages = cast(Iterable[nn.Sequential], timm_model.blocks)  # timm's EfficientNet: stages of blocks
+    for s, stage in enumerate(stages):
         for j, block in enumerate(stage):
             src, dst = f"_blocks.{i}.", f"blocks.{s}.{j}."
             if hasattr(block, "conv_pwl"):
@@ -229,7 +253,7 @@ def _check_torch_file(path: Path, advice: str) -> None:
                              f"a zip archive nor a pickle); {advice}")
 
 
-def load_weights(model: nn.Module, path, name: str) -> None:
+def load_weights(model: nn.Module, path: Union[str, os.PathLike], name: str) -> None:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"weights file not found: {path}")
@@ -258,7 +282,7 @@ def load_weights(model: nn.Module, path, name: str) -> None:
         raise ModelError(f"the weights in {path} do not fit {name}: {str(e).splitlines()[0]}") from None
 
 
-def _load_torchvision(name: str, weights) -> LoadedModel:
+def _load_torchvision(name: str, weights: Weights) -> LoadedModel:
     import torchvision.models as tvm
 
     try:
@@ -283,7 +307,7 @@ def _load_torchvision(name: str, weights) -> LoadedModel:
     if weights is _UNSET:
         if meta_weights is None:
             raise ModelError(f"torchvision has no pretrained weights for {name}; pass weights=PATH or weights=None")
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(meta_weights.url)
+        cached: Path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(meta_weights.url)
         if not cached.is_file():
             raise ModelError(
                 f"pretrained weights for torchvision:{name} are not on disk and netloupe never downloads; "
@@ -313,7 +337,7 @@ def _timm_cached_weights(model: nn.Module) -> Optional[Path]:
     return None
 
 
-def _load_timm(name: str, weights) -> LoadedModel:
+def _load_timm(name: str, weights: Weights) -> LoadedModel:
     import timm
 
     if not timm.list_models(name):
@@ -323,7 +347,7 @@ def _load_timm(name: str, weights) -> LoadedModel:
     if weights is _UNSET:
         weights = _timm_cached_weights(model)
         if weights is None:
-            hub = (model.pretrained_cfg or {}).get("hf_hub_id", name)
+            hub = (cast(Optional[Dict[str, Any]], model.pretrained_cfg) or {}).get("hf_hub_id", name)
             raise ModelError(
                 f"pretrained weights for timm:{name} are not on disk and netloupe never downloads; fetch them "
                 f"once where there is a network (Hugging Face repo {hub}) into ~/.cache/huggingface, "
@@ -383,7 +407,7 @@ class LayerRow:
     params: int
 
 
-class LayerTable(list):
+class LayerTable(list[LayerRow]):
     """Rows of (name, type, output shape, own parameters); prints as a table."""
 
     def _cells(self) -> List[Tuple[str, str, str, str]]:
@@ -403,7 +427,7 @@ class LayerTable(list):
 
 
 @renamed(example_input="inputs")
-def layers(model, inputs=None) -> LayerTable:
+def layers(model: ModelLike, inputs: Optional[Inputs] = None) -> LayerTable:
     """One row per module: name, type and output shape from one forward pass.
 
     inputs default to one zero image of the model's input size; give a tuple for models that
@@ -445,7 +469,7 @@ def _is_input_problem(error: BaseException) -> bool:
             and not isinstance(error, torch.OutOfMemoryError) and _INPUT_PROBLEM.search(str(error)) is not None)
 
 
-def forward(module: nn.Module, args: Sequence, kwargs: Optional[dict] = None):
+def forward(module: nn.Module, args: Sequence[Any], kwargs: Optional[Dict[str, Any]] = None) -> Any:
     """Call the model. A failure caused by the inputs' shape, count, dtype or device becomes an
     InputError that says so (the original error chained); any other failure is the model's own
     and passes through unchanged."""

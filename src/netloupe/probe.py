@@ -9,12 +9,27 @@ exit, exceptions included: each module's ``training`` flag, each parameter's
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Dict, Iterable, List, Optional
+from typing import (
+    Any,
+    Callable,
+    Collection,
+    Dict,
+    Iterable,
+    List,
+    Optional,
+    Protocol,
+    Sequence,
+    Set,
+    Tuple,
+    Union,
+)
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.autograd.graph import Node
 from torch.overrides import TorchFunctionMode
+from torch.utils.hooks import RemovableHandle
 
 from .errors import NetloupeError
 from .layouts import Layout, infer
@@ -23,13 +38,29 @@ from .units import UnitLike, as_unit
 
 RULES = ("guided", "deconv")
 
+
+class HoldsModule(Protocol):
+    """A model wrapper that holds its nn.Module in ``.module``, as netloupe's LoadedModel does (which
+    this module cannot import: models imports the probe)."""
+
+    @property
+    def module(self) -> nn.Module: ...
+
+
+#: what a probe takes as the model: an nn.Module, or a LoadedModel holding one
+ModelOrLoaded = Union[nn.Module, HoldsModule]
+#: the layers a probe captures: one layer (its name or module), or several names, units or modules
+Layers = Union[str, nn.Module, Iterable[UnitLike]]
+#: the layers captured and their calls, each call's tensor in order
+_Calls = Dict[str, List[torch.Tensor]]
+
 # Modules that are random only in training and read their own ``training`` flag.
 _STOCHASTIC_MODULE_NAMES = {"DropPath", "StochasticDepth", "DropBlock2d", "DropBlock", "DropPathWithScale"}
 
 
-def _dropout_family() -> dict:
+def _dropout_family() -> Dict[Callable[..., Any], Tuple[str, int]]:
     """Dropout functions mapped to (name, position) of their training switch."""
-    fam = {}
+    fam: Dict[Callable[..., Any], Tuple[str, int]] = {}
     for f in (F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout):
         fam[f] = ("training", 2)
     for name in ("dropout", "dropout_", "alpha_dropout", "alpha_dropout_", "feature_dropout",
@@ -42,7 +73,7 @@ def _dropout_family() -> dict:
 _DROPOUT = _dropout_family()
 
 
-def _rule_hooks(rule: str):
+def _rule_hooks(rule: str) -> Tuple[str, Callable[..., Any]]:
     """Autograd-node hooks that turn a ReLU-family node's backward into the rule's.
 
     guided: the node still masks by its forward input; feeding it only the positive part of
@@ -54,7 +85,7 @@ def _rule_hooks(rule: str):
     return "hook", lambda grad_inputs, grad_outputs: (grad_outputs[0].clamp(min=0),)
 
 
-def _is_relu_node(node) -> bool:
+def _is_relu_node(node: Node) -> bool:
     """ReLU, in place or not, however called; hardtanh with min 0 (ReLU6)."""
     name = node.name()
     if name.startswith("ReluBackward"):
@@ -71,11 +102,12 @@ class _ForceDropout(TorchFunctionMode):
     """Forces dropout on for any call site (nn modules and functional calls alike) and records
     each call's rate."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.dropout_rates: List[float] = []
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
+    def __torch_function__(self, func: Callable[..., Any], types: Collection[type], args: Tuple[Any, ...] = (),
+                           kwargs: Optional[Dict[str, Any]] = None) -> Any:
         # called for every torch op while active: keep the common path short
         if kwargs is None:
             kwargs = {}
@@ -96,7 +128,7 @@ def attention_layers(model: nn.Module) -> List[str]:
             if isinstance(getattr(m, "fused_attn", None), bool) and isinstance(getattr(m, "attn_drop", None), nn.Module)]
 
 
-def _unwrap(model) -> nn.Module:
+def _unwrap(model: ModelOrLoaded) -> nn.Module:
     if isinstance(model, nn.Module):
         return model
     inner = getattr(model, "module", None)
@@ -113,30 +145,30 @@ class Stopped(Exception):
 class Probe:
     """Captures layer outputs (and their gradients) while active; see :func:`probe`."""
 
-    def __init__(self, model, layers: Iterable[UnitLike] = (), *, detach: bool = False,
+    def __init__(self, model: ModelOrLoaded, layers: Layers = (), *, detach: bool = False,
                  rule: Optional[str] = None, stochastic: bool = False, freeze: bool = True,
-                 layer_inputs: Iterable[UnitLike] = (), attention: bool = False):
+                 layer_inputs: Layers = (), attention: bool = False) -> None:
         if rule is not None and rule not in RULES:
             raise NetloupeError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)} or None")
         self.model = _unwrap(model)
         self.attention_layers = attention_layers(self.model) if attention else []
-        self.layers = self._names(list(layers if not isinstance(layers, (str, nn.Module)) else [layers])
-                                  + self.attention_layers)
+        given: List[UnitLike] = list(layers if not isinstance(layers, (str, nn.Module)) else [layers])
+        self.layers = self._names([*given, *self.attention_layers])
         self.input_layers = self._names(layer_inputs)
         self.detach, self.rule, self.stochastic = detach, rule, stochastic
         self._freeze = freeze
-        self.calls: Dict[str, List[torch.Tensor]] = defaultdict(list)
-        self.input_calls: Dict[str, List[torch.Tensor]] = defaultdict(list)
-        self._grads: Dict[tuple, torch.Tensor] = {}
-        self._handles = []
-        self._mode = None
+        self.calls: _Calls = defaultdict(list)
+        self.input_calls: _Calls = defaultdict(list)
+        self._grads: Dict[Tuple[str, int], torch.Tensor] = {}
+        self._handles: List[RemovableHandle] = []
+        self._mode: Optional[_ForceDropout] = None
         self._rates: List[float] = []
-        self._saved = None
-        self.input_hw: Optional[tuple] = None
+        self._saved: Optional[Tuple[List[Tuple[nn.Module, bool]], List[nn.Parameter], List[nn.Module]]] = None
+        self.input_hw: Optional[Tuple[int, int]] = None
         self._order: List[str] = []  # the layers in the order of their captures in this pass
-        self._stop: Optional[tuple] = None
+        self._stop: Optional[Tuple[str, int]] = None
 
-    def _names(self, layers) -> List[str]:
+    def _names(self, layers: Layers) -> List[str]:
         if isinstance(layers, (str, nn.Module)):
             layers = [layers]
         return list(dict.fromkeys(as_unit(self.model, unit).layer for unit in layers))
@@ -174,7 +206,7 @@ class Probe:
         layer, in the order they ran."""
         return [self.activations[name] for name in self.attention_layers if name in self.activations]
 
-    def layout(self, layer: str, shape=None) -> Layout:
+    def layout(self, layer: str, shape: Optional[Sequence[int]] = None) -> Layout:
         """The layout of a captured layer's output (netloupe.layouts), for the latest input."""
         if shape is None:
             if layer not in self.activations:
@@ -192,11 +224,11 @@ class Probe:
                                 "and run a forward pass first")
         return unit.value(self.activations[unit.layer], self.layout(unit.layer))
 
-    def _start(self, module, args) -> None:
+    def _start(self, module: nn.Module, args: Tuple[Any, ...]) -> None:
         """At the start of each model call: forget the last call's captures, note the input size."""
         self.clear()
         first, _ = first_tensor(args)
-        self.input_hw = tuple(first.shape[-2:]) if first is not None and first.dim() >= 3 else None
+        self.input_hw = (first.shape[-2], first.shape[-1]) if first is not None and first.dim() >= 3 else None
 
     def stop_after_last(self) -> None:
         """From now on, end each forward pass with :class:`Stopped` right after the capture that
@@ -230,7 +262,7 @@ class Probe:
             for p in self._saved[1]:
                 p.requires_grad_(False)
             for m in self._saved[2]:  # timm's fused attention never forms the attention map; its math path does
-                m.fused_attn = False
+                setattr(m, "fused_attn", False)
             if (self.layers or self.input_layers or self.rule) and isinstance(model, torch.jit.ScriptModule):
                 raise NetloupeError("this is a TorchScript model, which takes no hooks: capturing layers and "
                                     "backward rules need the original nn.Module (gradient methods without "
@@ -253,7 +285,7 @@ class Probe:
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._restore()
 
     def _restore(self) -> None:
@@ -271,14 +303,16 @@ class Probe:
             for p in params:
                 p.requires_grad_(True)
             for m in attention:
-                m.fused_attn = True
+                setattr(m, "fused_attn", True)
             self._saved = None
 
-    def _rule_hook(self, module, args, output):
+    def _rule_hook(self, module: nn.Module, args: Tuple[Any, ...], output: Any) -> None:
         """After each forward of the model: hook every ReLU-family node of the new graph."""
+        if self.rule is None:  # registered only with a rule
+            return
         kind, fn = _rule_hooks(self.rule)
-        stack = [t.grad_fn for t in tensors(output) if t.grad_fn is not None]
-        seen = set()  # the hooks live on the graph's nodes and go with it; both rules are idempotent
+        stack: List[Node] = [t.grad_fn for t in tensors(output) if t.grad_fn is not None]
+        seen: Set[Node] = set()  # the hooks live on the graph's nodes and go with it; both rules are idempotent
         while stack:
             node = stack.pop()
             if node in seen:
@@ -288,7 +322,7 @@ class Probe:
                 (node.register_prehook if kind == "prehook" else node.register_hook)(fn)
             stack.extend(n for n, _ in node.next_functions if n is not None)
 
-    def _keep(self, name: str, t: torch.Tensor, calls: Dict[str, List[torch.Tensor]]) -> torch.Tensor:
+    def _keep(self, name: str, t: torch.Tensor, calls: _Calls) -> torch.Tensor:
         """Record ``t`` for layer ``name``; returns what flows on in its place."""
         index = len(calls[name])
         if self.detach:
@@ -303,12 +337,12 @@ class Probe:
             t.register_hook(lambda g: self._grads.__setitem__((name, index), g))
         return t.clone()
 
-    def _capture_hook(self, name: str, calls: Dict[str, List[torch.Tensor]]):
+    def _capture_hook(self, name: str, calls: _Calls) -> Callable[..., Any]:
         """A hook that records the first tensor of what it is given: as a forward hook
         (module, args, output) the output, as a pre-hook (module, args) the arguments."""
-        def hook(module, *given):
+        def hook(module: nn.Module, *given: Any) -> Any:
             t, put = first_tensor(given[-1])
-            if t is None:
+            if t is None or put is None:  # both or neither
                 return None
             kept = self._keep(name, t, calls)
             if calls is self.calls:
@@ -319,8 +353,8 @@ class Probe:
         return hook
 
 
-def probe(model, layers: Iterable[UnitLike] = (), *, detach: bool = False, rule: Optional[str] = None,
-          stochastic: bool = False, freeze: bool = True, layer_inputs: Iterable[UnitLike] = (),
+def probe(model: ModelOrLoaded, layers: Layers = (), *, detach: bool = False,
+          rule: Optional[str] = None, stochastic: bool = False, freeze: bool = True, layer_inputs: Layers = (),
           attention: bool = False) -> Probe:
     """Capture activations and gradients of ``layers`` while the block runs.
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import Callable, Iterable, Iterator, Optional, Tuple
+from typing import Any, Callable, Iterable, Iterator, Optional, Sized, Tuple, Union, cast
 
 import torch
 from tqdm.auto import tqdm
 
 from .errors import NetloupeError
+
+#: what torch.device accepts: a device, its name ("cuda:0") or a CUDA index
+DeviceLike = Union[torch.device, str, int]
+#: ``listener(desc, done, total)``, told how far a progress bar is (see :func:`reporting`)
+Listener = Callable[[str, int, Optional[int]], None]
 
 #: ``batch_size=None``: how many items each kind of repeated work puts through one forward pass,
 #: (on the CPU, on a GPU). On the CPU small chunks run faster (less memory traffic; two render
@@ -25,7 +30,7 @@ BATCH_SIZES = {
 }
 
 
-def batch_size(requested: Optional[int], device, work: str) -> int:
+def batch_size(requested: Optional[int], device: DeviceLike, work: str) -> int:
     """The user's batch size, or the default for this kind of ``work`` (a key of BATCH_SIZES)
     on ``device``."""
     if requested is not None:
@@ -36,7 +41,7 @@ def batch_size(requested: Optional[int], device, work: str) -> int:
     return gpu if torch.device(device).type == "cuda" else cpu
 
 
-def distributed(device) -> Tuple[int, int, bool]:
+def distributed(device: DeviceLike) -> Tuple[int, int, bool]:
     """(rank, world size, whether this call started the process group). Under torchrun
     (WORLD_SIZE > 1) a group is started if the caller has not, gloo on CPU and NCCL on GPU;
     whoever started it ends it (torch.distributed.destroy_process_group)."""
@@ -57,12 +62,12 @@ def distributed(device) -> Tuple[int, int, bool]:
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
-def check_precision(precision) -> None:
+def check_precision(precision: object) -> None:
     if precision not in PRECISIONS:
         raise NetloupeError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
 
 
-def autocast(precision: str, device) -> contextlib.AbstractContextManager:
+def autocast(precision: str, device: DeviceLike) -> contextlib.AbstractContextManager[Any]:
     """The forward passes' precision: "auto" is bfloat16 autocast on a GPU that supports it
     (about twice the throughput; activations agree to about 1e-2) and float32 elsewhere;
     "bfloat16" asks for it on any device (the CPU included), "float32" never uses it."""
@@ -78,7 +83,7 @@ def chunks(total: int, size: int) -> Iterator[slice]:
         yield slice(start, min(start + size, total))
 
 
-def generator(seed: Optional[int], device) -> Optional[torch.Generator]:
+def generator(seed: Optional[int], device: DeviceLike) -> Optional[torch.Generator]:
     """A generator on ``device`` seeded with ``seed`` (None: the global RNG is used)."""
     if seed is None:
         return None
@@ -87,8 +92,8 @@ def generator(seed: Optional[int], device) -> Optional[torch.Generator]:
     return g
 
 
-def progress(iterable: Iterable, total: Optional[int] = None, desc: Optional[str] = None,
-             enabled: bool = True):
+def progress(iterable: Optional[Iterable[Any]], total: Optional[int] = None, desc: Optional[str] = None,
+             enabled: bool = True) -> tqdm:
     """A tqdm bar over ``iterable``; ``enabled=False`` (the ``progress=False`` knob) silences it.
     Inside :func:`reporting`, the bar reports to its listener instead of the terminal."""
     listener = _listener.get()
@@ -97,11 +102,11 @@ def progress(iterable: Iterable, total: Optional[int] = None, desc: Optional[str
     return _Reported(iterable, total=total, desc=desc, disable=True, listener=listener)
 
 
-_listener: contextvars.ContextVar = contextvars.ContextVar("netloupe_progress", default=None)
+_listener: contextvars.ContextVar[Optional[Listener]] = contextvars.ContextVar("netloupe_progress", default=None)
 
 
 @contextlib.contextmanager
-def reporting(listener: Callable[[str, int, Optional[int]], None]):
+def reporting(listener: Listener) -> Iterator[None]:
     """While active (in this thread), every progress bar calls ``listener(desc, done, total)``
     as it advances, instead of drawing itself: how a server shows the progress of its work."""
     token = _listener.set(listener)
@@ -114,18 +119,19 @@ def reporting(listener: Callable[[str, int, Optional[int]], None]):
 class _Reported(tqdm):
     """A silent bar that tells a listener how far it is, for loops and for ``update()`` alike."""
 
-    def __init__(self, iterable=None, *, total=None, desc=None, listener, **kw):
+    def __init__(self, iterable: Optional[Iterable[Any]] = None, *, total: Optional[int] = None,
+                 desc: Optional[str] = None, listener: Listener, **kw: Any) -> None:
         if total is None and hasattr(iterable, "__len__"):
-            total = len(iterable)
+            total = len(cast(Sized, iterable))
         self._listener, self._done, self._desc, self._total = listener, 0, desc or "", total
         super().__init__(iterable, total=total, desc=desc, **kw)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         for item in super().__iter__():
             yield item
             self.update(1)
 
-    def update(self, n=1):
+    def update(self, n: int = 1) -> Optional[bool]:
         self._done += n
         self._listener(self._desc, self._done, self._total)
         return super().update(n)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from typing import List
+from typing import List, Tuple
 
 from PIL import Image, ImageOps
 
@@ -70,12 +70,12 @@ class SampleDataset:
     the first ``len(names()) * 6`` images hold no picture twice (a top-k row never shows a photo
     next to its own mirror image)."""
 
-    def __init__(self, n: int = 32, size: int = 256):
+    def __init__(self, n: int = 32, size: int = 256) -> None:
         if n < 1:
             raise InputError(f"a sample dataset needs n >= 1 images; got {n}")
         self.size = size
         self.names: List[str] = []
-        self._specs = []
+        self._specs: List[Tuple[str, str, bool]] = []
         photos = names()
         variants = [(crop, flip) for flip in (False, True) for crop in _CROPS]
         for k in range(n):
@@ -95,7 +95,7 @@ class SampleDataset:
         im = im.crop((round(left * w), round(top * h), round(right * w), round(bottom * h)))
         if flip:
             im = ImageOps.mirror(im)
-        return ImageOps.fit(im, (self.size, self.size), Image.BICUBIC)
+        return ImageOps.fit(im, (self.size, self.size), Image.Resampling.BICUBIC)
 
 
 def dataset(n: int = 32, size: int = 256) -> SampleDataset:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
+import torch
 import torch.nn as nn
 
 from .errors import UnitError
@@ -33,7 +34,7 @@ class Unit:
     x: Optional[int] = None
     token: Optional[int] = None  # a token by its index, prefix tokens counted (0: the class token)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if (self.y is None) != (self.x is None):
             raise UnitError(f"unit {self!s}: give both y and x, as 'layer:channel@y,x'")
         if (self.y is not None or self.token is not None) and self.channel is None:
@@ -74,7 +75,7 @@ class Unit:
         """The module this unit's layer names in ``model``."""
         return find_module(model, self.layer)
 
-    def check(self, shape, layout: Optional[Layout] = None) -> None:
+    def check(self, shape: Sequence[int], layout: Optional[Layout] = None) -> None:
         """Raise a UnitError if channel, position or token lie outside an output of ``shape``
         (laid out as ``layout``, by default guessed from the shape alone)."""
         if self.channel is None:
@@ -91,7 +92,7 @@ class Unit:
                 raise UnitError(f"unit {self}: token {self.token} out of range; layer {self.layer!r} has tokens "
                                 f"0..{shape[1] - 1}" + (" (no prefix tokens, so no @cls)" if layout.prefix == 0 else ""))
             return
-        if self.y is None:
+        if self.y is None or self.x is None:  # both or neither (__post_init__)
             return
         grid = layout.spatial(shape)
         if grid is None:
@@ -99,7 +100,7 @@ class Unit:
                             "no (y, x) positions")
         check_position(self.layer, self.y, self.x, *grid)
 
-    def part(self, a, layout: Optional[Layout] = None):
+    def part(self, a: torch.Tensor, layout: Optional[Layout] = None) -> torch.Tensor:
         """What this unit names of a layer's output ``a``: all of it, one channel over the grid, or
         one neuron [N]."""
         layout = layout or guess(a.shape)
@@ -111,26 +112,26 @@ class Unit:
         c = layout.channel(a, self.channel)
         return c[:, self.y, self.x] if self.y is not None else c
 
-    def value(self, a, layout: Optional[Layout] = None):
+    def value(self, a: torch.Tensor, layout: Optional[Layout] = None) -> torch.Tensor:
         """One number per sample: the neuron's value, or the mean of the channel (or layer)."""
         part = self.part(a, layout)
         return part.flatten(1).mean(1) if part.dim() > 1 else part
 
 
-def check_channel(layer, channel: int, channels: int) -> None:
+def check_channel(layer: Union[str, nn.Module], channel: int, channels: int) -> None:
     """Raise a UnitError unless ``channel`` is one of the ``channels`` of ``layer``."""
     if not isinstance(channel, int) or isinstance(channel, bool) or not 0 <= channel < channels:
         raise UnitError(f"channel {channel} out of range; layer {_label(layer)!r} has channels 0..{channels - 1}")
 
 
-def check_position(layer, y: int, x: int, h: int, w: int) -> None:
+def check_position(layer: Union[str, nn.Module], y: int, x: int, h: int, w: int) -> None:
     """Raise a UnitError unless (y, x) lies on the h x w grid of ``layer``."""
     if not (0 <= y < h and 0 <= x < w):
         raise UnitError(f"position ({y}, {x}) out of range; layer {_label(layer)!r}: valid y is 0..{h - 1}, "
                         f"x is 0..{w - 1}")
 
 
-def _label(layer) -> str:
+def _label(layer: Union[str, nn.Module]) -> str:
     return layer if isinstance(layer, str) else type(layer).__name__
 
 

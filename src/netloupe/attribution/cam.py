@@ -4,28 +4,32 @@
 from __future__ import annotations
 
 import weakref
-from typing import Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union, cast
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import InputError, NetloupeError
 from ..layouts import overrides
+from ..models import ModelLike
 from ..probe import probe
 from ..units import UnitLike, as_unit, check_channel
 from .gradients import Prepared, guided_backprop, prepare
-from .inputs import ForwardArgs, Tensors
+from .inputs import ForwardArgs, MethodInputs, Tensors
 from .registry import register
 from .result import Attribution
 from .targets import TargetLike
 
 INTERPOLATIONS = ("bilinear", "nearest")
+#: maps a layer's output to [N, C, h, w] by hand, for a layout netloupe cannot read
+Reshape = Callable[[torch.Tensor], torch.Tensor]
 
 
-_FOUND: "weakref.WeakKeyDictionary[torch.nn.Module, Dict[Tuple, str]]" = weakref.WeakKeyDictionary()
+_FOUND: "weakref.WeakKeyDictionary[torch.nn.Module, Dict[Tuple[Any, ...], str]]" = weakref.WeakKeyDictionary()
 
 
-def default_layer(module, xs: Tensors, extra: ForwardArgs = ForwardArgs(), layer_input: bool = False) -> str:
+def default_layer(module: nn.Module, xs: Tensors, extra: ForwardArgs = ForwardArgs(), layer_input: bool = False) -> str:
     """``find_default_layer``, found once per model, input shape and layout overrides: finding it
     takes a forward pass of its own, and the explorer asks on every frame. The model is held
     weakly, and a change to its modules (a replaced or added layer) is a new key."""
@@ -37,7 +41,8 @@ def default_layer(module, xs: Tensors, extra: ForwardArgs = ForwardArgs(), layer
     return found[key]
 
 
-def find_default_layer(module, xs: Tensors, extra: ForwardArgs = ForwardArgs(), layer_input: bool = False) -> str:
+def find_default_layer(module: nn.Module, xs: Tensors, extra: ForwardArgs = ForwardArgs(),
+                       layer_input: bool = False) -> str:
     """The last layer (in execution order) whose output (or input, for ``layer_input``) has a
     spatial grid of more than one cell (netloupe.layouts: NCHW, NHWC or grid tokens), leaving out
     the insides of attention layers; token layers only before the last attention layer completes
@@ -51,7 +56,7 @@ def find_default_layer(module, xs: Tensors, extra: ForwardArgs = ForwardArgs(), 
     order = list(captured)
     attention = [n for n, m in module.named_modules() if n and "Attention" in type(m).__name__]
     last_attention = max((order.index(n) for n in attention if n in captured), default=len(order))
-    spatial = []
+    spatial: List[str] = []
     for i, name in enumerate(order):
         if any(name.startswith(a + ".") for a in attention):
             continue
@@ -76,7 +81,8 @@ def interpolation_mode(interpolate: Union[bool, str]) -> Optional[str]:
     return interpolate
 
 
-def _layer_and_grad(c: Prepared, layer, reshape, layer_input: bool):
+def _layer_and_grad(c: Prepared, layer: Optional[UnitLike], reshape: Optional[Reshape], layer_input: bool
+                    ) -> Tuple[str, torch.Tensor, torch.Tensor]:
     """The CAM layer's name, its output (or input) as [N, C, h, w], and the target's gradient there."""
     module = c.loaded.module
     name = default_layer(module, c.xs, c.extra, layer_input) if layer is None else as_unit(module, layer).layer
@@ -98,12 +104,12 @@ def _layer_and_grad(c: Prepared, layer, reshape, layer_input: bool):
     if reshape is not None:
         return name, reshape(act), reshape(grad)
     layout = p.layout(name, raw_shape)
-    act, grad = layout.grid_view(act), layout.grid_view(grad)
-    if act is None:
+    act_grid, grad_grid = layout.grid_view(act), layout.grid_view(grad)
+    if act_grid is None or grad_grid is None:  # both or neither: they have one shape
         raise NetloupeError(f"layer {name!r} has {where} shape {raw_shape} (layout {layout}), no spatial grid; "
                             "choose a layer with one, or give its layout: load_model(model, layouts={name: ...}) "
                             "(see netloupe.layouts), or reshape= (its output -> [N, C, h, w])")
-    return name, act, grad
+    return name, act_grid, grad_grid
 
 
 def _image_input(c: Prepared) -> int:
@@ -111,7 +117,8 @@ def _image_input(c: Prepared) -> int:
     return next((i for i, x in enumerate(c.xs) if x.dim() == 4), 0)
 
 
-def _finish(cam, c: Prepared, name, method, interpolate, relu, channel, layer_input) -> Attribution:
+def _finish(cam: torch.Tensor, c: Prepared, name: str, method: str, interpolate: Union[bool, str], relu: bool,
+            channel: Optional[int], layer_input: bool) -> Attribution:
     if relu:
         cam = cam.clamp(min=0)
     mode = interpolation_mode(interpolate)
@@ -125,12 +132,12 @@ def _finish(cam, c: Prepared, name, method, interpolate, relu, channel, layer_in
                               "input": drawn})
 
 
-def upsample(cam: torch.Tensor, size, mode: str) -> torch.Tensor:
+def upsample(cam: torch.Tensor, size: Sequence[int], mode: str) -> torch.Tensor:
     """A CAM [N, 1, h, w] resized to ``size`` (captum's LayerAttribution.interpolate)."""
     return F.interpolate(cam, size=tuple(size), mode=mode, **({} if mode == "nearest" else {"align_corners": False}))
 
 
-def _weighted(act, weights, channel, layer):
+def _weighted(act: torch.Tensor, weights: torch.Tensor, channel: Optional[int], layer: str) -> torch.Tensor:
     if channel is not None:
         check_channel(layer, channel, act.shape[1])
         return weights[:, channel, None, None, None] * act[:, channel:channel + 1]
@@ -138,9 +145,9 @@ def _weighted(act, weights, channel, layer):
 
 
 @register(rank=70)
-def grad_cam(model, inputs, target: TargetLike = "top", *, layer: Optional[UnitLike] = None,
+def grad_cam(model: ModelLike, inputs: MethodInputs, target: TargetLike = "top", *, layer: Optional[UnitLike] = None,
              channel: Optional[int] = None, interpolate: Union[bool, str] = True, relu: bool = True,
-             reshape: Optional[Callable] = None, layer_input: bool = False, forward_args=None) -> Attribution:
+             reshape: Optional[Reshape] = None, layer_input: bool = False, forward_args: object = None) -> Attribution:
     """Grad-CAM: the layer's channels weighted by their mean gradient, summed.
 
     layer defaults to the last layer with a spatial output; ``layer_input=True`` uses what goes
@@ -158,9 +165,10 @@ def grad_cam(model, inputs, target: TargetLike = "top", *, layer: Optional[UnitL
 
 
 @register(rank=80)
-def grad_cam_pp(model, inputs, target: TargetLike = "top", *, layer: Optional[UnitLike] = None,
-                channel: Optional[int] = None, interpolate: Union[bool, str] = True, relu: bool = True,
-                reshape: Optional[Callable] = None, layer_input: bool = False, forward_args=None) -> Attribution:
+def grad_cam_pp(model: ModelLike, inputs: MethodInputs, target: TargetLike = "top", *,
+                layer: Optional[UnitLike] = None, channel: Optional[int] = None, interpolate: Union[bool, str] = True,
+                relu: bool = True, reshape: Optional[Reshape] = None, layer_input: bool = False,
+                forward_args: object = None) -> Attribution:
     """Grad-CAM++: channel weights from positive gradients, each position weighted by the
     closed-form alpha of the paper (exponential-score form), which favours every instance
     of a class over the strongest one. Options as in grad_cam."""
@@ -175,9 +183,9 @@ def grad_cam_pp(model, inputs, target: TargetLike = "top", *, layer: Optional[Un
 
 
 @register(view="raw", rank=90)
-def guided_grad_cam(model, inputs, target: TargetLike = "top", *, layer: Optional[UnitLike] = None,
-                    reshape: Optional[Callable] = None, interpolate: str = "bilinear", layer_input: bool = False,
-                    forward_args=None) -> Attribution:
+def guided_grad_cam(model: ModelLike, inputs: MethodInputs, target: TargetLike = "top", *,
+                    layer: Optional[UnitLike] = None, reshape: Optional[Reshape] = None, interpolate: str = "bilinear",
+                    layer_input: bool = False, forward_args: object = None) -> Attribution:
     """Guided backprop times the Grad-CAM map resized to the input ("bilinear" or "nearest",
     captum's default): fine detail, class-specific. With several inputs, each image input
     [N, C, H, W] gets its own product; inputs without a spatial grid get None."""
@@ -188,9 +196,12 @@ def guided_grad_cam(model, inputs, target: TargetLike = "top", *, layer: Optiona
     cam = grad_cam(model, inputs, target, layer=layer, reshape=reshape, interpolate=False, layer_input=layer_input,
                    forward_args=forward_args)
     guided = guided_backprop(model, inputs, target=cam.target, forward_args=forward_args)
-    if not guided.several:
-        return Attribution(guided.values * upsample(cam.values, guided.values.shape[2:], mode), "guided_grad_cam",
+    cam_map = cast(torch.Tensor, cam.values)  # a CAM is one map [N, 1, h, w], even for several inputs
+    guided_values = guided.values
+    if not isinstance(guided_values, tuple):  # not several
+        return Attribution(guided_values * upsample(cam_map, guided_values.shape[2:], mode), "guided_grad_cam",
                            cam.target, guided.inputs, cam.preprocess, extra={**cam.extra, "interpolate": mode})
-    values = tuple(g * upsample(cam.values, g.shape[2:], mode) if g.dim() == 4 else None for g in guided.values)
+    values = tuple(g * upsample(cam_map, g.shape[2:], mode) if g is not None and g.dim() == 4 else None
+                   for g in guided_values)  # guided backprop gives every input a gradient (never None)
     return Attribution(values, "guided_grad_cam", cam.target, guided.inputs, cam.preprocess,
                        extra={**cam.extra, "interpolate": mode})

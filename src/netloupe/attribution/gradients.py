@@ -4,15 +4,16 @@ batched input-gradient engine the other methods build on."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import torch
+import torch.nn as nn
 
 from ..errors import NetloupeError
-from ..models import LoadedModel, as_loaded
+from ..models import LoadedModel, ModelLike, as_loaded
 from ..probe import probe
 from ..runtime import chunks
-from .inputs import ForwardArgs, Tensors, model_inputs, unpack
+from .inputs import ForwardArgs, MethodInputs, Tensors, model_inputs, unpack
 from .registry import register
 from .result import Attribution
 from .targets import Target, TargetLike, resolve
@@ -33,14 +34,14 @@ class Prepared:
     def n(self) -> int:
         return self.xs[0].shape[0]
 
-    def result(self, values: Tensors, method: str, inputs: Optional[Tensors] = None, **kw) -> Attribution:
+    def result(self, values: Tensors, method: str, inputs: Optional[Tensors] = None, **kw: Any) -> Attribution:
         """The Attribution of per-input ``values`` (explaining ``inputs``, by default the inputs)."""
         inputs = tuple(x.detach() for x in self.xs) if inputs is None else inputs
         return Attribution(unpack(values, self.several), method, self.target.describe(), unpack(inputs, self.several),
                            self.loaded.preprocess, **kw)
 
 
-def prepare(model, inputs, target: TargetLike, forward_args=None) -> Prepared:
+def prepare(model: ModelLike, inputs: MethodInputs, target: TargetLike, forward_args: object = None) -> Prepared:
     """Resolve a method's model, inputs (one, or a tuple of several), forward arguments and target."""
     loaded = as_loaded(model)
     xs, several = model_inputs(loaded, inputs)
@@ -48,7 +49,7 @@ def prepare(model, inputs, target: TargetLike, forward_args=None) -> Prepared:
     return Prepared(loaded, xs, several, extra, resolve(loaded.module, xs, target, extra))
 
 
-def input_gradients(module, xs: Tensors, target: Target, rows: Optional[torch.Tensor] = None,
+def input_gradients(module: nn.Module, xs: Tensors, target: Target, rows: Optional[torch.Tensor] = None,
                     rule: Optional[str] = None, batch_size: Optional[int] = None,
                     extra: ForwardArgs = ForwardArgs()) -> Tuple[Tensors, torch.Tensor]:
     """d score / d input for every row of the inputs ``xs`` (row i explains sample ``rows[i]``,
@@ -72,7 +73,7 @@ def input_gradients(module, xs: Tensors, target: Target, rows: Optional[torch.Te
     return grads, scores
 
 
-def target_scores(module, xs: Tensors, target: Target, rows: Optional[torch.Tensor] = None,
+def target_scores(module: nn.Module, xs: Sequence[torch.Tensor], target: Target, rows: Optional[torch.Tensor] = None,
                   batch_size: Optional[int] = None, extra: ForwardArgs = ForwardArgs()) -> torch.Tensor:
     """The target score of every row of the inputs ``xs`` without gradients, in chunks of ``batch_size``."""
     n = xs[0].shape[0]
@@ -84,7 +85,8 @@ def target_scores(module, xs: Tensors, target: Target, rows: Optional[torch.Tens
     return scores
 
 
-def _gradient(name, model, inputs, target, forward_args, rule=None, times_input=False, abs=False) -> Attribution:
+def _gradient(name: str, model: ModelLike, inputs: MethodInputs, target: TargetLike, forward_args: object,
+              rule: Optional[str] = None, times_input: bool = False, abs: bool = False) -> Attribution:
     c = prepare(model, inputs, target, forward_args)
     grads, _ = input_gradients(c.loaded.module, c.xs, c.target, rule=rule, extra=c.extra)
     values = tuple(g * x if times_input else g for g, x in zip(grads, c.xs))
@@ -92,7 +94,8 @@ def _gradient(name, model, inputs, target, forward_args, rule=None, times_input=
 
 
 @register(rank=10)
-def saliency(model, inputs, target: TargetLike = "top", *, abs: bool = True, forward_args=None) -> Attribution:
+def saliency(model: ModelLike, inputs: MethodInputs, target: TargetLike = "top", *, abs: bool = True,
+             forward_args: object = None) -> Attribution:
     """Gradient of the target score with respect to the input (Simonyan et al. 2014); ``abs``
     gives its magnitude. With ``abs=False``, ``.positive()``/``.negative()`` split the signs.
 
@@ -105,20 +108,23 @@ def saliency(model, inputs, target: TargetLike = "top", *, abs: bool = True, for
 
 
 @register(rank=20)
-def input_x_gradient(model, inputs, target: TargetLike = "top", *, forward_args=None) -> Attribution:
+def input_x_gradient(model: ModelLike, inputs: MethodInputs, target: TargetLike = "top", *,
+                     forward_args: object = None) -> Attribution:
     """Input times its gradient: a first-order estimate of each pixel's contribution."""
     return _gradient("input_x_gradient", model, inputs, target, forward_args, times_input=True)
 
 
 @register(view="raw", rank=30)
-def guided_backprop(model, inputs, target: TargetLike = "top", *, forward_args=None) -> Attribution:
+def guided_backprop(model: ModelLike, inputs: MethodInputs, target: TargetLike = "top", *,
+                    forward_args: object = None) -> Attribution:
     """Guided backpropagation (Springenberg et al. 2015): through every ReLU, only positive
     gradient passes, and only where the forward input was positive."""
     return _gradient("guided_backprop", model, inputs, target, forward_args, rule="guided")
 
 
 @register(view="raw", caption="deconvnet (ignores image and class)", rank=40)
-def deconvnet(model, inputs, target: TargetLike = "top", *, forward_args=None) -> Attribution:
+def deconvnet(model: ModelLike, inputs: MethodInputs, target: TargetLike = "top", *,
+              forward_args: object = None) -> Attribution:
     """Deconvnet (Zeiler & Fergus 2014): through every ReLU, only positive gradient passes,
     whatever the forward input."""
     return _gradient("deconvnet", model, inputs, target, forward_args, rule="deconv")

@@ -4,15 +4,21 @@ forward arguments that follow their sample whenever a method re-batches."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, TypeVar, Union
 
 import torch
+import torch.nn as nn
 
 from ..errors import InputError
 from ..images import input_tensor
-from ..models import LoadedModel, forward
+from ..models import Inputs, LoadedModel, forward
+
+_T = TypeVar("_T")
 
 Tensors = Tuple[torch.Tensor, ...]
+#: what a method takes as ``inputs``: one input (anything the model's Preprocess takes, or a batch
+#: tensor), or a tuple with one per model input
+MethodInputs = Union[Inputs, Tuple[Inputs, ...]]
 
 
 @dataclass(frozen=True)
@@ -21,12 +27,12 @@ class ForwardArgs:
     ``kwargs``, for a batch of ``n`` samples. A tensor whose first dimension is ``n`` is taken
     as per-sample and follows its sample when rows are re-batched; anything else passes as is."""
 
-    args: tuple = ()
+    args: Tuple[Any, ...] = ()
     kwargs: Optional[Dict[str, Any]] = None
     n: int = 0
 
     @classmethod
-    def of(cls, value, n: int) -> "ForwardArgs":
+    def of(cls, value: object, n: int) -> "ForwardArgs":
         """A user's ``forward_args``: None, a tuple (positional), a dict (keywords), or one value."""
         if isinstance(value, ForwardArgs):
             return value
@@ -44,20 +50,21 @@ class ForwardArgs:
         return ForwardArgs(tuple(pick(a) for a in self.args),
                            None if self.kwargs is None else {k: pick(v) for k, v in self.kwargs.items()}, len(rows))
 
-    def _per_sample(self, v) -> bool:
+    def _per_sample(self, v: object) -> bool:
         return isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == self.n
 
-    def call(self, module, xs: Sequence[torch.Tensor]):
+    def call(self, module: nn.Module, xs: Sequence[torch.Tensor]) -> Any:
         """The model's output on inputs ``xs`` with these arguments."""
         return forward(module, tuple(xs) + self.args, self.kwargs)
 
 
-def as_tensors(values) -> Tensors:
+def as_tensors(values: Union[Optional[torch.Tensor], Tuple[Optional[torch.Tensor], ...]]
+               ) -> Tuple[Optional[torch.Tensor], ...]:
     """A single tensor (or None) as a one-element tuple; a tuple as is."""
     return values if isinstance(values, tuple) else (values,)
 
 
-def model_inputs(loaded: LoadedModel, inputs) -> Tuple[Tensors, bool]:
+def model_inputs(loaded: LoadedModel, inputs: MethodInputs) -> Tuple[Tensors, bool]:
     """The inputs as a tuple of batches on the model's device, and whether there were several.
 
     One input: anything the model's Preprocess takes (paths, PIL images, arrays, lists of them,
@@ -76,7 +83,7 @@ def model_inputs(loaded: LoadedModel, inputs) -> Tuple[Tensors, bool]:
     return xs, True
 
 
-def per_input(value, count: int, name: str) -> tuple:
+def per_input(value: Any, count: int, name: str) -> Tuple[Any, ...]:
     """A setting given once for every input, or as a tuple with one entry per input."""
     if count == 1:
         return (value,)
@@ -88,6 +95,6 @@ def per_input(value, count: int, name: str) -> tuple:
     return (value,) * count
 
 
-def unpack(values: Tensors, several: bool) -> Union[torch.Tensor, Tensors]:
+def unpack(values: Tuple[_T, ...], several: bool) -> Union[_T, Tuple[_T, ...]]:
     """What a method returns per input: a tuple for several inputs, the tensor for one."""
     return values if several else values[0]

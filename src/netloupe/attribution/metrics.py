@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -13,14 +13,22 @@ import torch.nn as nn
 
 from .. import images, runtime
 from ..errors import InputError
-from ..models import as_loaded
+from ..models import Inputs, ModelLike, as_loaded
 from ..runtime import batch_size as pick_batch_size
 from ..runtime import chunks
 from .gradients import target_scores
 from .integrated import make_baseline
-from .registry import lookup
+from .registry import MethodFn, lookup
 from .result import Attribution
-from .targets import resolve
+from .targets import TargetLike, resolve
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+#: a baseline of integrated.make_baseline: a number, a tensor, "blur" or "noise"
+Baseline = Union[float, torch.Tensor, str]
+#: an attribution method, by name or as a function
+MethodLike = Union[str, MethodFn]
 
 
 @dataclass
@@ -33,7 +41,7 @@ class Curve(images.Chart):
     auc: torch.Tensor  # [N], area under each curve (trapezoid over fractions)
     method: str = ""
 
-    def plot(self, ax=None, index: Optional[int] = None):
+    def plot(self, ax: Optional[Axes] = None, index: Optional[int] = None) -> Axes:
         """The curve of input ``index`` (None: every input's)."""
         import matplotlib.pyplot as plt
 
@@ -48,11 +56,12 @@ class Curve(images.Chart):
         return ax
 
 
-def _curve(kind, model, inputs, attribution: Attribution, steps, baseline, batch_size, target):
+def _curve(kind: str, model: ModelLike, inputs: Inputs, attribution: Attribution, steps: int, baseline: Baseline,
+           batch_size: Optional[int], target: Optional[TargetLike]) -> Curve:
     loaded = as_loaded(model)
     x = loaded.inputs(inputs)
-    if attribution.values.shape[0] != x.shape[0]:
-        raise InputError(f"the attribution explains {attribution.values.shape[0]} inputs but {x.shape[0]} were given")
+    if len(attribution) != x.shape[0]:
+        raise InputError(f"the attribution explains {len(attribution)} inputs but {x.shape[0]} were given")
     t = resolve(loaded.module, (x,), attribution.target if target is None else target)
     heat = attribution.map()
     if heat.shape[-2:] != x.shape[-2:]:
@@ -80,25 +89,26 @@ def _curve(kind, model, inputs, attribution: Attribution, steps, baseline, batch
     return Curve(kind, fractions, scores, auc, attribution.method)
 
 
-def deletion(model, inputs, attribution: Attribution, *, steps: int = 20, baseline=0, batch_size: Optional[int] = None,
-             target=None) -> Curve:
+def deletion(model: ModelLike, inputs: Inputs, attribution: Attribution, *, steps: int = 20, baseline: Baseline = 0,
+             batch_size: Optional[int] = None, target: Optional[TargetLike] = None) -> Curve:
     """Delete pixels (set to ``baseline``) from most to least attributed; a good attribution
     makes the score fall fast (low AUC)."""
     return _curve("deletion", model, inputs, attribution, steps, baseline, batch_size, target)
 
 
-def insertion(model, inputs, attribution: Attribution, *, steps: int = 20, baseline="blur",
-              batch_size: Optional[int] = None, target=None) -> Curve:
+def insertion(model: ModelLike, inputs: Inputs, attribution: Attribution, *, steps: int = 20,
+              baseline: Baseline = "blur", batch_size: Optional[int] = None,
+              target: Optional[TargetLike] = None) -> Curve:
     """Insert pixels into ``baseline`` (a blurred copy by default) from most to least
     attributed; a good attribution makes the score rise fast (high AUC)."""
     return _curve("insertion", model, inputs, attribution, steps, baseline, batch_size, target)
 
 
-def blocks_top_down(model) -> List[str]:
+def blocks_top_down(model: ModelLike) -> List[str]:
     """Parameterized blocks from the output end to the input end: top-level children, with
     Sequential/ModuleList containers opened one level (stages of blocks)."""
     module = as_loaded(model).module
-    names = []
+    names: List[str] = []
     for name, child in module.named_children():
         if isinstance(child, (nn.Sequential, nn.ModuleList)) and len(child) > 1:
             names += [f"{name}.{sub}" for sub, c in child.named_children() if any(True for _ in c.parameters())]
@@ -120,10 +130,10 @@ def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     """Rank correlation with tied ranks averaged; 0 when a map is constant (no ranking at all)."""
     from scipy.stats import spearmanr
 
-    a, b = a.detach().flatten().cpu().double().numpy(), b.detach().flatten().cpu().double().numpy()
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
+    u, v = a.detach().flatten().cpu().double().numpy(), b.detach().flatten().cpu().double().numpy()
+    if np.ptp(u) == 0 or np.ptp(v) == 0:
         return 0.0
-    return float(spearmanr(a, b).statistic)
+    return float(spearmanr(u, v).statistic)
 
 
 @dataclass
@@ -133,14 +143,14 @@ class Randomization(images.Chart):
     trained model (1.0)."""
 
     blocks: List[str]
-    correlations: dict = field(default_factory=dict)
+    correlations: Dict[str, np.ndarray] = field(default_factory=dict)
 
     def mean(self, method: str, index: Optional[int] = None) -> np.ndarray:
         """Per block, the correlation of input ``index`` (None: the mean over inputs)."""
         c = self.correlations[method]
         return c.mean(1) if index is None else c[:, images.shown(index, c.shape[1])[0]]
 
-    def plot(self, ax=None, index: Optional[int] = None):
+    def plot(self, ax: Optional[Axes] = None, index: Optional[int] = None) -> Axes:
         """The curves of input ``index`` (None: the mean over inputs)."""
         import matplotlib.pyplot as plt
 
@@ -161,9 +171,10 @@ class Randomization(images.Chart):
         return ax
 
 
-def randomization_check(model, inputs, method: Union[str, Callable, List] = "saliency", *, mode: str = "cascade",
-                        target="top", blocks: Optional[List[str]] = None, seed: int = 0, progress: bool = True,
-                        **method_kw) -> Randomization:
+def randomization_check(model: ModelLike, inputs: Inputs,
+                        method: Union[MethodLike, List[MethodLike], Tuple[MethodLike, ...]] = "saliency", *,
+                        mode: str = "cascade", target: TargetLike = "top", blocks: Optional[Sequence[str]] = None,
+                        seed: int = 0, progress: bool = True, **method_kw: Any) -> Randomization:
     """Adebayo et al.'s sanity check on a copy of the model (never the user's): randomize the
     weights block by block from the top ("cascade") or one block at a time ("independent")
     and compare each attribution with the trained model's by Spearman rank correlation of

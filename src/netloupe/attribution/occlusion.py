@@ -4,23 +4,24 @@ record how much the target score drops; many windows go through each forward pas
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union, cast
 
 import torch
 
 from .. import runtime
 from ..errors import InputError
+from ..models import ModelLike
 from ..runtime import batch_size as pick_batch_size
 from ..runtime import chunks
 from .gradients import prepare, target_scores
-from .inputs import per_input, unpack
+from .inputs import MethodInputs, per_input, unpack
 from .integrated import make_baselines
 from .registry import register
 from .result import Attribution
 from .targets import TargetLike
 
 
-def window_shape(v, shape: Sequence[int], name: str) -> Tuple[int, ...]:
+def window_shape(v: Union[int, Sequence[int]], shape: Sequence[int], name: str) -> Tuple[int, ...]:
     """A window (or stride) for one sample of ``shape``. An int w: (C, w, w) for an image
     [C, H, W] (all channels at once; (C, w, w, w) for [C, T, H, W]), (w, D) for tokens or rows
     [T, D] (whole rows), (w,) for features [D]. A tuple: one size per dimension, or for an
@@ -33,7 +34,7 @@ def window_shape(v, shape: Sequence[int], name: str) -> Tuple[int, ...]:
             return (v, shape[1])
         return (shape[0],) + (v,) * (rank - 1)
     try:
-        v = tuple(int(i) for i in v)
+        v = tuple(int(i) for i in cast(Iterable[Any], v))  # anything else (a bool) raises TypeError
     except (TypeError, ValueError):
         raise InputError(f"{name} must be an int or a tuple of ints; got {v!r}") from None
     if rank >= 3 and len(v) == rank - 1:
@@ -48,16 +49,17 @@ def window_shape(v, shape: Sequence[int], name: str) -> Tuple[int, ...]:
 RESOLUTION = 16
 
 
-def default_window(shape: Sequence[int], window: Optional[Tuple[int, ...]], stride: Optional[Tuple[int, ...]]):
+def default_window(shape: Sequence[int], window: Optional[Tuple[int, ...]], stride: Optional[Tuple[int, ...]]
+                   ) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
     """Window and stride (per dimension, as window_shape gives them) where one or both are not
     given. Neither: a stride of 1/RESOLUTION of each occluded axis (an image's height and width,
     a token axis, a feature vector) and a window of twice the stride, so an image of any size
     costs RESOLUTION**2 forward passes (224 px: a 28 px window every 14 px, 15 x 15 windows).
     One given: the window is twice the stride, the stride half the window."""
-    if window is None and stride is None:
-        occluded = range(1, len(shape)) if len(shape) >= 3 else range(1)
-        stride = tuple(max(1, a // RESOLUTION) if d in occluded else a for d, a in enumerate(shape))
     if window is None:
+        if stride is None:
+            occluded = range(1, len(shape)) if len(shape) >= 3 else range(1)
+            stride = tuple(max(1, a // RESOLUTION) if d in occluded else a for d, a in enumerate(shape))
         return tuple(min(a, 2 * s) for a, s in zip(shape, stride)), stride
     return window, stride if stride is not None else tuple(max(1, w // 2) for w in window)
 
@@ -69,7 +71,7 @@ def window_starts(size: int, window: int, stride: int) -> List[int]:
     return [k * stride for k in range(math.ceil((size - window) / stride) + 1)]
 
 
-def _check(shape, window, stride) -> None:
+def _check(shape: Sequence[int], window: Sequence[int], stride: Sequence[int]) -> None:
     for size, w, s in zip(shape, window, stride):
         if w < 1 or s < 1 or w > size:
             raise InputError(f"window {tuple(window)} with stride {tuple(stride)} does not fit an input of "
@@ -79,7 +81,7 @@ def _check(shape, window, stride) -> None:
                              "windows would never be occluded; use a stride no larger than the window")
 
 
-def _axis_masks(size: int, window: int, stride: int, device) -> torch.Tensor:
+def _axis_masks(size: int, window: int, stride: int, device: torch.device) -> torch.Tensor:
     """[windows, size]: which positions each window along one axis covers."""
     starts = torch.tensor(window_starts(size, window, stride), device=device)
     pos = torch.arange(size, device=device)
@@ -89,27 +91,30 @@ def _axis_masks(size: int, window: int, stride: int, device) -> torch.Tensor:
 def _window_masks(axes: List[torch.Tensor], index: torch.Tensor) -> torch.Tensor:
     """Masks [len(index), *shape] of the windows numbered ``index`` (row-major over the axes)."""
     counts = [a.shape[0] for a in axes]
-    mask = None
+    mask: Optional[torch.Tensor] = None
     for d, a in reversed(list(enumerate(axes))):
         m = a[index % counts[d]].view(len(index), *[1] * d, a.shape[1], *[1] * (len(axes) - d - 1))
         mask = m if mask is None else mask & m
         index = index // counts[d]
+    assert mask is not None  # there is at least one axis
     return mask
 
 
 def _coverage(axes: List[torch.Tensor]) -> torch.Tensor:
     """How many windows cover each position: the product of the per-axis counts."""
-    count = None
+    count: Optional[torch.Tensor] = None
     for d, a in enumerate(axes):
         c = a.sum(0).view(*[1] * d, a.shape[1], *[1] * (len(axes) - d - 1))
         count = c if count is None else count * c
+    assert count is not None  # there is at least one axis
     return count
 
 
 @register(quick={"window": 8, "stride": 8, "progress": False}, rank=100)
-def occlusion(model, inputs, target: TargetLike = "top", *, window: Union[None, int, Sequence[int]] = None,
-              stride: Union[None, int, Sequence[int]] = None, baseline=0, batch_size: Optional[int] = None,
-              progress: bool = True, forward_args=None) -> Attribution:
+def occlusion(model: ModelLike, inputs: MethodInputs, target: TargetLike = "top", *,
+              window: Union[None, int, Sequence[int]] = None, stride: Union[None, int, Sequence[int]] = None,
+              baseline: Union[float, torch.Tensor, str, Tuple[Union[float, torch.Tensor, str], ...]] = 0,
+              batch_size: Optional[int] = None, progress: bool = True, forward_args: object = None) -> Attribution:
     """Each position gets the mean drop of the target score over the windows that cover it.
 
     window and stride: see window_shape (an int, (h, w) or one size per dimension); the stride
@@ -123,7 +128,7 @@ def occlusion(model, inputs, target: TargetLike = "top", *, window: Union[None, 
     c = prepare(model, inputs, target, forward_args)
     k = len(c.xs)
     bases = make_baselines(c.xs, baseline)
-    plans = []
+    plans: List[Tuple[Tuple[int, ...], Tuple[int, ...], List[torch.Tensor]]] = []
     for x, w, s in zip(c.xs, per_input(window, k, "window"), per_input(stride, k, "stride")):
         shape = tuple(x.shape[1:])
         win, std = default_window(shape, None if w is None else window_shape(w, shape, "window"),

@@ -6,9 +6,20 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, TypeVar, Union, overload
+
+import torch.nn as nn
 
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    from ..models import ModelLike
+    from .inputs import MethodInputs
+    from .result import Attribution
+
+#: an attribution method: (model, inputs, target, ...) -> Attribution
+MethodFn = Callable[..., "Attribution"]
+_F = TypeVar("_F", bound=MethodFn)
 
 
 @dataclass(frozen=True)
@@ -22,21 +33,21 @@ class Method:
     it raises a NetloupeError and "all" leaves it out."""
 
     name: str
-    fn: Callable
+    fn: MethodFn
     view: str = "overlay"
     caption: str = ""
-    quick: dict = field(default_factory=dict)
+    quick: Dict[str, Any] = field(default_factory=dict)
     rank: int = 100
-    needs: Optional[Callable] = None  # module -> bool, for methods that work on some models only
+    needs: Optional[Callable[[nn.Module], bool]] = None  # module -> bool, for methods that work on some models only
 
-    def applies(self, module) -> bool:
+    def applies(self, module: nn.Module) -> bool:
         return self.needs is None or bool(self.needs(module))
 
     @property
     def takes_layer(self) -> bool:
         return "layer" in inspect.signature(self.fn).parameters
 
-    def __call__(self, *args, **kw):
+    def __call__(self, *args: Any, **kw: Any) -> Attribution:
         return self.fn(*args, **kw)
 
 
@@ -48,14 +59,15 @@ VIEWS = ("overlay", "raw")
 
 
 def register(name: Optional[str] = None, *, view: str = "overlay", caption: str = "",
-             quick: Optional[dict] = None, rank: int = 100, needs: Optional[Callable] = None) -> Callable:
+             quick: Optional[Dict[str, Any]] = None, rank: int = 100,
+             needs: Optional[Callable[[nn.Module], bool]] = None) -> Callable[[_F], _F]:
     """Register the decorated attribution method (model, inputs, target, ...) -> Attribution
     under ``name`` (default: the function's name); ``rank`` places it in listings; ``needs``
     (module -> bool) says which models it works on, when not all."""
     if view not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}; got {view!r}")
 
-    def decorate(fn: Callable) -> Callable:
+    def decorate(fn: _F) -> _F:
         key = name or fn.__name__
         METHODS[key] = Method(key, fn, view, caption or key, dict(quick or {}), rank, needs)
         ordered = sorted(METHODS.values(), key=lambda m: m.rank)  # stable: equal ranks keep their order
@@ -65,7 +77,11 @@ def register(name: Optional[str] = None, *, view: str = "overlay", caption: str 
     return decorate
 
 
-def lookup(method: Union[str, Callable]) -> Callable:
+@overload
+def lookup(method: str) -> Method: ...
+@overload
+def lookup(method: MethodFn) -> MethodFn: ...
+def lookup(method: Union[str, MethodFn]) -> MethodFn:
     """The method a name stands for (a function is taken as is); an unknown name lists the known ones."""
     if callable(method) and not isinstance(method, str):
         return method
@@ -74,7 +90,7 @@ def lookup(method: Union[str, Callable]) -> Callable:
     return METHODS[method]
 
 
-def attribute(model, inputs, *name, **kw):
+def attribute(model: ModelLike, inputs: MethodInputs, *name: str, **kw: Any) -> Attribution:
     """Run an attribution method by name (a key of METHODS) with its keyword arguments:
     ``attribute(model, x, method="grad_cam")``, or with the name third,
     ``attribute(model, x, "integrated_gradients", method="gausslegendre")`` where the

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Union
 
 import torch
 from PIL import Image
@@ -11,6 +11,9 @@ from PIL import Image
 from .. import images
 from ..errors import InputError
 from ..images import Preprocess
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 KINDS = ("heatmap", "overlay", "raw", "gray", "norm-blur")
 _CMAPS = {"heatmap": "inferno", "overlay": "jet", "gray": "gray", "norm-blur": "inferno"}
@@ -35,7 +38,7 @@ class Attribution(images.Picture):
     inputs: Optional[Values] = None
     preprocess: Optional[Preprocess] = None
     delta: Optional[torch.Tensor] = None
-    extra: dict = field(default_factory=dict)
+    extra: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def several(self) -> bool:
@@ -43,24 +46,27 @@ class Attribution(images.Picture):
         return isinstance(self.values, tuple)
 
     def __len__(self) -> int:
-        first = next(v for v in self.values if v is not None) if self.several else self.values
+        first = next(v for v in self.values if v is not None) if isinstance(self.values, tuple) else self.values
         return first.shape[0]
 
     def part(self, i: int) -> "Attribution":
         """The attribution of input ``i`` alone, for drawing and metrics."""
-        if not self.several:
+        values = self.values
+        if not isinstance(values, tuple):  # not several
             if i != 0:
                 raise InputError(f"this attribution explains one input; part({i}) does not exist")
             return self
-        if not 0 <= i < len(self.values):
-            raise InputError(f"part {i} out of range; this attribution explains {len(self.values)} inputs")
-        if self.values[i] is None:
+        if not 0 <= i < len(values):
+            raise InputError(f"part {i} out of range; this attribution explains {len(values)} inputs")
+        value = values[i]
+        if value is None:
             raise InputError(f"{self.method} has no attribution for input {i} (it has no spatial grid)")
         inputs = self.inputs[i] if isinstance(self.inputs, tuple) else self.inputs
-        return replace(self, values=self.values[i], inputs=inputs)
+        return replace(self, values=value, inputs=inputs)
 
-    def _map_values(self, fn) -> Values:
-        return tuple(None if v is None else fn(v) for v in self.values) if self.several else fn(self.values)
+    def _map_values(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Values:
+        values = self.values
+        return tuple(None if v is None else fn(v) for v in values) if isinstance(values, tuple) else fn(values)
 
     def positive(self) -> "Attribution":
         """Only the evidence for the target (positive values)."""
@@ -70,15 +76,17 @@ class Attribution(images.Picture):
         """Only the evidence against the target, as magnitudes."""
         return replace(self, values=self._map_values(lambda v: (-v).clamp(min=0)), method=f"{self.method}-")
 
-    def _single(self, what: str) -> "Attribution":
-        if self.several:
-            raise InputError(f"this attribution explains {len(self.values)} inputs; {what} one of them with "
+    def _single(self, what: str) -> torch.Tensor:
+        """The values of an attribution that explains one input (for ``what``, which needs one)."""
+        values = self.values
+        if isinstance(values, tuple):  # several
+            raise InputError(f"this attribution explains {len(values)} inputs; {what} one of them with "
                              f"result.part(i).{what}(...)")
-        return self
+        return values
 
     def map(self) -> torch.Tensor:
         """[N, H, W]: the per-pixel magnitude, |values| summed over channels."""
-        return self._single("map").values.detach().abs().sum(1)
+        return self._single("map").detach().abs().sum(1)
 
     def image(self, index: int = 0) -> torch.Tensor:
         """The explained input as [3, H, W] in [0, 1]."""
@@ -87,17 +95,17 @@ class Attribution(images.Picture):
         x = self.inputs[index: index + 1].detach().float().cpu()
         return (self.preprocess.inverse(x) if self.preprocess else x.clamp(0, 1))[0]
 
-    def _view(self, kind: str, index: int):
+    def _view(self, kind: str, index: int) -> Tuple[torch.Tensor, Tuple[float, Optional[float]]]:
         """What ``kind`` draws for sample ``index``: an [H, W] map (or signed [3, H, W] for raw) in
         [0, 1] and the attribution value at each end of that range."""
         if kind not in KINDS:
             raise InputError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
-        self._single("to_pil")
+        values = self._single("to_pil")
         (index,) = images.shown(index, len(self))
-        v = self.values[index].detach().float().cpu()
+        v = values[index].detach().float().cpu()
         if v.dim() != 3:
             raise InputError(f"only image-shaped attributions [N, C, H, W] can be drawn; these have shape "
-                             f"{tuple(self.values.shape)}")
+                             f"{tuple(values.shape)}")
         if kind == "raw":  # signed values around gray, one robust scale for all channels
             rgb = v.expand(3, -1, -1) if v.shape[0] == 1 else v[:3]
             hi = float(_robust_max(rgb.abs()))
@@ -106,7 +114,7 @@ class Attribution(images.Picture):
         hi = float(_robust_max(m))
         m = (m / hi).clamp(0, 1)
         if kind == "norm-blur":
-            m, hi = _robust_unit(images.blur(m, sigma=max(1.0, m.shape[-1] / 100))), None
+            return _robust_unit(images.blur(m, sigma=max(1.0, m.shape[-1] / 100))), (0.0, None)
         return m, (0.0, hi)
 
     def to_pil(self, kind: str = "heatmap", index: Optional[int] = None, cmap: Optional[str] = None,
@@ -122,11 +130,11 @@ class Attribution(images.Picture):
         if kind != "overlay":
             return images.heatmap(m, cmap or _CMAPS[kind], vmin=0.0, vmax=1.0)
         base = images.to_pil(self.image(index))
-        heat = images.heatmap(m, cmap or _CMAPS[kind], vmin=0.0, vmax=1.0).resize(base.size, Image.BILINEAR)
+        heat = images.heatmap(m, cmap or _CMAPS[kind], vmin=0.0, vmax=1.0).resize(base.size, Image.Resampling.BILINEAR)
         return Image.blend(base, heat, alpha)
 
-    def plot(self, ax=None, kind: str = "heatmap", index: int = 0, cmap: Optional[str] = None, alpha: float = 0.5,
-             colorbar: bool = True, title: Optional[str] = None):
+    def plot(self, ax: Optional[Axes] = None, kind: str = "heatmap", index: int = 0, cmap: Optional[str] = None,
+             alpha: float = 0.5, colorbar: bool = True, title: Optional[str] = None) -> Axes:
         """Draw sample ``index`` on a matplotlib axis (a new figure if none) with a colour bar in
         attribution units: |values| summed over channels, from 0 to the robust maximum (the
         99.5th percentile; brighter values saturate); for ``raw``, the signed value per channel."""

@@ -4,15 +4,18 @@ layer, residual connections included."""
 
 from __future__ import annotations
 
-from typing import Union
+from typing import List, Union
 
 import torch
+import torch.nn as nn
 
 from ..errors import InputError, NetloupeError
 from ..layouts import infer
+from ..models import ModelLike
 from ..probe import attention_layers, probe
 from .cam import interpolation_mode, upsample
 from .gradients import Prepared, prepare
+from .inputs import MethodInputs
 from .registry import register
 from .result import Attribution
 from .targets import TargetLike
@@ -20,7 +23,7 @@ from .targets import TargetLike
 FUSIONS = ("mean", "max", "min")
 
 
-def _has_attention(module) -> bool:
+def _has_attention(module: nn.Module) -> bool:
     """A ViT-like model: timm attention layers and a class token (Swin's window attention has none)."""
     return bool(attention_layers(module)) and getattr(module, "num_prefix_tokens", 0) >= 1
 
@@ -61,10 +64,10 @@ def _rollout(c: Prepared, method: str, weighted: bool, head_fusion: str, discard
         attentions = p.attentions
         if weighted:
             s = c.target.score(out, p, torch.arange(c.n))
-            grads = torch.autograd.grad(s.sum(), attentions, allow_unused=True)
-            grads = [torch.zeros_like(a) if g is None else g for a, g in zip(attentions, grads)]
+            found = torch.autograd.grad(s.sum(), attentions, allow_unused=True)
+            grads: List[torch.Tensor] = [torch.zeros_like(a) if g is None else g for a, g in zip(attentions, found)]
     tokens = attentions[0].shape[-1]
-    layout = infer(module, "", (c.n, tokens, 1), tuple(x.shape[-2:]))
+    layout = infer(module, "", (c.n, tokens, 1), (x.shape[-2], x.shape[-1]))
     if layout.grid is None or layout.prefix < 1:
         raise NetloupeError(f"{method} reads the class token's row, but the model's {tokens} tokens have layout "
                             f"{layout}; give the layout with load_model(model, layouts={{'': 'tokens(K, HxW)'}})")
@@ -86,9 +89,9 @@ def _rollout(c: Prepared, method: str, weighted: bool, head_fusion: str, discard
 
 
 @register(caption="attention rollout (ignores the class)", rank=95, needs=_has_attention)
-def attention_rollout(model, inputs, target: TargetLike = "top", *, head_fusion: str = "mean",
+def attention_rollout(model: ModelLike, inputs: MethodInputs, target: TargetLike = "top", *, head_fusion: str = "mean",
                       discard_ratio: float = 0.0, interpolate: Union[bool, str] = True,
-                      forward_args=None) -> Attribution:
+                      forward_args: object = None) -> Attribution:
     """Attention rollout (Abnar & Zuidema 2020): each layer's attention, fused over heads
     (``head_fusion``: mean, max or min), with the residual added as the identity (A + I) / 2
     and rows normalized, multiplied through the layers; the class token's row over the grid
@@ -103,8 +106,8 @@ def attention_rollout(model, inputs, target: TargetLike = "top", *, head_fusion:
 
 
 @register(caption="gradient-weighted rollout", rank=96, needs=_has_attention)
-def gradient_rollout(model, inputs, target: TargetLike = "top", *, discard_ratio: float = 0.0,
-                     interpolate: Union[bool, str] = True, forward_args=None) -> Attribution:
+def gradient_rollout(model: ModelLike, inputs: MethodInputs, target: TargetLike = "top", *, discard_ratio: float = 0.0,
+                     interpolate: Union[bool, str] = True, forward_args: object = None) -> Attribution:
     """The class-specific form of attention rollout: each layer's attention weighted by the
     gradient of the target score with respect to it, the positive part averaged over heads
     (vit-explain's gradient rollout, after Chefer et al. 2021), then rolled out as in

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from PIL import Image
 
 from .. import images
 from ..errors import InputError
-from ..models import as_loaded
+from ..models import Inputs, ModelLike, as_loaded
+from ..units import UnitLike
 from .registry import METHODS, lookup
 from .result import Attribution
+from .targets import TargetLike
 
 
 @dataclass
@@ -29,7 +31,7 @@ class ContactSheet(images.Picture):
         """The kind a method's tile is drawn as: its registered view (overlay for other functions)."""
         return METHODS[method].view if method in METHODS else "overlay"
 
-    def to_pil(self, ncol: int = 6, cell: float = 2.3, **kw) -> Image.Image:
+    def to_pil(self, ncol: int = 6, cell: float = 2.3, **kw: Any) -> Image.Image:
         """The sheet as one picture: the input first, then a tile per method with its colour bar."""
         first = next(iter(self.results.values()))
         tiles = len(self.results) + 1
@@ -48,8 +50,8 @@ class ContactSheet(images.Picture):
         return images.figure_to_pil(fig)
 
 
-def contact_sheet(model, inputs, methods: Union[str, Sequence[str]] = "all", *, target="top",
-                  layer=None, title: str = "") -> ContactSheet:
+def contact_sheet(model: ModelLike, inputs: Inputs, methods: Union[str, Sequence[str]] = "all", *,
+                  target: TargetLike = "top", layer: Optional[UnitLike] = None, title: str = "") -> ContactSheet:
     """Run ``methods`` ("all": every method that applies to the model, or names from METHODS) on
     one input and lay them out side by side. ``layer`` goes to the methods that take one; the
     first tile names the explained class."""

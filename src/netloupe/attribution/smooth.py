@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+from typing import Any, List, Optional, Union, cast
 
 import torch
 
 from ..deprecation import renamed
 from ..errors import InputError
+from ..models import ModelLike
 from ..runtime import batch_size as pick_batch_size
 from ..runtime import chunks, generator
+from ..units import Unit
 from .gradients import prepare, saliency
-from .inputs import as_tensors, per_input
-from .registry import lookup, register
+from .inputs import MethodInputs, as_tensors, per_input
+from .registry import MethodFn, lookup, register
 from .result import Attribution
-from .targets import Target, TargetLike
+from .targets import ScoreFn, Target, TargetLike
 
 KINDS = ("smoothgrad", "squared", "vargrad")
 
@@ -34,9 +36,10 @@ def noise_batch(x: torch.Tensor, n: int, noise: float, seed: Optional[int] = Non
 
 @register(quick={"n": 2, "seed": 0}, rank=60)
 @renamed(samples="n")
-def smoothgrad(model, inputs, target: TargetLike = "top", *, method: Union[Callable, str] = saliency,
+def smoothgrad(model: ModelLike, inputs: MethodInputs, target: TargetLike = "top", *,
+               method: Union[MethodFn, str] = saliency,
                n: int = 50, noise: float = 0.15, kind: str = "smoothgrad", batch_size: Optional[int] = None,
-               seed: Optional[int] = None, forward_args=None, **method_kw) -> Attribution:
+               seed: Optional[int] = None, forward_args: object = None, **method_kw: Any) -> Attribution:
     """Average an attribution method over ``n`` noisy copies of each input.
 
     kind: "smoothgrad" (mean), "squared" (mean of squares) or "vargrad" (variance).
@@ -59,7 +62,8 @@ def smoothgrad(model, inputs, target: TargetLike = "top", *, method: Union[Calla
                   for x, s in zip(c.xs, noises))
     rows = torch.arange(count).repeat_interleave(n)
     bs = pick_batch_size(batch_size, c.xs[0].device, "smoothgrad")
-    total = total_sq = None
+    total: Optional[List[Optional[torch.Tensor]]] = None  # per input; None where the method gives none
+    total_sq: Optional[List[Optional[torch.Tensor]]] = None
     t = c.target
     for sl in chunks(count * n, bs):
         r = rows[sl]
@@ -68,27 +72,34 @@ def smoothgrad(model, inputs, target: TargetLike = "top", *, method: Union[Calla
         a = fn(c.loaded, part if c.several else part[0], target=_as_user_target(sub),
                forward_args=c.extra.take(r), **method_kw)
         values = as_tensors(a.values)
-        if total is None:
-            total = [torch.zeros((count, *v.shape[1:]), dtype=v.dtype, device=v.device) for v in values]
-            total_sq = [torch.zeros_like(v) for v in total]
+        if total is None or total_sq is None:
+            total = [None if v is None else torch.zeros((count, *v.shape[1:]), dtype=v.dtype, device=v.device)
+                     for v in values]
+            total_sq = [None if v is None else torch.zeros_like(v) for v in total]
         for v, s1, s2 in zip(values, total, total_sq):
+            if v is None or s1 is None or s2 is None:
+                continue
             idx = r.to(v.device)
             s1.index_add_(0, idx, v)
             s2.index_add_(0, idx, v * v)
-    stats = []
+    assert total is not None and total_sq is not None  # count * n >= 1: the loop ran
+    stats: List[Optional[torch.Tensor]] = []
     for s1, s2 in zip(total, total_sq):
+        if s1 is None or s2 is None:
+            stats.append(None)
+            continue
         mean, mean_sq = s1 / n, s2 / n
         stats.append({"smoothgrad": mean, "squared": mean_sq, "vargrad": mean_sq - mean * mean}[kind])
     name = getattr(fn, "__name__", "method")
     clean = tuple(x.detach() for x in c.xs)
     several = isinstance(a.values, tuple)  # a CAM gives one map even for several inputs: drawn on one of them
-    return Attribution(tuple(stats) if several else stats[0],
+    return Attribution(tuple(stats) if several else cast(torch.Tensor, stats[0]),  # one input: never None
                        f"smoothgrad[{name}]" if kind == "smoothgrad" else f"{kind}[{name}]", t.describe(),
                        clean if several else clean[a.extra.get("input", 0)], c.loaded.preprocess,
                        extra={"n": n, "noise": noise, "kind": kind})
 
 
-def _as_user_target(t: Target):
+def _as_user_target(t: Target) -> Union[torch.Tensor, Unit, ScoreFn, None]:
     if t.classes is not None:
         return t.classes
     return t.unit if t.unit is not None else t.fn

@@ -4,16 +4,19 @@ network, or any callable that maps the model output to one score per sample."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Union
+from typing import Any, Callable, List, Optional, Union
 
 import torch
+import torch.nn as nn
 
 from ..errors import InputError, NetloupeError
 from ..probe import Probe, probe
 from ..units import Unit
 from .inputs import ForwardArgs, Tensors
 
-TargetLike = Union[int, str, Unit, List[int], torch.Tensor, Callable]
+#: a callable target: the model's output -> one score per sample [N]
+ScoreFn = Callable[[Any], torch.Tensor]
+TargetLike = Union[int, str, Unit, List[int], torch.Tensor, ScoreFn]
 
 
 @dataclass
@@ -22,20 +25,20 @@ class Target:
 
     classes: Optional[torch.Tensor] = None
     unit: Optional[Unit] = None
-    fn: Optional[Callable] = None
+    fn: Optional[ScoreFn] = None
 
     @property
     def layers(self) -> List[str]:
         """Layers the probe must capture to score this target."""
         return [self.unit.layer] if self.unit is not None else []
 
-    def describe(self):
+    def describe(self) -> Union[torch.Tensor, str, ScoreFn, None]:
         """What Attribution.target records: class indices, the unit string, or the callable."""
         if self.classes is not None:
             return self.classes
         return str(self.unit) if self.unit is not None else self.fn
 
-    def score(self, output, p: Probe, rows: torch.Tensor) -> torch.Tensor:
+    def score(self, output: Any, p: Probe, rows: torch.Tensor) -> torch.Tensor:
         """One score per batch row; ``rows`` maps each row to its input sample."""
         if self.unit is not None:
             return p.unit_value(self.unit)
@@ -49,6 +52,7 @@ class Target:
         if not isinstance(output, torch.Tensor) or output.dim() != 2:
             raise NetloupeError("a class target needs a model that returns [N, classes] logits; for other "
                                 "outputs pass a callable target (output -> one score per sample)")
+        assert self.classes is not None  # resolve() gives a target classes, a unit or a callable
         classes = self.classes[rows]
         if classes.min() < 0 or classes.max() >= output.shape[1]:
             raise InputError(f"target class {int(classes.max() if classes.max() >= output.shape[1] else classes.min())} "
@@ -56,7 +60,7 @@ class Target:
         return output[torch.arange(len(rows), device=output.device), classes.to(output.device)]
 
 
-def resolve(module, xs: Tensors, target: TargetLike, extra: Optional[ForwardArgs] = None) -> Target:
+def resolve(module: nn.Module, xs: Tensors, target: TargetLike, extra: Optional[ForwardArgs] = None) -> Target:
     """Turn a user's target into a Target for the batch ``xs`` ("top" runs one forward pass)."""
     n = xs[0].shape[0]
     if callable(target) and not isinstance(target, (Unit, torch.Tensor)):
@@ -78,7 +82,7 @@ def resolve(module, xs: Tensors, target: TargetLike, extra: Optional[ForwardArgs
     return Target(classes=classes)
 
 
-def _class_indices(target) -> torch.Tensor:
+def _class_indices(target: object) -> torch.Tensor:
     """Class indices from an int, a list or a tensor; a number with a fraction is a mistake, not a class."""
     unsupported = InputError(f"unsupported target {target!r}; use an int class, a list with one class per input, "
                              "'top', a unit string like 'layer4:12', or a callable")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Union, cast
 
 import torch
 
@@ -13,19 +13,26 @@ from .. import runtime
 from ..errors import InputError, ModelError, UnitError
 from ..models import LoadedModel, as_loaded, forward, load_model, load_weights
 from ..probe import probe
-from ..units import as_unit
+from ..stats.scan import DataLike, ModelLike
+from ..units import UnitLike, as_unit
 from .data import data_measures
 from .renders import render_measures
 from .result import Comparison
 from .weights import drift
 
+if TYPE_CHECKING:
+    from typing_extensions import TypeGuard
+
 _WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
+Channels = Union[None, int, str, Sequence[int]]  # None: all; N: the first N; "0-63" or a list: those
 
-def _models(models, spec) -> List[LoadedModel]:
+
+def _models(models: Union[ModelLike, Sequence[ModelLike]], spec: Optional[ModelLike]) -> List[LoadedModel]:
     """Loaded models from models, specs or weights files; a weights file takes the architecture
     of ``spec`` (a spec string or a model), else of the first model given."""
-    items = list(models) if isinstance(models, (list, tuple)) else [models]
+    # a list or tuple holds the models; anything else is one
+    items = list(models) if isinstance(models, (list, tuple)) else [cast(ModelLike, models)]
     if len(items) < 2:
         raise InputError(f"compare needs two models or more (or a base and checkpoints); got {len(items)}")
     base = spec if spec is not None else next((m for m in items if not _is_weights(m)), None)
@@ -51,11 +58,11 @@ def _models(models, spec) -> List[LoadedModel]:
     return loaded
 
 
-def _is_weights(item) -> bool:
+def _is_weights(item: object) -> TypeGuard[Union[str, os.PathLike]]:
     return isinstance(item, (str, os.PathLike)) and str(item).endswith(_WEIGHT_SUFFIXES) and Path(item).is_file()
 
 
-def _channels(spec, count: int, layer: str) -> List[int]:
+def _channels(spec: Channels, count: int, layer: str) -> List[int]:
     """None: all; an int: the first N; "0-63" or a sequence: those channels (checked)."""
     if spec is None:
         return list(range(count))
@@ -86,10 +93,12 @@ def _channel_counts(model: LoadedModel, layers: Sequence[str]) -> Dict[str, int]
     return {name: p.layout(name).channels(p.activations[name].shape) for name in layers}
 
 
-def compare(models: Sequence[Union[str, os.PathLike, LoadedModel, torch.nn.Module]], layers, data=None, *,
-            channels=None, renders: bool = True, spec=None, reference=None, gram_layer: Optional[str] = None,
-            steps: int = 256, size: int = 64, seed: int = 0, top_k: int = 9, cka_layers=None,
-            batch_size: Optional[int] = None, precision: str = "auto", progress: bool = True) -> Comparison:
+def compare(models: Sequence[Union[str, os.PathLike, LoadedModel, torch.nn.Module]],
+            layers: Union[str, Sequence[UnitLike]], data: Optional[DataLike] = None, *, channels: Channels = None,
+            renders: bool = True, spec: Optional[ModelLike] = None, reference: Optional[ModelLike] = None,
+            gram_layer: Optional[str] = None, steps: int = 256, size: int = 64, seed: int = 0, top_k: int = 9,
+            cka_layers: Union[Sequence[str], Dict[int, List[str]], None] = None, batch_size: Optional[int] = None,
+            precision: str = "auto", progress: bool = True) -> Comparison:
     """What changed in each channel of ``layers`` between the first model and every later one.
 
     models: two or more models (specs, modules, LoadedModels) of one architecture, or a base and

@@ -10,22 +10,24 @@ alike to each, not channel by channel."""
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union, cast
 
 import torch
 
 from .. import runtime
 from ..errors import InputError
 from ..models import LoadedModel, forward
-from ..probe import probe
-from ..stats.scan import as_source, load_batches
+from ..probe import Probe, probe
+from ..stats.scan import DataLike, ModelLike, as_source, load_batches
+
+Pair = Tuple[int, str]  # (later model i, layer)
 
 
 class Moments:
     """Running sums of two sets of per-image features X [n, p], Y [n, q] (float64): enough for
     their per-column correlation (p == q) and their linear CKA."""
 
-    def __init__(self, p: int, q: int, pairwise: bool, device):
+    def __init__(self, p: int, q: int, pairwise: bool, device: Union[str, torch.device]) -> None:
         z = lambda *shape: torch.zeros(shape, dtype=torch.float64, device=device)  # noqa: E731
         self.n = 0
         self.sx, self.sy, self.xx, self.yy, self.yx = z(p), z(q), z(p, p), z(q, q), z(q, p)
@@ -40,10 +42,10 @@ class Moments:
         self.xx += x.T @ x
         self.yy += y.T @ y
         self.yx += y.T @ x
-        if self.pairwise:
+        if self.sxy is not None:  # pairwise
             self.sxy += (x * y).sum(0)
 
-    def _centred(self):
+    def _centred(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         n = self.n
         cxx = self.xx - torch.outer(self.sx, self.sx) / n
         cyy = self.yy - torch.outer(self.sy, self.sy) / n
@@ -58,6 +60,8 @@ class Moments:
 
     def correlation(self) -> torch.Tensor:
         """Per column, the Pearson correlation of x and y over images (NaN where either is constant)."""
+        if self.sxy is None:
+            raise InputError("the correlation of matched columns needs Moments(..., pairwise=True)")
         n = self.n
         cov = self.sxy - self.sx * self.sy / n
         vx = self.xx.diagonal() - self.sx ** 2 / n
@@ -70,8 +74,10 @@ class Moments:
 class TopK:
     """The k images with the largest value of each channel, kept as a batch goes by."""
 
-    def __init__(self, k: int):
-        self.k, self.values, self.images = k, None, None
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.values: Optional[torch.Tensor] = None
+        self.images: Optional[torch.Tensor] = None
 
     def add(self, v: torch.Tensor, ids: torch.Tensor) -> None:  # v [n, C], ids [n]
         ids = ids.to(v.device).unsqueeze(1).expand_as(v)
@@ -94,18 +100,20 @@ def _as_seen_by(model: LoadedModel, first: LoadedModel, x: torch.Tensor) -> torc
     return model.preprocess.normalize(images01)
 
 
-def _features(p, layers: Sequence[str]) -> Dict[str, Tuple[torch.Tensor, torch.Tensor]]:
+def _features(p: Probe, layers: Sequence[str]) -> Dict[str, Tuple[torch.Tensor, torch.Tensor]]:
     """Per layer, [n, C] per-image channel maxima and means, wherever the layout keeps them."""
-    out = {}
+    out: Dict[str, Tuple[torch.Tensor, torch.Tensor]] = {}
     for name in layers:
         positions = p.layout(name).positions(p.activations[name]).double()  # [n, C, P]
         out[name] = positions.amax(2), positions.mean(2)
     return out
 
 
-def data_measures(models: List[LoadedModel], layers: Sequence[str], data, top_k: int = 9,
-                  batch_size=None, progress: bool = True, cka_layers: Dict[int, List[str]] = None,
-                  precision: str = "auto"):
+def data_measures(models: List[LoadedModel], layers: Sequence[str], data: DataLike, top_k: int = 9,
+                  batch_size: Optional[int] = None, progress: bool = True,
+                  cka_layers: Optional[Dict[int, List[str]]] = None, precision: str = "auto"
+                  ) -> Tuple[Dict[Pair, torch.Tensor], Dict[Pair, torch.Tensor], Dict[int, torch.Tensor],
+                             Dict[Pair, torch.Tensor], List[str]]:
     """Stream ``data`` once through every model. Returns, for every later model against the
     first: per layer the channels' correlation [C] and top-k Jaccard [C], and the CKA matrix
     between the first model's ``cka_layers[0]`` and that model's ``cka_layers[i]`` (default: the
@@ -118,7 +126,9 @@ def data_measures(models: List[LoadedModel], layers: Sequence[str], data, top_k:
     batches = [list(range(s.start, s.stop)) for s in runtime.chunks(len(source), size)]
     loader = load_batches(source, first.preprocess, batches)
     captured = {i: list(dict.fromkeys(list(layers) + cka_layers[i])) for i in range(len(models))}
-    pairs, tops, cka = {}, {}, {}
+    pairs: Dict[Pair, Moments] = {}
+    tops: Dict[Pair, TopK] = {}
+    cka: Dict[Tuple[int, str, str], Moments] = {}
     seen = 0
     with torch.no_grad(), runtime.autocast(precision, first.device):
         for images, parts, bad in runtime.progress(loader, total=len(batches), desc="compare (data)",
@@ -126,7 +136,7 @@ def data_measures(models: List[LoadedModel], layers: Sequence[str], data, top_k:
             seen += len(images)
             if not len(images):
                 continue
-            feats = []
+            feats: List[Dict[str, Tuple[torch.Tensor, torch.Tensor]]] = []
             for i, m in enumerate(models):
                 with probe(m, captured[i], detach=True) as p:
                     forward(m.module, [_as_seen_by(m, first, t).to(m.device, m.dtype) for t in parts])
@@ -154,22 +164,24 @@ def data_measures(models: List[LoadedModel], layers: Sequence[str], data, top_k:
         raise InputError(f"only {seen} of the {len(source)} images could be read; a comparison over data needs 2 or "
                          "more")
     correlation = {key: m.correlation() for key, m in pairs.items()}
-    jaccard = {}
+    jaccard: Dict[Pair, torch.Tensor] = {}
     for (i, name), _ in pairs.items():
-        a, b = tops[(0, name)].images, tops[(i, name)].images
-        jaccard[(i, name)] = torch.tensor([len(set(a[:, c].tolist()) & set(b[:, c].tolist()))
-                                           / len(set(a[:, c].tolist()) | set(b[:, c].tolist()))
-                                           for c in range(a.shape[1])], dtype=torch.float64)
-    matrices = {}
+        # every TopK in tops has taken a batch, so holds its images
+        ta, tb = cast(torch.Tensor, tops[(0, name)].images), cast(torch.Tensor, tops[(i, name)].images)
+        jaccard[(i, name)] = torch.tensor([len(set(ta[:, c].tolist()) & set(tb[:, c].tolist()))
+                                           / len(set(ta[:, c].tolist()) | set(tb[:, c].tolist()))
+                                           for c in range(ta.shape[1])], dtype=torch.float64)
+    matrices: Dict[int, torch.Tensor] = {}
     for i in range(1, len(models)):
         matrices[i] = torch.tensor([[cka[(i, a, b)].cka() for b in cka_layers[i]] for a in cka_layers[0]],
                                    dtype=torch.float64)
-    top_images = {key: t.images.T.cpu() for key, t in tops.items()}  # [C, k]
+    top_images = {key: cast(torch.Tensor, t.images).T.cpu() for key, t in tops.items()}  # [C, k]
     return correlation, jaccard, matrices, top_images, list(source.ids)
 
 
-def layer_cka(model_a, layers_a: Sequence[str], model_b, layers_b: Sequence[str], data, *, batch_size=None,
-              progress: bool = True, precision: str = "auto") -> torch.Tensor:
+def layer_cka(model_a: ModelLike, layers_a: Sequence[str], model_b: ModelLike, layers_b: Sequence[str],
+              data: DataLike, *, batch_size: Optional[int] = None, progress: bool = True,
+              precision: str = "auto") -> torch.Tensor:
     """The linear CKA matrix [len(layers_a), len(layers_b)] between layers of two models, which may
     be of different architectures: both see the same images, each through its own normalization
     and input size."""

@@ -4,7 +4,7 @@ picture to picture."""
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -44,7 +44,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.float64)
 
 
-def _penultimate(module) -> str:
+def _penultimate(module: torch.nn.Module) -> str:
     """The last Linear layer: its input is the network's penultimate features."""
     linear = [name for name, m in module.named_modules() if isinstance(m, torch.nn.Linear)]
     if not linear:
@@ -53,7 +53,7 @@ def _penultimate(module) -> str:
     return linear[-1]
 
 
-def embed(reference: LoadedModel, images: torch.Tensor, gram_layer: str):
+def embed(reference: LoadedModel, images: torch.Tensor, gram_layer: str) -> Tuple[torch.Tensor, torch.Tensor]:
     """The reference network's penultimate features [C, D] of renders [C, 3, h, w] in [0, 1], and
     the Gram matrices [C, c, c] of its ``gram_layer`` on them."""
     last = _penultimate(reference.module)
@@ -69,12 +69,13 @@ def embed(reference: LoadedModel, images: torch.Tensor, gram_layer: str):
 
 
 def render_measures(models: List[LoadedModel], reference: LoadedModel, layer: str, channels: Sequence[int],
-                    gram_layer: str, steps: int, size: int, seed: int, batch_size: Optional[int], progress: bool):
+                    gram_layer: str, steps: int, size: int, seed: int, batch_size: Optional[int], progress: bool
+                    ) -> Tuple[Dict[int, Dict[str, torch.Tensor]], List[torch.Tensor], List[torch.Tensor]]:
     """Per later model: cosine similarity of the renders' embeddings, relative Gram distance, SSIM
     against the first model's renders, and every model's gray flags and renders."""
     pictures = renders(models, layer, channels, steps, size, seed, batch_size, progress)
     features, grams = zip(*(embed(reference, p, gram_layer) for p in pictures))
-    out = {}
+    out: Dict[int, Dict[str, torch.Tensor]] = {}
     for i in range(1, len(models)):
         cos = torch.nn.functional.cosine_similarity(features[0], features[i], dim=1)
         diff = torch.linalg.matrix_norm(grams[i] - grams[0]) / torch.linalg.matrix_norm(grams[0]).clamp_min(1e-12)

@@ -3,14 +3,22 @@ images side by side, the score distributions, the CKA matrix and a checkpoint tr
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
+
+import torch
+from PIL import Image
 
 from .. import images, runtime
-from ..stats.scan import as_source, model_inputs
+from ..stats.scan import DataLike, Source, as_source, model_inputs
 from .result import MEASURES, Comparison
 
+if TYPE_CHECKING:
+    import jinja2
 
-def _template(name: str):
+
+def _template(name: str) -> jinja2.Template:
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("netloupe.compare"), autoescape=True,
@@ -18,7 +26,8 @@ def _template(name: str):
     return env.get_template(name)
 
 
-def _thumbs(result: Comparison, source, i: int, layer: str, channel: int, top_k: int):
+def _thumbs(result: Comparison, source: Optional[Source], i: int, layer: str, channel: int, top_k: int
+            ) -> List[Image.Image]:
     """The top-k images of a channel in model i, as the first model's preprocessing shows them."""
     if source is None or (i, layer) not in result.top_images:
         return []
@@ -33,9 +42,11 @@ def _thumbs(result: Comparison, source, i: int, layer: str, channel: int, top_k:
     return pictures
 
 
-def _unit_picture(result: Comparison, source, i: int, row: dict, top_k: int):
+def _unit_picture(result: Comparison, source: Optional[Source], i: int, row: Dict[str, Any], top_k: int
+                  ) -> Optional[Image.Image]:
     layer, channel = row["layer"], row["channel"]
-    tiles, captions = [], []
+    tiles: List[Union[torch.Tensor, Image.Image]] = []  # renders and photos
+    captions: List[str] = []
     position = result.channels[layer].index(channel)
     for j, name in ((0, result.names[0]), (i, result.names[i])):
         if (j, layer) in result.renders:
@@ -50,25 +61,26 @@ def _unit_picture(result: Comparison, source, i: int, row: dict, top_k: int):
     return images.grid(tiles, captions, ncol=len(tiles), cell=96)
 
 
-def report(result: Comparison, directory, *, data=None, n: int = 6, top_k: int = 3, progress: bool = True) -> Path:
+def report(result: Comparison, directory: Union[str, os.PathLike], *, data: Optional[DataLike] = None, n: int = 6,
+           top_k: int = 3, progress: bool = True) -> Path:
     """Write index.html and its pictures into ``directory``; returns the index's path. ``data``:
     the compared images, for top images of a result loaded from disk; n: how many of the most and
     least changed channels; top_k: how many top images of each model to show for each."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    source = as_source(data if data is not None else result.source) if (data is not None or result.source is not None) \
-        else None
-    overview = []
+    given = data if data is not None else result.source
+    source = as_source(given) if given is not None else None
+    overview: List[Tuple[str, str]] = []
     last = len(result.names) - 1
     kinds = ["scores"] + (["cka"] if last in result.cka else []) + (["trajectory"] if len(result.names) > 2 else [])
     for kind in kinds:
         result.to_pil(kind=kind).save(out / f"{kind}.png")
         overview.append((f"{kind}.png", {"scores": "Change scores per layer", "cka": "Linear CKA of the layers",
                                          "trajectory": "Similarity to the first model, model by model"}[kind]))
-    sections = []
+    sections: List[Dict[str, Any]] = []
     for title, rows in (("Most changed channels", result.top(n, last)), ("Least changed channels",
                                                                           result.top(n, last, least=True))):
-        units = []
+        units: List[Dict[str, Any]] = []
         for rank, row in enumerate(runtime.progress(rows, desc="compare report", enabled=progress)):
             picture = _unit_picture(result, source, last, row, top_k)
             name = None

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -16,8 +17,15 @@ from .. import images
 from ..errors import InputError
 from ..stats.result import IMAGE_SUFFIXES
 
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+
+    from ..models import LoadedModel
+    from ..stats.scan import DataLike
+
 #: Each measure as a dissimilarity in [0, 1] (0: unchanged), for the combined score.
-DISSIMILARITY = {
+DISSIMILARITY: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "render_cosine": lambda v: (1 - v) / 2,   # cosine of the renders' embeddings in the reference net
     "ssim": lambda v: (1 - v) / 2,            # structural similarity of the two renders
     "gram_distance": lambda v: v / (1 + v),   # relative distance of their Gram matrices
@@ -25,6 +33,7 @@ DISSIMILARITY = {
     "jaccard": lambda v: 1 - v,               # overlap of the two models' top-k images
     "weight_drift": lambda v: v / (1 + v),    # relative change of the channel's producing filter
 }
+#: The measures' names, in the order rows and tables give them.
 MEASURES = tuple(DISSIMILARITY)
 _FORMAT = 1
 
@@ -44,15 +53,15 @@ class Comparison(images.Chart):
     names: List[str]
     layers: List[str]
     channels: Dict[str, List[int]]
-    measures: Dict[tuple, Dict[str, torch.Tensor]] = field(default_factory=dict)
-    gray: Dict[tuple, torch.Tensor] = field(default_factory=dict)
-    renders: Dict[tuple, torch.Tensor] = field(default_factory=dict)
+    measures: Dict[Tuple[int, str], Dict[str, torch.Tensor]] = field(default_factory=dict)
+    gray: Dict[Tuple[int, str], torch.Tensor] = field(default_factory=dict)
+    renders: Dict[Tuple[int, str], torch.Tensor] = field(default_factory=dict)
     cka: Dict[int, torch.Tensor] = field(default_factory=dict)
     cka_layers: Dict[int, List[str]] = field(default_factory=dict)
-    top_images: Dict[tuple, torch.Tensor] = field(default_factory=dict)
+    top_images: Dict[Tuple[int, str], torch.Tensor] = field(default_factory=dict)
     ids: List[str] = field(default_factory=list)
-    source: Any = field(default=None, repr=False, compare=False)
-    models: Any = field(default=None, repr=False, compare=False)
+    source: Optional[DataLike] = field(default=None, repr=False, compare=False)
+    models: Optional[List[LoadedModel]] = field(default=None, repr=False, compare=False)
 
     figsize = (7.0, 4.0)
 
@@ -62,13 +71,13 @@ class Comparison(images.Chart):
         stacked = torch.stack(parts)
         return torch.nanmean(stacked, 0)
 
-    def rows(self) -> List[dict]:
+    def rows(self) -> List[Dict[str, Any]]:
         """One row per later model, layer and channel: every measure, the gray flags and the score."""
         out = []
         for (i, layer), measures in self.measures.items():
             score = self.score(i, layer)
             for k, channel in enumerate(self.channels[layer]):
-                row = {"model": self.names[i], "model_index": i, "layer": layer, "channel": channel}
+                row: Dict[str, Any] = {"model": self.names[i], "model_index": i, "layer": layer, "channel": channel}
                 row.update({name: float(v[k]) for name, v in measures.items()})
                 if (0, layer) in self.gray:
                     row["gray_first"], row["gray"] = bool(self.gray[(0, layer)][k]), bool(self.gray[(i, layer)][k])
@@ -76,7 +85,7 @@ class Comparison(images.Chart):
                 out.append(row)
         return out
 
-    def to_frame(self):
+    def to_frame(self) -> Union[pd.DataFrame, List[Dict[str, Any]]]:
         """The rows as a pandas DataFrame when pandas is installed, else as the list of dicts."""
         try:
             import pandas as pd
@@ -84,7 +93,7 @@ class Comparison(images.Chart):
             return self.rows()
         return pd.DataFrame(self.rows())
 
-    def top(self, n: int = 10, model: Optional[int] = None, least: bool = False) -> List[dict]:
+    def top(self, n: int = 10, model: Optional[int] = None, least: bool = False) -> List[Dict[str, Any]]:
         """The ``n`` most changed channels (``least``: the least changed) of model ``model`` (default:
         the last), over every layer, by score."""
         i = len(self.names) - 1 if model is None else model
@@ -96,7 +105,7 @@ class Comparison(images.Chart):
         return 1 - float(torch.nanmean(self.score(i, layer)))
 
     # -- pictures ----------------------------------------------------------------------------
-    def plot(self, ax=None, kind: str = "scores", model: Optional[int] = None):
+    def plot(self, ax: Optional[Axes] = None, kind: str = "scores", model: Optional[int] = None) -> Axes:
         """kind: "scores" (the distribution of channel scores per layer), "cka" (the CKA matrix of
         model ``model``, default the last, against the first) or "trajectory" (each layer's
         similarity to the first model, model by model: a checkpoint sequence's drift)."""
@@ -134,14 +143,14 @@ class Comparison(images.Chart):
         return ax
 
     # -- persistence -------------------------------------------------------------------------
-    def save(self, path, **kw) -> Path:
+    def save(self, path: Union[str, os.PathLike], **kw: Any) -> Path:
         """Write what ``path`` says: an image suffix gets ``to_pil(**kw)``; any other path is a folder
         with comparison.json and arrays.npz (no pickle) that :meth:`load` reads back."""
         if Path(path).suffix.lower() in IMAGE_SUFFIXES:
             return super().save(path, **kw)
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
-        arrays = {}
+        arrays: Dict[str, Any] = {}  # arrays; Any, or mypy matches **arrays to savez_compressed's allow_pickle
         for (i, layer), measures in self.measures.items():
             for name, v in measures.items():
                 arrays[f"measure/{i}/{layer}/{name}"] = v.numpy()
@@ -157,7 +166,7 @@ class Comparison(images.Chart):
         return out
 
     @classmethod
-    def load(cls, directory) -> "Comparison":
+    def load(cls, directory: Union[str, os.PathLike]) -> Comparison:
         d = Path(directory)
         if not (d / "comparison.json").is_file():
             raise InputError(f"{d} holds no saved comparison (comparison.json); write one with result.save(dir)")

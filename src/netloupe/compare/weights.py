@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, cast
 
 import torch
 import torch.nn as nn
@@ -28,10 +28,11 @@ def drift(a: nn.Module, b: nn.Module, layer: str, channels: int) -> torch.Tensor
         return torch.full((channels,), float("nan"), dtype=torch.float64)
     ma, mb = dict(a.named_modules())[name], dict(b.named_modules())[name]
 
-    def rows(m):
-        parts = [m.weight.detach().double().reshape(channels, -1)]
-        if isinstance(getattr(m, "bias", None), torch.Tensor):
-            parts.append(m.bias.detach().double().reshape(channels, 1))
+    def rows(m: nn.Module) -> torch.Tensor:
+        parts = [cast(torch.Tensor, m.weight).detach().double().reshape(channels, -1)]  # a tensor: see producer
+        bias = getattr(m, "bias", None)
+        if isinstance(bias, torch.Tensor):
+            parts.append(bias.detach().double().reshape(channels, 1))
         return torch.cat(parts, 1).cpu()
     wa, wb = rows(ma), rows(mb)
     return (wb - wa).norm(dim=1) / wa.norm(dim=1).clamp_min(1e-12)

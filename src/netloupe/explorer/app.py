@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, AsyncIterator, Dict, Iterator
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -21,8 +21,11 @@ from .service import MAX_UPLOAD_BYTES, Explorer, NotFound, TooLarge, png
 
 STATIC = Path(__file__).parent / "static"
 
+# Routes that return JSON say so with -> Dict[str, Any] and response_model=None: FastAPI would
+# otherwise make their return annotation a response model, validating and re-serializing the JSON.
 
-def _png(data: bytes, **headers) -> Response:
+
+def _png(data: bytes, **headers: str) -> Response:
     return Response(data, media_type="image/png", headers={"Cache-Control": "no-store", **headers})
 
 
@@ -32,16 +35,16 @@ def create_app(explorer: Explorer) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(NetloupeError)
-    def netloupe_error(request: Request, e: NetloupeError):
+    def netloupe_error(request: Request, e: NetloupeError) -> JSONResponse:
         status = 404 if isinstance(e, (NotFound, UnitError)) else 413 if isinstance(e, TooLarge) else 400
         return JSONResponse({"detail": str(e)}, status_code=status)
 
     @app.get("/", include_in_schema=False)
-    def page():
+    def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
-    @app.get("/api/info")
-    def info():
+    @app.get("/api/info", response_model=None)
+    def info() -> Dict[str, Any]:
         m = explorer.model
         return {"model": m.name, "input_size": list(m.preprocess.hw), "start": explorer.sample_input(),
                 "samples": [f"sample:{n}" for n in samples.names()],
@@ -49,12 +52,12 @@ def create_app(explorer: Explorer) -> FastAPI:
                 "layers": explorer.layers(), "methods": explorer.class_methods(),
                 "backprop": list(explorer.BACKPROP), "scanned": sorted(explorer.scans)}
 
-    @app.get("/api/data")
-    def data(page: int = 0, per_page: int = Query(24, ge=1, le=200)):
+    @app.get("/api/data", response_model=None)
+    def data(page: int = 0, per_page: int = Query(24, ge=1, le=200)) -> Dict[str, Any]:
         return explorer.data_page(page, per_page)
 
-    @app.post("/api/upload")
-    async def upload(request: Request):
+    @app.post("/api/upload", response_model=None)
+    async def upload(request: Request) -> Dict[str, str]:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
             raise TooLarge(f"the upload has {int(declared):,} bytes; the limit is {MAX_UPLOAD_BYTES:,}")
@@ -68,65 +71,66 @@ def create_app(explorer: Explorer) -> FastAPI:
         return {"input": await asyncio.to_thread(explorer.upload, bytes(body))}
 
     @app.get("/api/input.png")
-    def input_picture(input: str, part: int = 0):
+    def input_picture(input: str, part: int = 0) -> Response:
         return _png(png(explorer.picture(input, part)))
 
-    @app.get("/api/predict")
-    def predict(input: str):
+    @app.get("/api/predict", response_model=None)
+    def predict(input: str) -> Dict[str, Any]:
         return {"input": input, "predictions": explorer.predictions(input)}
 
     @app.get("/api/layer.png")
-    def layer(input: str, layer: str, cmap: str = "viridis", norm: str = "channel"):
+    def layer(input: str, layer: str, cmap: str = "viridis", norm: str = "channel") -> Response:
         start = time.perf_counter()
         data, grid = explorer.layer_grid(input, layer, cmap, norm)
         spent = (time.perf_counter() - start) * 1000
         return _png(data, **{"X-Netloupe-Grid": json.dumps(grid), "Server-Timing": f"grid;dur={spent:.1f}"})
 
-    @app.get("/api/unit")
-    def unit(layer: str, channel: int):
+    @app.get("/api/unit", response_model=None)
+    def unit(layer: str, channel: int) -> Dict[str, Any]:
         return explorer.unit_info(layer, channel)
 
     @app.get("/api/unit/map.png")
-    def unit_map(input: str, layer: str, channel: int):
+    def unit_map(input: str, layer: str, channel: int) -> Response:
         return _png(explorer.unit_map(input, layer, channel))
 
     @app.get("/api/unit/backprop.png")
-    def unit_backprop(input: str, layer: str, channel: int, method: str):
+    def unit_backprop(input: str, layer: str, channel: int, method: str) -> Response:
         return _png(explorer.unit_backprop(input, layer, channel, method))
 
     @app.get("/api/unit/patches.png")
-    def unit_patches(layer: str, channel: int):
+    def unit_patches(layer: str, channel: int) -> Response:
         return _png(explorer.unit_patches(layer, channel))
 
     @app.get("/api/unit/histogram.png")
-    def unit_histogram(layer: str, channel: int):
+    def unit_histogram(layer: str, channel: int) -> Response:
         return _png(explorer.unit_histogram(layer, channel))
 
-    @app.post("/api/render")
-    def render(layer: str, channel: int):
+    @app.post("/api/render", response_model=None)
+    def render(layer: str, channel: int) -> Dict[str, Any]:
         return explorer.start_render(layer, channel).status()
 
-    @app.post("/api/scan")
-    def scan(layer: str):
+    @app.post("/api/scan", response_model=None)
+    def scan(layer: str) -> Dict[str, Any]:
         return explorer.start_scan(layer).status()
 
-    @app.post("/api/class")
-    def class_map(input: str, method: str, target: str = "top"):
+    @app.post("/api/class", response_model=None)
+    def class_map(input: str, method: str, target: str = "top") -> Dict[str, Any]:
         return explorer.start_class_map(input, method, int(target) if target.lstrip("-").isdigit() else target).status()
 
-    @app.post("/api/dropout")
-    def dropout(input: str, layer: str, n: int = 4):
+    @app.post("/api/dropout", response_model=None)
+    def dropout(input: str, layer: str, n: int = 4) -> Dict[str, Any]:
         return explorer.start_dropout(input, layer, n).status()
 
-    @app.get("/api/jobs/{job_id}")
-    def job(job_id: str):
+    @app.get("/api/jobs/{job_id}", response_model=None)
+    def job(job_id: str) -> Dict[str, Any]:
         return explorer.worker.get(job_id).status()
 
     @app.get("/api/jobs/{job_id}/events")
-    def job_events(job_id: str):
+    def job_events(job_id: str) -> StreamingResponse:
         job = explorer.worker.get(job_id)
 
-        async def events():  # server-sent events until the job ends; a client that leaves just stops them
+        # server-sent events until the job ends; a client that leaves just stops them
+        async def events() -> AsyncIterator[str]:
             last = None
             while True:
                 status = job.status()
@@ -139,7 +143,7 @@ def create_app(explorer: Explorer) -> FastAPI:
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
     @app.get("/api/jobs/{job_id}/result.png")
-    def job_result(job_id: str):
+    def job_result(job_id: str) -> Response:
         return _png(explorer.job_picture(job_id))
 
     return app

@@ -18,22 +18,31 @@ render is on disk, so the site equals a one-process run.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union, cast
 
 import torch
 import torch.distributed as dist
+import torch.nn as nn
+from PIL import Image
 
 from .. import runtime
 from ..errors import InputError, NetloupeError, UnitError
 from ..images import grid, to_pil
-from ..models import as_loaded, forward
+from ..models import LoadedModel, as_loaded, forward
 from ..optvis import visualize
+from ..optvis.param import Size
 from ..probe import probe
-from ..stats import scan, top_patches
-from ..stats.scan import model_inputs
-from ..units import Unit, as_unit, check_channel
+from ..stats import LayerStats, ReceptiveField, ScanResult, scan, top_patches
+from ..stats.scan import DataLike, ModelLike, model_inputs
+from ..units import Unit, UnitLike, as_unit, check_channel
+
+if TYPE_CHECKING:
+    import jinja2
+
+Channels = Union[None, int, Sequence[int]]  # None: all; N: the first N; or those listed
 
 PATCH_CELL = 96  # pixels of one top patch on a channel page
 CORRELATED = 8  # correlated channels listed per channel
@@ -58,12 +67,12 @@ class _Layer:
 
 # -- checks ----------------------------------------------------------------------------------
 
-def _names(module, layers) -> List[str]:
+def _names(module: nn.Module, layers: Union[str, UnitLike, Sequence[UnitLike]]) -> List[str]:
     if isinstance(layers, str):
         layers = [s.strip() for s in layers.split(",") if s.strip()]
-    elif not isinstance(layers, (list, tuple)):
-        layers = [layers]
-    names = []
+    elif not isinstance(layers, (list, tuple)):  # one layer
+        layers = [cast(UnitLike, layers)]
+    names: List[str] = []
     for layer in layers:
         unit = as_unit(module, layer)
         if unit.channel is not None:
@@ -85,7 +94,7 @@ def _names(module, layers) -> List[str]:
     return names
 
 
-def _out(out) -> Path:
+def _out(out: Union[str, os.PathLike]) -> Path:
     path = Path(out).expanduser()
     if path.exists() and not path.is_dir():
         raise InputError(f"--out {str(out)!r} is a file; give a folder for the atlas (it is created if missing)")
@@ -97,12 +106,12 @@ def _out(out) -> Path:
     return path
 
 
-def _positive(name: str, value, low: int = 1) -> None:
+def _positive(name: str, value: object, low: int = 1) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise NetloupeError(f"{name} must be an integer >= {low}; got {value!r}")
 
 
-def _layers(loaded, names: List[str], channels) -> List[_Layer]:
+def _layers(loaded: LoadedModel, names: List[str], channels: Channels) -> List[_Layer]:
     """Each layer's output shape and layout (one forward pass of a zero image) and its channels
     in the atlas: all (None), the first N (an int) or those listed."""
     module = loaded.module
@@ -110,7 +119,7 @@ def _layers(loaded, names: List[str], channels) -> List[_Layer]:
     x = loaded.inputs(torch.zeros(1, 3, h, w))
     with probe(module, names, detach=True) as p, torch.no_grad():
         y = forward(module, [x])
-    found = []
+    found: List[_Layer] = []
     for name in names:
         calls = p.calls.get(name)
         if not calls:
@@ -128,7 +137,7 @@ def _layers(loaded, names: List[str], channels) -> List[_Layer]:
                 raise NetloupeError(f"channels must be None (all), a count >= 1 or a list of channels; got {channels}")
             picked = list(range(min(channels, total)))
         else:
-            picked = list(dict.fromkeys(int(c) for c in channels))
+            picked = list(dict.fromkeys(int(c) for c in cast(Sequence[int], channels)))  # the channels listed
             if not picked:
                 raise NetloupeError("channels is empty; give None (all channels), a count or channel numbers")
             for c in picked:
@@ -148,7 +157,7 @@ def plan(layers: Sequence[_Layer], per_batch: int, seed: Optional[int]) -> List[
     with seed ``seed + k``, as visualize_channels(model, layer, channels, seed=seed,
     batch_size=per_batch) makes them. The same whatever the world size; rank r takes the
     batches r, r + world, ..."""
-    jobs = []
+    jobs: List[Tuple[_Layer, List[int], Optional[int]]] = []
     for layer in layers:
         for k, part in enumerate(runtime.chunks(len(layer.channels), per_batch)):
             jobs.append((layer, layer.channels[part], None if seed is None else seed + k))
@@ -157,11 +166,12 @@ def plan(layers: Sequence[_Layer], per_batch: int, seed: Optional[int]) -> List[
 
 # -- per channel -----------------------------------------------------------------------------
 
-def _stats_key(result, name: str) -> str:
+def _stats_key(result: ScanResult, name: str) -> str:
     return name if name in result.layers else f"{name}#0"  # a module run several times: its first call
 
 
-def _patch_picture(result, loaded, key: str, channel: int, field):
+def _patch_picture(result: ScanResult, loaded: LoadedModel, key: str, channel: int, field: Optional[ReceptiveField]
+                   ) -> Tuple[Image.Image, Optional[ReceptiveField]]:
     """(picture, field): the channel's top patches, 3 to a row; for a layer without a grid (a
     vector of units, such as logits) the whole top images."""
     stats = result[key]
@@ -172,12 +182,14 @@ def _patch_picture(result, loaded, key: str, channel: int, field):
     else:
         tiles = []
         for i in stats.top_images[channel].tolist():
+            if result.source is None:  # a result loaded from disk; the atlas's own scan has its data
+                raise NetloupeError("the scan result has no data to show its top images from")
             parts = model_inputs(result.source.dataset[i], loaded.preprocess, result.to_inputs)
             tiles.append(to_pil(loaded.preprocess.inverse(parts[0].unsqueeze(0).float())[0]))
     return grid(tiles, ncol=3, pad=2, cell=PATCH_CELL), field
 
 
-def _histogram_svg(stats, channel: int, width: int = 320, height: int = 90) -> dict:
+def _histogram_svg(stats: LayerStats, channel: int, width: int = 320, height: int = 90) -> Dict[str, Any]:
     """The bars of a channel's histogram in an SVG box (drawn by the page template)."""
     edges, counts = stats.histogram(channel)
     lo, hi = float(edges[0]), float(edges[-1])
@@ -194,7 +206,7 @@ def _histogram_svg(stats, channel: int, width: int = 320, height: int = 90) -> d
             "lo": f"{lo:.3g}", "hi": f"{hi:.3g}", "top": top}
 
 
-def _correlated(stats, channel: int, among: Optional[Sequence[int]] = None) -> List[Tuple[int, str]]:
+def _correlated(stats: LayerStats, channel: int, among: Optional[Sequence[int]] = None) -> List[Tuple[int, str]]:
     """(channel, r) of the CORRELATED channels (of ``among``; default: the whole layer) whose
     per-image maximum correlates most with ``channel``'s, by |r|; undefined correlations left out."""
     candidates = torch.tensor([d for d in (range(stats.channels) if among is None else among) if d != channel],
@@ -210,7 +222,7 @@ def _correlated(stats, channel: int, among: Optional[Sequence[int]] = None) -> L
 
 # -- pages -----------------------------------------------------------------------------------
 
-def _template(name: str):
+def _template(name: str) -> jinja2.Template:
     """A page template of the explorer package (Jinja2, every value HTML-escaped)."""
     import jinja2
 
@@ -219,35 +231,37 @@ def _template(name: str):
     return env.get_template(name)
 
 
-def _pages(out: Path, loaded, layers: List[_Layer], result, notes: Dict[Tuple[str, int], str], settings: dict,
-           top_k: int) -> Path:
+def _pages(out: Path, loaded: LoadedModel, layers: List[_Layer], result: Optional[ScanResult],
+           notes: Dict[Tuple[str, int], str], settings: Dict[str, Any], top_k: int) -> Path:
     index_page, layer_page, unit_page = (_template(n) for n in ("index.html", "layer.html", "unit.html"))
     data = None
     if result is not None:
         data = {"count": result.count, "skipped": len(result.skipped), "top_k": top_k}
-    summaries = []
+    summaries: List[Dict[str, Any]] = []
     for layer in layers:
         folder = out / "layers" / layer.file
         folder.mkdir(parents=True, exist_ok=True)
         stats = result[_stats_key(result, layer.name)] if result is not None else None
         dead = set(stats.dead_channels) if stats is not None else set()
-        label = (lambda c: layer.labels[c]) if layer.labels else (lambda c: None)  # noqa: E731
+        label = (lambda c: layer.labels[c] if layer.labels else None)  # noqa: E731
         cells = [{"channel": c, "dead": c in dead, "label": label(c),
                   "max": None if stats is None else f"{float(stats.max[c]):.3g}"} for c in layer.channels]
         info = {"name": layer.name, "file": layer.file, "shape": "x".join(map(str, layer.shape)),
                 "layout": layer.layout, "total": layer.total, "count": len(layer.channels),
                 "grid": len(layer.shape) == 3, "dead": len(dead) if stats is not None else None,
-                "calls": stats is not None and layer.name not in result.layers}  # statistics of its first call
+                # statistics of its first call
+                "calls": stats is not None and result is not None and layer.name not in result.layers}
         summaries.append({**info, "preview": layer.channels[:8]})
         (folder / "index.html").write_text(layer_page.render(root="../../", model=loaded.name, layer=info,
                                                              cells=cells, data=data, settings=settings),
                                            encoding="utf-8")
         shown = set(layer.channels)
         for i, c in enumerate(layer.channels):
-            unit = {"channel": c, "dead": c in dead, "note": notes.get((layer.name, c), ""), "label": label(c),
-                    "prev": layer.channels[i - 1] if i > 0 else None,
-                    "next": layer.channels[i + 1] if i + 1 < len(layer.channels) else None}
-            if stats is not None:
+            unit: Dict[str, Any] = {
+                "channel": c, "dead": c in dead, "note": notes.get((layer.name, c), ""), "label": label(c),
+                "prev": layer.channels[i - 1] if i > 0 else None,
+                "next": layer.channels[i + 1] if i + 1 < len(layer.channels) else None}
+            if stats is not None and result is not None:  # (the one goes with the other)
                 unit.update(
                     mean=f"{float(stats.mean[c]):.3g}", std=f"{float(stats.std[c]):.3g}",
                     min=f"{float(stats.min[c]):.3g}", max=f"{float(stats.max[c]):.3g}",
@@ -270,8 +284,10 @@ def _pages(out: Path, loaded, layers: List[_Layer], result, notes: Dict[Tuple[st
 
 # -- the atlas -------------------------------------------------------------------------------
 
-def atlas(model, layers, *, data=None, out="netloupe-atlas", channels=None, steps: int = 256, size=128,
-          top_k: int = 9, batch_size: Optional[int] = None, seed: Optional[int] = 0, progress: bool = True) -> Path:
+def atlas(model: ModelLike, layers: Union[str, UnitLike, Sequence[UnitLike]], *, data: Optional[DataLike] = None,
+          out: Union[str, os.PathLike] = "netloupe-atlas", channels: Channels = None, steps: int = 256,
+          size: Size = 128, top_k: int = 9, batch_size: Optional[int] = None, seed: Optional[int] = 0,
+          progress: bool = True) -> Path:
     """Write a static site of every channel of ``layers`` into ``out`` and return its index.html.
 
     layers: layer names (or modules), or one comma-separated string; a layer with a grid or a
@@ -296,7 +312,7 @@ def atlas(model, layers, *, data=None, out="netloupe-atlas", channels=None, step
     jobs = plan(found, per_batch, seed)
     rank, world, started = runtime.distributed(torch.device(loaded.device))
     try:
-        result = None
+        result: Optional[ScanResult] = None
         if data is not None:
             result = scan(loaded, data, names, top_k=top_k, progress=progress and rank == 0)
         mine = jobs[rank::world]
@@ -304,7 +320,7 @@ def atlas(model, layers, *, data=None, out="netloupe-atlas", channels=None, step
         notes: Dict[Tuple[str, int], str] = {}
         bar = runtime.progress(None, total=work, desc="atlas", enabled=progress and rank == 0)
         try:
-            fields: dict = {}
+            fields: Dict[str, Optional[ReceptiveField]] = {}
             for layer, chs, chunk_seed in mine:
                 r = visualize(loaded, [Unit(layer.name, c) for c in chs], size=size, steps=steps, seed=chunk_seed,
                               batch_size=len(chs), progress=False)

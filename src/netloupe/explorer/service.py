@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from PIL import Image
@@ -32,7 +32,7 @@ from ..optvis import visualize
 from ..probe import probe
 from ..stats import ScanResult, as_source, scan, top_patches
 from ..stats.result import IMAGE_SUFFIXES
-from ..stats.scan import model_inputs
+from ..stats.scan import DataLike, ModelLike, Source, model_inputs
 from ..units import Unit, check_channel
 
 #: uploads larger than this many bytes are refused (413)
@@ -73,9 +73,9 @@ class Job:
 class Worker:
     """One background thread that runs jobs in order; the same work asked twice is one job."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.jobs: Dict[str, Job] = {}
-        self._queue: "queue.Queue" = queue.Queue()
+        self._queue: "queue.Queue[Tuple[Job, Callable[[], Any]]]" = queue.Queue()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         threading.Thread(target=self._run, name="netloupe-explorer-worker", daemon=True).start()
@@ -95,12 +95,12 @@ class Worker:
             raise NotFound(f"no job {job_id!r}; jobs are started by the explorer's endpoints")
         return self.jobs[job_id]
 
-    def _run(self):
+    def _run(self) -> None:
         while True:
             job, fn = self._queue.get()
             job.state = "running"
 
-            def listen(desc, done, total, job=job):
+            def listen(desc: str, done: int, total: Optional[int], job: Job = job) -> None:
                 job.desc, job.done, job.total = desc, done, total
             try:
                 with runtime.reporting(listen):
@@ -125,7 +125,9 @@ class Explorer:
     are shown; cache_dir: where renders are kept between runs; render_steps: optimization steps of
     a unit's feature visualization (fewer on a slow CPU)."""
 
-    def __init__(self, model, data=None, scan_dir=None, atlas_dir=None, cache_dir=None, render_steps: int = 256):
+    def __init__(self, model: ModelLike, data: Optional[DataLike] = None,
+                 scan_dir: Union[str, os.PathLike, None] = None, atlas_dir: Union[str, os.PathLike, None] = None,
+                 cache_dir: Union[str, os.PathLike, None] = None, render_steps: int = 256) -> None:
         self.model: LoadedModel = as_loaded(model)
         self.source = _inside(as_source(data), data) if data is not None else None
         self.scans: Dict[str, ScanResult] = {}
@@ -181,7 +183,7 @@ class Explorer:
             self._uploads.popitem(last=False)
         return key
 
-    def _sample(self, ref: str):
+    def _sample(self, ref: str) -> Any:  # a photo, an upload or a sample of the data
         kind, _, name = ref.partition(":")
         if kind == "sample" and name in samples.names():
             return samples.image(name)
@@ -204,7 +206,7 @@ class Explorer:
         return images.to_pil(self.model.preprocess.inverse(x[part].float().cpu())[0])
 
     # -- forward passes, kept per input --------------------------------------------------------
-    def _forward(self, ref: str, layers=()) -> dict:
+    def _forward(self, ref: str, layers: Sequence[str] = ()) -> dict:
         """The model's output on an input, and the outputs of ``layers`` (every call of each),
         from as few forward passes as the cache allows."""
         entry = self._forwards.get(ref)
@@ -374,7 +376,7 @@ class Explorer:
         if "#" in layer:
             raise InputError("renders are of a layer's module; pick the layer without #i")
 
-        def work():
+        def work() -> Image.Image:
             path = self._render_file(layer, channel)
             if path is not None:
                 return Image.open(path).convert("RGB")
@@ -386,22 +388,23 @@ class Explorer:
         return self.worker.submit("render", (layer, channel, steps, size), work)
 
     def start_scan(self, layer: str) -> Job:
-        if self.source is None:
+        source = self.source
+        if source is None:
             raise InputError("there is no --data to scan; start the explorer with --data DIR")
         name, _, _ = layer.partition("#")
         self._unit(layer, 0)
 
-        def work():
-            result = scan(self._copy(), self.source, [name], top_k=9)
+        def work() -> None:
+            result = scan(self._copy(), source, [name], top_k=9)
             self.scans.update({key: result for key in result.layers})
             return None
         return self.worker.submit("scan", (name,), work)
 
-    def start_class_map(self, ref: str, method: str, target="top") -> Job:
+    def start_class_map(self, ref: str, method: str, target: Union[int, str] = "top") -> Job:
         m = lookup(method)
         x = self.inputs(ref)
 
-        def work():
+        def work() -> Image.Image:
             a = m(self._copy(), x if len(x) > 1 else x[0], target)
             a = a.part(0) if a.several else a
             return a.to_pil(kind=METHODS[method].view, index=0)
@@ -417,7 +420,7 @@ class Explorer:
         if not 1 <= n <= 8:
             raise InputError(f"n must be between 1 and 8; got {n}")
 
-        def work():
+        def work() -> Image.Image:
             return augment(self._copy(), x[0], layer.partition("#")[0], n=n, seed=0).to_pil(cell=112)
         return self.worker.submit("dropout", (ref, layer, n), work)
 
@@ -428,7 +431,7 @@ class Explorer:
         return png(job.result)
 
 
-def _inside(source, data):
+def _inside(source: Source, data: DataLike) -> Source:
     """A folder's files that really lie inside it (a link that leads out is left out)."""
     if not isinstance(data, (str, os.PathLike)) or not Path(data).is_dir():
         return source

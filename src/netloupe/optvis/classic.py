@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union, overload
 
 import torch
 
@@ -22,6 +22,9 @@ from ..errors import NetloupeError
 from ..images import blur as gaussian_blur
 from ..runtime import generator
 from .param import Pixels, pixels
+
+if TYPE_CHECKING:
+    from torch.optim.optimizer import ParamsT
 
 # the paper's pixels are in [0, 255]; ours in [0, 1]: a learning rate (a step per unit of gradient)
 # scales by 1 / 255 ** 2, since the gradient scales by 255 and the step by 1 / 255
@@ -53,7 +56,7 @@ class Preset:
     steps: int = 1000
     start_sd: float = 10 / 255  # the toolbox's start: the mean plus N(0, 10) in [0, 255] pixels
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in ("decay", "blur_radius", "norm_pct", "contribution_pct", "lr", "start_sd"):
             if getattr(self, name) < 0:
                 raise NetloupeError(f"Yosinski preset: {name} must be >= 0; got {getattr(self, name)}")
@@ -76,7 +79,7 @@ PRESETS = {
 }
 
 
-def preset(which: Union[int, str, Preset] = 3, **changes) -> Preset:
+def preset(which: Union[int, str, Preset] = 3, **changes: Any) -> Preset:
     """A preset by its row of Table 1 (1-4) or as given, with ``changes`` to its fields, e.g.
     ``preset(3, decay=0.01)``."""
     if isinstance(which, Preset):
@@ -94,12 +97,13 @@ def preset(which: Union[int, str, Preset] = 3, **changes) -> Preset:
         raise NetloupeError(f"unknown Yosinski setting among {sorted(changes)}; the settings are {fields}") from None
 
 
-def start(n: int, size, zero, p: Preset, seed: Optional[int] = None) -> Pixels:
+def start(n: int, size: Sequence[int], zero: torch.Tensor | Sequence[float], p: Preset, seed: Optional[int] = None
+          ) -> Pixels:
     """``n`` starting images of ``size`` (h, w) as the toolbox's: the mean colour ``zero`` plus
     Gaussian noise of standard deviation ``p.start_sd``."""
     noise = torch.randn((n, 3, *size), generator=generator(seed, "cpu")) * p.start_sd
-    zero = torch.as_tensor(zero, dtype=torch.float32).view(1, 3, 1, 1)
-    return pixels(noise + zero, zero)
+    zero_t = torch.as_tensor(zero, dtype=torch.float32).view(1, 3, 1, 1)
+    return pixels(noise + zero_t, zero_t)
 
 
 # -- the regularizers, each a pure function of a batch -----------------------------------------
@@ -162,13 +166,13 @@ def regularizer(p: Preset) -> Callable[[int, Pixels], None]:
     return after_step
 
 
-def stretch(images: torch.Tensor, zero) -> torch.Tensor:
+def stretch(images: torch.Tensor, zero: torch.Tensor | Sequence[float]) -> torch.Tensor:
     """The toolbox's way of showing its results (its saveimagescc): each image's difference from
     the mean colour ``zero``, scaled so that its largest magnitude reaches the edge of [0, 1]. The
     optimized pixels themselves can differ from the mean by a few levels only, on nets as
     sensitive to small changes as the default model."""
-    zero = torch.as_tensor(zero, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-    d = images - zero
+    zero_t = torch.as_tensor(zero, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    d = images - zero_t
     scale = d.flatten(1).abs().amax(1).clamp(min=1e-12).view(-1, 1, 1, 1)
     return (0.5 + 0.5 * d / scale).clamp(0, 1)
 
@@ -177,11 +181,17 @@ class Ascent(torch.optim.Optimizer):
     """The paper's update x += lr * gradient of the objective (render minimizes its negative), with a
     rate of its own for each image under the "progress" policy (see :class:`Preset`)."""
 
-    def __init__(self, params, lr: float, progress: Optional[float] = None):
+    def __init__(self, params: ParamsT, lr: float, progress: Optional[float] = None) -> None:
         super().__init__(params, dict(lr=lr, progress=progress))
 
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:
         loss = None
         if closure is not None:
             with torch.enable_grad():

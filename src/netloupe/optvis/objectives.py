@@ -10,8 +10,9 @@ a [batch] tensor. Objectives combine with ``+ - * /`` (with numbers or each othe
 from __future__ import annotations
 
 import operator
-from typing import Callable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -22,14 +23,25 @@ from ..layouts import Layout, guess
 from ..outputs import first_tensor
 from ..units import Unit
 
+if TYPE_CHECKING:
+    from ..models import LoadedModel
+    from ..probe import Probe
+
 OUTPUT = None  # the "layer" that stands for a model's output in Objective.needs
+
+LayerRef = Union[str, nn.Module]  # a layer: its name in the model, or the module itself
+ModelRef = Union[nn.Module, "LoadedModel"]  # what model= takes
+Need = Tuple[Optional[ModelRef], Optional[LayerRef]]  # (model or None, layer or OUTPUT)
+Value = Union[torch.Tensor, float]  # what an objective's function gives: [batch], or one number for all
 
 
 class Context:
     """What objectives see during one step: the parameterized images (before transforms), and per
     model the captured activations, the output and (through its probe) each layer's layout."""
 
-    def __init__(self, images: torch.Tensor, activations: dict, outputs: dict, default, probes: Optional[dict] = None):
+    def __init__(self, images: torch.Tensor, activations: Dict[nn.Module, Dict[str, torch.Tensor]],
+                 outputs: Dict[nn.Module, Any], default: nn.Module,
+                 probes: Optional[Dict[nn.Module, Probe]] = None) -> None:
         self.images = images
         self._activations, self._outputs, self._default = activations, outputs, default
         self._probes = probes or {}
@@ -39,10 +51,10 @@ class Context:
         """How many images are optimized together."""
         return self.images.shape[0]
 
-    def _key(self, model):
+    def _key(self, model: ModelRef | None) -> nn.Module:
         return self._default if model is None else _module(model)
 
-    def activation(self, layer, model=None) -> torch.Tensor:
+    def activation(self, layer: LayerRef, model: ModelRef | None = None) -> torch.Tensor:
         acts = self._activations.get(self._key(model), {})
         name = layer if isinstance(layer, str) else _layer_name(self._key(model), layer)
         if name not in acts:
@@ -50,10 +62,10 @@ class Context:
                                 "their layers so that render can capture them")
         return acts[name]
 
-    def output(self, model=None):
+    def output(self, model: ModelRef | None = None) -> Any:
         return self._outputs[self._key(model)]
 
-    def layout(self, layer, model=None) -> Layout:
+    def layout(self, layer: LayerRef, model: ModelRef | None = None) -> Layout:
         """Where ``layer``'s output keeps its channels and grid (netloupe.layouts)."""
         t = self.activation(layer, model)
         p = self._probes.get(self._key(model))
@@ -61,14 +73,14 @@ class Context:
         return p.layout(name, t.shape) if p is not None else guess(t.shape)
 
 
-def _module(model) -> nn.Module:
+def _module(model: ModelRef) -> nn.Module:
     module = getattr(model, "module", model)
     if not isinstance(module, nn.Module):
         raise NetloupeError(f"model= takes an nn.Module or a LoadedModel; got {type(model).__name__}")
     return module
 
 
-def _layer_name(module: nn.Module, layer) -> str:
+def _layer_name(module: nn.Module, layer: LayerRef) -> str:
     from ..units import as_unit
 
     return as_unit(module, layer).layer
@@ -80,7 +92,7 @@ class Objective:
     needs: (model or None, layer or OUTPUT) pairs that the render loop must capture.
     """
 
-    def __init__(self, fn: Callable[[Context], torch.Tensor], name: str, needs: Sequence = ()):
+    def __init__(self, fn: Callable[[Context], Value], name: str, needs: Sequence[Need] = ()) -> None:
         self.fn, self.name, self.needs = fn, name, tuple(needs)
 
     def __call__(self, ctx: Context) -> torch.Tensor:
@@ -92,7 +104,9 @@ class Objective:
     def __repr__(self) -> str:
         return self.name
 
-    def _combine(self, other, op, symbol: str, reflected: bool = False) -> "Objective":
+    def _combine(self, other: Objective | float, op: Callable[[Any, Any], Any], symbol: str,
+                 reflected: bool = False) -> Objective:
+        right: Callable[[Context], Value]
         if isinstance(other, Objective):
             right, right_name, needs = other, other.name, self.needs + other.needs
         elif isinstance(other, (int, float)):
@@ -103,42 +117,42 @@ class Objective:
         names = (right_name, self.name) if reflected else (self.name, right_name)
         return Objective(lambda ctx: op(a(ctx), b(ctx)), f"({names[0]} {symbol} {names[1]})", needs)
 
-    def __add__(self, other):
+    def __add__(self, other: Objective | float) -> Objective:
         return self._combine(other, operator.add, "+")
 
-    def __radd__(self, other):
+    def __radd__(self, other: Objective | float) -> Objective:
         return self._combine(other, operator.add, "+", reflected=True)
 
-    def __sub__(self, other):
+    def __sub__(self, other: Objective | float) -> Objective:
         return self._combine(other, operator.sub, "-")
 
-    def __rsub__(self, other):
+    def __rsub__(self, other: Objective | float) -> Objective:
         return self._combine(other, operator.sub, "-", reflected=True)
 
-    def __mul__(self, other):
+    def __mul__(self, other: Objective | float) -> Objective:
         return self._combine(other, operator.mul, "*")
 
-    def __rmul__(self, other):
+    def __rmul__(self, other: Objective | float) -> Objective:
         return self._combine(other, operator.mul, "*", reflected=True)
 
-    def __truediv__(self, other):
+    def __truediv__(self, other: Objective | float) -> Objective:
         return self._combine(other, operator.truediv, "/")
 
-    def __rtruediv__(self, other):
+    def __rtruediv__(self, other: Objective | float) -> Objective:
         return self._combine(other, operator.truediv, "/", reflected=True)
 
-    def __neg__(self):
+    def __neg__(self) -> Objective:
         return Objective(lambda ctx: -self(ctx), f"-{self.name}", self.needs)
 
 
-def _make(fn: Callable[[Context], torch.Tensor], name: str, needs: Sequence, index: Optional[int]) -> Objective:
+def _make(fn: Callable[[Context], Value], name: str, needs: Sequence[Need], index: Optional[int]) -> Objective:
     """An objective, restricted to element ``index`` when given (others get exactly zero)."""
     if index is None:
         return Objective(fn, name, needs)
     if not isinstance(index, int) or isinstance(index, bool) or index < 0:
         raise NetloupeError(f"index= takes an element index >= 0; got {index!r}")
 
-    def only(ctx):
+    def only(ctx: Context) -> torch.Tensor:
         if index >= ctx.n:
             raise NetloupeError(f"objective {name} is for image {index}, but only {ctx.n} are optimized; use a "
                                 f"param with n > {index}")
@@ -153,12 +167,12 @@ def _per_element_mean(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).mean(1) if t.dim() > 1 else t
 
 
-def _label(layer) -> str:
+def _label(layer: LayerRef) -> str:
     return layer if isinstance(layer, str) else type(layer).__name__
 
 
 @renamed(n="channel", batch="index")
-def channel(layer, channel: int, model=None, index: Optional[int] = None) -> Objective:
+def channel(layer: LayerRef, channel: int, model: ModelRef | None = None, index: Optional[int] = None) -> Objective:
     """Mean activation of ``channel`` of ``layer`` (over all positions)."""
     unit = Unit(_label(layer), channel)
     return _make(lambda ctx: unit.value(ctx.activation(layer, model), ctx.layout(layer, model)), f"channel({unit})",
@@ -166,10 +180,10 @@ def channel(layer, channel: int, model=None, index: Optional[int] = None) -> Obj
 
 
 @renamed(n="channel", batch="index")
-def neuron(layer, channel: int, y: Optional[int] = None, x: Optional[int] = None, model=None,
-           index: Optional[int] = None) -> Objective:
+def neuron(layer: LayerRef, channel: int, y: Optional[int] = None, x: Optional[int] = None,
+           model: ModelRef | None = None, index: Optional[int] = None) -> Objective:
     """Activation of ``channel`` at one position (the centre unless y, x are given)."""
-    def fn(ctx):
+    def fn(ctx: Context) -> torch.Tensor:
         t, layout = ctx.activation(layer, model), ctx.layout(layer, model)
         grid = layout.spatial(t.shape)
         if grid is None:  # a vector layer: its "neuron" is the channel itself
@@ -184,21 +198,22 @@ def neuron(layer, channel: int, y: Optional[int] = None, x: Optional[int] = None
 
 
 @renamed(batch="index")
-def layer(layer, model=None, index: Optional[int] = None) -> Objective:
+def layer(layer: LayerRef, model: ModelRef | None = None, index: Optional[int] = None) -> Objective:
     """Mean activation of a whole layer."""
     return _make(lambda ctx: _per_element_mean(ctx.activation(layer, model)), f"layer({_label(layer)})",
                  [(model, layer)], index)
 
 
 @renamed(batch="index")
-def deepdream(layer, model=None, index: Optional[int] = None) -> Objective:
+def deepdream(layer: LayerRef, model: ModelRef | None = None, index: Optional[int] = None) -> Objective:
     """Mean squared activation of a layer (DeepDream)."""
     return _make(lambda ctx: _per_element_mean(ctx.activation(layer, model) ** 2), f"deepdream({_label(layer)})",
                  [(model, layer)], index)
 
 
 @renamed(batch="index")
-def direction(layer, vector, cossim_pow: float = 0, model=None, index: Optional[int] = None) -> Objective:
+def direction(layer: LayerRef, vector: torch.Tensor | np.ndarray | Sequence[Any], cossim_pow: float = 0,
+              model: ModelRef | None = None, index: Optional[int] = None) -> Objective:
     """Mean over positions of the dot product of the channel vector with ``vector``; with
     ``cossim_pow`` > 0 the dot product is weighted by max(cosine similarity, 0.1) ** cossim_pow
     (Lucid's direction), which favours the direction over sheer magnitude. The floor keeps the
@@ -209,7 +224,7 @@ def direction(layer, vector, cossim_pow: float = 0, model=None, index: Optional[
     caricature)."""
     vec = torch.as_tensor(vector, dtype=torch.float32)
 
-    def fn(ctx):
+    def fn(ctx: Context) -> torch.Tensor:
         a = ctx.activation(layer, model)
         if vec.dim() > 1 and tuple(vec.shape) == tuple(a.shape[1:]):
             t, v = a.flatten(1), vec.to(a.device, a.dtype).flatten()[None]  # [N, all], one position
@@ -228,13 +243,14 @@ def direction(layer, vector, cossim_pow: float = 0, model=None, index: Optional[
     return _make(fn, f"direction({_label(layer)})", [(model, layer)], index)
 
 
-def match(layer, target, model=None, index: Optional[int] = None) -> Objective:
+def match(layer: LayerRef, target: torch.Tensor | np.ndarray | Sequence[Any], model: ModelRef | None = None,
+          index: Optional[int] = None) -> Objective:
     """Minus the relative distance ||a - target|| / ||target|| of the layer's output from
     ``target`` (one element's output shape): 0 at a perfect match. Maximizing it inverts the
     layer (Mahendran & Vedaldi 2015)."""
     want = torch.as_tensor(target, dtype=torch.float32)
 
-    def fn(ctx):
+    def fn(ctx: Context) -> torch.Tensor:
         a = ctx.activation(layer, model)
         if tuple(a.shape[1:]) != tuple(want.shape):
             raise NetloupeError(f"match's target has shape {tuple(want.shape)} but layer {_label(layer)!r} gives "
@@ -245,10 +261,10 @@ def match(layer, target, model=None, index: Optional[int] = None) -> Objective:
 
 
 @renamed(batch="index")
-def diversity(layer, model=None, index: Optional[int] = None) -> Objective:
+def diversity(layer: LayerRef, model: ModelRef | None = None, index: Optional[int] = None) -> Objective:
     """Lucid's diversity: minus the cosine similarity of each element's flattened Gram matrix
     with every other element's, divided by the batch size (summed over elements it equals Lucid's)."""
-    def fn(ctx):
+    def fn(ctx: Context) -> torch.Tensor:
         t = ctx.activation(layer, model)
         if t.dim() < 3:
             raise NetloupeError(f"diversity needs a layer with spatial or token outputs; {layer!r} gives {tuple(t.shape)}")
@@ -262,7 +278,7 @@ def diversity(layer, model=None, index: Optional[int] = None) -> Objective:
 @renamed(batch="index")
 def total_variation(index: Optional[int] = None) -> Objective:
     """Sum of absolute differences between neighbouring pixels of the image (subtract it to smooth)."""
-    def fn(ctx):
+    def fn(ctx: Context) -> torch.Tensor:
         x = ctx.images
         return (x[:, :, 1:] - x[:, :, :-1]).abs().flatten(1).sum(1) + (x[..., 1:] - x[..., :-1]).abs().flatten(1).sum(1)
     return _make(fn, "total_variation()", [], index)
@@ -294,13 +310,13 @@ def _blur(x: torch.Tensor) -> torch.Tensor:
 def blur(index: Optional[int] = None) -> Objective:
     """Half the squared distance of the image from a blurred copy of itself (held fixed):
     subtracting it acts like blurring the image a little at each step (Lucid's blur_input_each_step)."""
-    def fn(ctx):
+    def fn(ctx: Context) -> torch.Tensor:
         x = ctx.images
         return 0.5 * ((x - _blur(x).detach()) ** 2).flatten(1).sum(1)
     return _make(fn, "blur()", [], index)
 
 
-def main_output(out) -> torch.Tensor:
+def main_output(out: Any) -> torch.Tensor:
     """The tensor of a model output: itself, else the first tensor in a dict, tuple or list
     (``out["out"]`` for torchvision's segmentation models)."""
     t, _ = first_tensor(out)
@@ -311,16 +327,17 @@ def main_output(out) -> torch.Tensor:
 
 
 @renamed(batch="index")
-def output(fn: Callable, model=None, index: Optional[int] = None, name: Optional[str] = None) -> Objective:
+def output(fn: Callable[[Any], Value], model: ModelRef | None = None, index: Optional[int] = None,
+           name: Optional[str] = None) -> Objective:
     """Any function of the model output (the raw output: a tensor, dict or tuple) giving one value per element."""
     label = name or f"output({getattr(fn, '__name__', 'fn')})"
     return _make(lambda ctx: fn(ctx.output(model)), label, [(model, OUTPUT)], index)
 
 
 @renamed(n="class_index", batch="index")
-def class_logit(class_index: int, model=None, index: Optional[int] = None) -> Objective:
+def class_logit(class_index: int, model: ModelRef | None = None, index: Optional[int] = None) -> Objective:
     """The logit of class ``class_index`` (before softmax, as Lucid recommends)."""
-    def fn(out):
+    def fn(out: Any) -> torch.Tensor:
         t = main_output(out)
         if t.dim() != 2 or not 0 <= class_index < t.shape[1]:
             raise UnitError(f"class {class_index} out of range for a model output of shape {tuple(t.shape)}")
@@ -329,9 +346,9 @@ def class_logit(class_index: int, model=None, index: Optional[int] = None) -> Ob
 
 
 @renamed(n="class_index", batch="index")
-def segmentation_class(class_index: int, model=None, index: Optional[int] = None) -> Objective:
+def segmentation_class(class_index: int, model: ModelRef | None = None, index: Optional[int] = None) -> Objective:
     """The mean of class ``class_index``'s score map in a segmentation output [N, classes, H, W]."""
-    def fn(out):
+    def fn(out: Any) -> torch.Tensor:
         t = main_output(out)
         if t.dim() != 4 or not 0 <= class_index < t.shape[1]:
             raise UnitError(f"segmentation_class({class_index}) needs an output [N, classes, H, W] with class "
@@ -341,7 +358,7 @@ def segmentation_class(class_index: int, model=None, index: Optional[int] = None
 
 
 @renamed(batch="index")
-def from_unit(unit: Union[str, Unit], model=None, index: Optional[int] = None) -> Objective:
+def from_unit(unit: Union[str, Unit], model: ModelRef | None = None, index: Optional[int] = None) -> Objective:
     """The objective a unit string names: ``layer`` its mean, ``layer:c`` channel c, ``layer:c@y,x`` a neuron."""
     u = Unit.parse(unit)
     if u.channel is None:
@@ -351,7 +368,7 @@ def from_unit(unit: Union[str, Unit], model=None, index: Optional[int] = None) -
     return neuron(u.layer, u.channel, u.y, u.x, model, index)
 
 
-def as_objective(obj) -> Objective:
+def as_objective(obj: Objective | str | Unit) -> Objective:
     """An Objective as is; a unit string as :func:`from_unit`."""
     if isinstance(obj, Objective):
         return obj

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Optional, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union, cast
 
 import torch
 import torch.nn as nn
@@ -25,6 +25,9 @@ COLOR_CORRELATION = torch.tensor([[0.26, 0.09, 0.02],
                                   [0.27, -0.09, 0.03]])
 COLOR = COLOR_CORRELATION / COLOR_CORRELATION.norm(dim=0).max()  # divided by its largest column norm
 FFT_DIVISOR = 4.0  # Lucid's constant
+
+Size = Union[int, Sequence[int]]  # an image size: an int (square) or (h, w)
+Device = Union[str, torch.device, None]
 
 
 def spectrum_scale(h: int, w: int, decay_power: float = 1.0) -> torch.Tensor:
@@ -43,7 +46,11 @@ def spectrum_scale(h: int, w: int, decay_power: float = 1.0) -> torch.Tensor:
 class Param(nn.Module):
     """Images as a function of learnable tensors; calling it gives [batch, 3, h, w] in [0, 1]."""
 
-    def __init__(self, raw: torch.Tensor, h: int, w: int, fft: bool, decorrelate: bool, decay_power: float = 1.0):
+    scale: torch.Tensor  # buffers
+    color: torch.Tensor
+
+    def __init__(self, raw: torch.Tensor, h: int, w: int, fft: bool, decorrelate: bool,
+                 decay_power: float = 1.0) -> None:
         super().__init__()
         self.h, self.w, self.fft, self.decorrelate, self.decay_power = h, w, fft, decorrelate, decay_power
         self.raw = nn.Parameter(raw)
@@ -56,7 +63,7 @@ class Param(nn.Module):
         return self.raw.shape[0]
 
     def forward(self) -> torch.Tensor:
-        x = self.raw
+        x: torch.Tensor = self.raw
         if self.fft:
             spectrum = torch.view_as_complex(x) * self.scale
             x = torch.fft.irfft2(spectrum, s=(self.h, self.w), norm="backward") / FFT_DIVISOR
@@ -73,7 +80,9 @@ class Pixels(Param):
     a step on ``raw`` is a step on the pixels as in Yosinski et al.'s and Gatys et al.'s optimizers;
     ``zero`` (a colour) is where decay and clipping pull pixels, the model's mean colour for Yosinski's."""
 
-    def __init__(self, raw: torch.Tensor, zero: torch.Tensor):
+    zero: torch.Tensor  # buffer
+
+    def __init__(self, raw: torch.Tensor, zero: torch.Tensor) -> None:
         super().__init__(raw, raw.shape[2], raw.shape[3], fft=False, decorrelate=False)
         self.register_buffer("zero", zero.reshape(1, 3, 1, 1).to(raw), persistent=False)
 
@@ -88,21 +97,22 @@ class Pixels(Param):
         self.raw.clamp_(min=-self.zero, max=1 - self.zero)
 
 
-def pixels(start: torch.Tensor, zero=(0.0, 0.0, 0.0), device=None) -> Pixels:
+def pixels(start: torch.Tensor, zero: torch.Tensor | Sequence[float] = (0.0, 0.0, 0.0), device: Device = None
+           ) -> Pixels:
     """A :class:`Pixels` param starting at the images ``start`` ([n, 3, h, w] in [0, 1])."""
     if not isinstance(start, torch.Tensor) or start.dim() != 4 or start.shape[1] != 3:
         raise InputError(f"pixels takes a [n, 3, h, w] tensor in [0, 1]; got {getattr(start, 'shape', start)!r}")
-    zero = torch.as_tensor(zero, dtype=torch.float32).reshape(1, 3, 1, 1)
-    return Pixels(start.detach().float().cpu().clamp(0, 1) - zero, zero).to(device)
+    zero_t = torch.as_tensor(zero, dtype=torch.float32).reshape(1, 3, 1, 1)
+    return Pixels(start.detach().float().cpu().clamp(0, 1) - zero_t, zero_t).to(device)
 
 
-def hw(size, w: Optional[int] = None, name: str = "size") -> Tuple[int, int]:
+def hw(size: Size, w: Optional[int] = None, name: str = "size") -> Tuple[int, int]:
     """(h, w) of an image size: an int (square) or (h, w); a separate ``w`` is the old way of
     giving a width (deprecated)."""
     if w is not None:
         warnings.warn(f"giving the width as a second argument is deprecated; pass {name}=(h, w)", DeprecationWarning,
                       stacklevel=3)
-        size = (size, w)
+        size = (cast(int, size), w)  # the old form: size is the height (checked below)
     h, w = (size, size) if isinstance(size, int) else tuple(size) if isinstance(size, (tuple, list)) else (None, None)
     if not (isinstance(h, int) and isinstance(w, int)) or h < 2 or w < 2:
         raise InputError(f"image {name} must be an int or (h, w) of integers >= 2; got {size!r}")
@@ -116,8 +126,8 @@ def _count(n: int) -> int:
 
 
 @renamed(batch="n")
-def image(size, w: Optional[int] = None, *, n: int = 1, fft: bool = True, decorrelate: bool = True,
-          sd: float = 0.01, decay_power: float = 1.0, seed: Optional[int] = None, device=None) -> Param:
+def image(size: Size, w: Optional[int] = None, *, n: int = 1, fft: bool = True, decorrelate: bool = True,
+          sd: float = 0.01, decay_power: float = 1.0, seed: Optional[int] = None, device: Device = None) -> Param:
     """``n`` random images of ``size`` (an int or (h, w)), parameterized as in Lucid's
     ``param.image``; ``fft=False, decorrelate=False`` is the plain pixel parameterization."""
     h, w = hw(size, w)
@@ -128,8 +138,8 @@ def image(size, w: Optional[int] = None, *, n: int = 1, fft: bool = True, decorr
 
 
 @renamed(batch="n")
-def pixel(size, w: Optional[int] = None, *, n: int = 1, sd: float = 0.01, seed: Optional[int] = None,
-          device=None) -> Param:
+def pixel(size: Size, w: Optional[int] = None, *, n: int = 1, sd: float = 0.01, seed: Optional[int] = None,
+          device: Device = None) -> Param:
     """The plain pixel parameterization: each pixel (through a sigmoid) is a free variable."""
     return image(hw(size, w), n=n, fft=False, decorrelate=False, sd=sd, seed=seed, device=device)
 
@@ -151,8 +161,8 @@ def _image01(img: Union[ImageLike, torch.Tensor], size: Optional[Tuple[int, int]
 
 
 @renamed(batch="n")
-def from_image(img, size=None, w: Optional[int] = None, *, n: int = 1, fft: bool = True, decorrelate: bool = True,
-               decay_power: float = 1.0, eps: float = 1e-3, device=None) -> Param:
+def from_image(img: ImageLike, size: Optional[Size] = None, w: Optional[int] = None, *, n: int = 1, fft: bool = True,
+               decorrelate: bool = True, decay_power: float = 1.0, eps: float = 1e-3, device: Device = None) -> Param:
     """``n`` copies of a parameterization that starts at a photo (path, PIL, HWC array or
     [3, H, W] tensor in [0, 1]), resized to ``size`` (an int or (h, w)) when given: the exact
     inverse of sigmoid, colour matrix and spectrum scale."""
@@ -173,7 +183,10 @@ class Masked(Param):
     gradient; elsewhere it blends the inner param's image in by the mask (torch-dreams's
     MaskedImageParam). Optimizing it optimizes the inner param."""
 
-    def __init__(self, inner: Param, photo: torch.Tensor, mask: torch.Tensor):
+    photo: torch.Tensor  # buffers
+    mask: torch.Tensor
+
+    def __init__(self, inner: Param, photo: torch.Tensor, mask: torch.Tensor) -> None:
         nn.Module.__init__(self)  # its one learnable tensor is the inner param's
         self.inner, self.h, self.w = inner, inner.h, inner.w
         self.register_buffer("photo", photo, persistent=False)
@@ -191,7 +204,7 @@ class Masked(Param):
         return f"n={self.n}, h={self.h}, w={self.w}, mask covers {float((self.mask > 0).float().mean()):.0%}"
 
 
-def as_mask(mask, hw: Tuple[int, int]) -> torch.Tensor:
+def as_mask(mask: ImageLike, hw: Sequence[int]) -> torch.Tensor:
     """A mask ([h, w], [1, h, w] or [n, 1, h, w] tensor or array in [0, 1], or a greyscale picture
     or its path: white is optimized) as a [n or 1, 1, h, w] float tensor, checked against the size
     ``hw`` of the images it masks."""
@@ -212,7 +225,8 @@ def as_mask(mask, hw: Tuple[int, int]) -> torch.Tensor:
     return m
 
 
-def masked(photo, mask, param: Optional[Param] = None, *, n: int = 1, device=None) -> Masked:
+def masked(photo: ImageLike, mask: ImageLike, param: Optional[Param] = None, *, n: int = 1, device: Device = None
+           ) -> Masked:
     """Optimize ``param`` only where ``mask`` is above 0, the photo staying exactly as it is
     elsewhere. photo: what from_image takes, or an [n, 3, h, w] batch in [0, 1]; mask: see
     :func:`as_mask`; param (default: ``n`` plain pixel images starting at the photo): its size

@@ -13,28 +13,34 @@ import functools
 import operator
 import warnings
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Union, cast, overload
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import InputError, NetloupeError, UnitError
-from ..images import as_pil, pil_to01
+from ..images import ImageLike, as_pil, pil_to01
 from ..images import grid as image_grid
 from ..images import to_pil as tensor_to_pil
 from ..models import LoadedModel, as_loaded, forward
 from ..probe import probe
 from ..runtime import generator
 from ..runtime import progress as progress_bar
-from ..units import as_unit
+from ..units import UnitLike, as_unit
 from . import objectives as obj
 from . import transforms as tf
-from .param import as_mask, masked, pixels
+from .param import Param, Size, as_mask, masked, pixels
 from .param import hw as size_hw
 from .param import image as noise
-from .recipes import _class_index, _on
+from .recipes import ModelLike, _class_index, _on
 from .render import Rendering, _model_input, render
+from .transforms import TransformSpec
+
+if TYPE_CHECKING:
+    from torch.optim.optimizer import ParamsT
+
+Photos = Union[ImageLike, List[ImageLike]]  # one photo (a tensor may hold several) or a list of them
 
 
 @dataclass
@@ -49,8 +55,10 @@ class PhotoRendering(Rendering):
     def grid(self, captions: Optional[Sequence[str]] = None, ncol: Optional[int] = None,
              cell: Optional[int] = None) -> Image.Image:
         """The photos, then the renderings, captioned."""
-        pictures = [tensor_to_pil(p) for p in self.photos] + self.pils()
-        caps = list(self.photo_captions or [""] * len(self.photos))
+        # a rendering built without photos shows none
+        shots: Union[torch.Tensor, List[torch.Tensor]] = self.photos if self.photos is not None else []
+        pictures = [tensor_to_pil(p) for p in shots] + self.pils()
+        caps = list(self.photo_captions or [""] * len(shots))
         caps += list(captions if captions is not None else self.captions or [""] * len(self))
         return image_grid(pictures, caps, ncol=ncol or self.ncol or len(pictures), cell=cell)
 
@@ -78,6 +86,8 @@ class Adversarial(PhotoRendering):
     @property
     def fooled(self) -> torch.Tensor:
         """[n] whether each twin is classified as ``target`` (untargeted: other than its photo)."""
+        if self.before is None or self.after is None:
+            raise NetloupeError("this Adversarial has no predictions (before, after) to compare")
         return self.after != self.before if self.target is None else self.after == self.target
 
 
@@ -103,13 +113,13 @@ def _tensor01(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def photos(images, loaded: Optional[LoadedModel] = None) -> torch.Tensor:
+def photos(images: Photos, loaded: Optional[LoadedModel] = None) -> torch.Tensor:
     """[n, 3, h, w] in [0, 1] on the CPU: each photo at its own size, or with ``loaded``, files and
     pictures resized and cropped as that model's Preprocess does. All must end up one size."""
     items = list(images) if isinstance(images, list) else [images]
     if not items:
         raise InputError("no photo given; pass an image path, PIL image, numpy array or tensor in [0, 1]")
-    batch = []
+    batch: List[torch.Tensor] = []
     for item in items:
         if isinstance(item, torch.Tensor):
             batch.extend(_tensor01(item))
@@ -123,8 +133,10 @@ def photos(images, loaded: Optional[LoadedModel] = None) -> torch.Tensor:
     return torch.stack(batch)
 
 
-def _layer_names(loaded: LoadedModel, layers) -> List[str]:
-    items = [layers] if isinstance(layers, str) or not isinstance(layers, (list, tuple)) else list(layers)
+def _layer_names(loaded: LoadedModel, layers: Union[UnitLike, Sequence[UnitLike]]) -> List[str]:
+    # a list or tuple holds several layers; anything else is one
+    items = ([cast(UnitLike, layers)] if isinstance(layers, str) or not isinstance(layers, (list, tuple))
+             else list(layers))
     if not items:
         raise UnitError("give at least one layer, e.g. 'blocks.2'")
     units = [as_unit(loaded.module, u) for u in items]
@@ -134,19 +146,19 @@ def _layer_names(loaded: LoadedModel, layers) -> List[str]:
     return [u.layer for u in units]
 
 
-def _non_negative(**values) -> None:
+def _non_negative(**values: object) -> None:
     for name, v in values.items():
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
             raise NetloupeError(f"{name} must be a number >= 0; got {v!r}")
 
 
-def _count(**values) -> None:
+def _count(**values: object) -> None:
     for name, v in values.items():
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise NetloupeError(f"{name} must be an integer >= 1; got {v!r}")
 
 
-def _activations(loaded: LoadedModel, images01: torch.Tensor, names: Sequence[str]) -> dict:
+def _activations(loaded: LoadedModel, images01: torch.Tensor, names: Sequence[str]) -> Dict[str, torch.Tensor]:
     """Each layer's output for the images as render shows them (no transforms), detached."""
     with probe(loaded.module, list(names), detach=True) as p, torch.no_grad():
         forward(loaded.module, (_model_input(images01, loaded),))
@@ -164,11 +176,19 @@ class _NormalizedAscent(torch.optim.Optimizer):
     """DeepDream's step: each image moves by ``lr`` times its gradient over the gradient's mean
     absolute value, so every step changes it by about the same amount, whatever the layer."""
 
-    def __init__(self, params, lr: float):
+    def __init__(self, params: ParamsT, lr: float) -> None:
         super().__init__(params, dict(lr=lr))
 
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:
+        if closure is None:
+            raise TypeError("DeepDream's step needs the closure that evaluates the objective")
         with torch.enable_grad():
             loss = closure()
         for group in self.param_groups:
@@ -179,19 +199,19 @@ class _NormalizedAscent(torch.optim.Optimizer):
         return loss
 
 
-def _dream_objective(loaded: LoadedModel, what) -> obj.Objective:
+def _dream_objective(loaded: LoadedModel, what: Union[obj.Objective, int, UnitLike]) -> obj.Objective:
     """An objective as given; a class index as its logit; a unit as from_unit; a bare layer as
     DeepDream's mean squared activation, which needs a layer with a grid."""
     if isinstance(what, obj.Objective):
         return what
     if isinstance(what, int) and not isinstance(what, bool):
         return obj.class_logit(what)
-    unit = as_unit(loaded.module, what)
+    unit = as_unit(loaded.module, cast(UnitLike, what))  # a bool too: as_unit refuses it
     if unit.channel is not None:
         return obj.from_unit(unit)
     squares = obj.deepdream(unit.layer)
 
-    def fn(ctx):
+    def fn(ctx: obj.Context) -> torch.Tensor:
         a = ctx.activation(unit.layer)
         if ctx.layout(unit.layer).spatial(a.shape) is None:
             raise UnitError(f"DeepDream amplifies the patterns of a layer with a grid; {unit.layer or 'the output'!r} "
@@ -201,16 +221,17 @@ def _dream_objective(loaded: LoadedModel, what) -> obj.Objective:
     return obj.Objective(fn, squares.name, squares.needs)
 
 
-def _resized(x: torch.Tensor, hw) -> torch.Tensor:
+def _resized(x: torch.Tensor, hw: Sequence[int]) -> torch.Tensor:
     """``x`` [n, c, h, w] at size ``hw``; as it is when already that size."""
     if tuple(x.shape[2:]) == tuple(hw):
         return x
     return F.interpolate(x, size=tuple(hw), mode="bilinear", align_corners=False, antialias=True)
 
 
-def dream(model, images, layer_or_objective, *, octaves: int = 4, octave_scale: float = 1.4,
-          steps_per_octave: int = 10, lr: float = 0.01, jitter: int = 32, transforms=None, mask=None,
-          size=None, seed: Optional[int] = None, progress: bool = True) -> PhotoRendering:
+def dream(model: ModelLike, images: Photos, layer_or_objective: Union[obj.Objective, int, UnitLike], *,
+          octaves: int = 4, octave_scale: float = 1.4, steps_per_octave: int = 10, lr: float = 0.01, jitter: int = 32,
+          transforms: TransformSpec = None, mask: Optional[ImageLike] = None, size: Optional[Size] = None,
+          seed: Optional[int] = None, progress: bool = True) -> PhotoRendering:
     """DeepDream on photos, Mordvintsev's way: the photo at ``octaves`` scales, each
     ``octave_scale`` times smaller than the next, dreamed from the smallest up; each octave starts
     from its scale of the photo plus the detail dreamed so far (dreamed minus photo), upscaled.
@@ -241,7 +262,9 @@ def dream(model, images, layer_or_objective, *, octaves: int = 4, octave_scale: 
     where = None if mask is None else as_mask(mask, (h, w))  # checked before any work
     transform = tf.compose(tf.roll(jitter), transforms)
     detail = torch.zeros(base.shape[0], 3, *sizes[0])
-    history, snapshots, done = [], {}, 0
+    history: List[torch.Tensor] = []
+    snapshots: Dict[int, torch.Tensor] = {}
+    done = 0
     for k, hw in enumerate(sizes):
         octave = _resized(base, hw).clamp(0, 1)  # the filter may overshoot a little; a no-op at full size
         start = pixels(octave + _resized(detail, hw))
@@ -264,8 +287,9 @@ def dream(model, images, layer_or_objective, *, octaves: int = 4, octave_scale: 
                           photos=base, photo_captions=["photo"] * n, ncol=n)
 
 
-def dream_layer(model, layer, start=None, *, size=224, steps: int = 128, lr: float = 0.01,
-                seed: Optional[int] = None, progress: bool = True, transforms="standard") -> PhotoRendering:
+def dream_layer(model: ModelLike, layer: Union[obj.Objective, int, UnitLike], start: Optional[Photos] = None, *,
+                size: Size = 224, steps: int = 128, lr: float = 0.01, seed: Optional[int] = None, progress: bool = True,
+                transforms: TransformSpec = "standard") -> PhotoRendering:
     """Deprecated: :func:`dream` with one octave, from ``start`` (resized to ``size``) or from
     Lucid's noise image."""
     warnings.warn("dream_layer is deprecated and will be removed; use dream(model, photo, layer), which dreams "
@@ -277,15 +301,16 @@ def dream_layer(model, layer, start=None, *, size=224, steps: int = 128, lr: flo
 
 # -- feature inversion -------------------------------------------------------------------------
 
-def _one_photo(loaded: LoadedModel, image) -> torch.Tensor:
+def _one_photo(loaded: LoadedModel, image: Photos) -> torch.Tensor:
     photo = photos(image, loaded)
     if photo.shape[0] != 1:
         raise InputError(f"this takes one photo and got {photo.shape[0]}; call it once per photo")
     return photo
 
 
-def invert(model, image, layers, *, steps: int = 300, lr: float = 0.1, tv_weight: float = 0.1,
-           range_weight: float = 0.05, fft: bool = True, decorrelate: bool = True, transforms=None, mask=None,
+def invert(model: ModelLike, image: Photos, layers: Union[UnitLike, Sequence[UnitLike]], *, steps: int = 300,
+           lr: float = 0.1, tv_weight: float = 0.1, range_weight: float = 0.05, fft: bool = True,
+           decorrelate: bool = True, transforms: TransformSpec = None, mask: Optional[ImageLike] = None,
            seed: Optional[int] = None, progress: bool = True) -> Inversion:
     """Feature inversion (Mahendran & Vedaldi 2015): from noise, the image whose activations at a
     layer match the photo's, minimizing the relative error ||a - a0|| / ||a0|| plus ``tv_weight``
@@ -303,7 +328,7 @@ def invert(model, image, layers, *, steps: int = 300, lr: float = 0.1, tv_weight
     targets = _activations(loaded, photo, names)
     matches = [obj.match(n, targets[n][0]) for n in names]
     priors = tv_weight / (3 * h * w) * obj.total_variation() + range_weight * obj.alpha_norm()
-    param = noise((h, w), n=len(names), fft=fft, decorrelate=decorrelate, seed=seed)
+    param: Param = noise((h, w), n=len(names), fft=fft, decorrelate=decorrelate, seed=seed)
     if mask is not None:
         param = masked(photo, mask, param)
     r = render(loaded, _indexed(matches) - priors, param, transforms=tf.compose(transforms, tf.fit(h, w)),
@@ -333,7 +358,8 @@ def _label(loaded: LoadedModel, logits: torch.Tensor) -> List[str]:
     return [f"{names[i] if names else i} {q:.0%}" for q, i in zip(p.tolist(), c.tolist())]
 
 
-def adversarial(model, images, target=None, *, eps: float = 4 / 255, steps: int = 10,
+def adversarial(model: ModelLike, images: Photos, target: Union[int, str, None] = None, *, eps: float = 4 / 255,
+                steps: int = 10,
                 step_size: Optional[float] = None, seed: Optional[int] = None, progress: bool = True) -> Adversarial:
     """Adversarial twins by projected gradient descent in input space (Madry et al.): from a random
     start within ``eps`` of each photo (L-inf, [0, 1] pixels), ``steps`` signed-gradient steps of
@@ -347,7 +373,7 @@ def adversarial(model, images, target=None, *, eps: float = 4 / 255, steps: int 
     alpha = 2.5 * eps / steps if step_size is None else step_size
     g = generator(seed, "cpu")
     delta = ((torch.rand(x0.shape, generator=g) * 2 - 1) * eps).to(x0)
-    history = []
+    history: List[torch.Tensor] = []
     with probe(loaded.module):
         with torch.no_grad():
             start = _logits(loaded, x0)
@@ -376,10 +402,11 @@ def adversarial(model, images, target=None, *, eps: float = 4 / 255, steps: int 
 _attack = adversarial  # inside caricature, its adversarial= flag hides the function's name
 
 
-def caricature(model, image, layers, *, cossim_pow: float = 1.0, adversarial: bool = False, target=None,
+def caricature(model: ModelLike, image: Photos, layers: Union[UnitLike, Sequence[UnitLike]], *,
+               cossim_pow: float = 1.0, adversarial: bool = False, target: Union[int, str, None] = None,
                eps: float = 4 / 255, attack_steps: int = 10, steps: int = 256, lr: float = 0.05, fft: bool = True,
-               decorrelate: bool = True, transforms="standard", mask=None, seed: Optional[int] = None,
-               progress: bool = True) -> Caricature:
+               decorrelate: bool = True, transforms: TransformSpec = "standard", mask: Optional[ImageLike] = None,
+               seed: Optional[int] = None, progress: bool = True) -> Caricature:
     """Caricatures (Lucid): from noise, under the standard transforms, images that maximize
     dot(a, a0) * max(0.1, cos(a, a0)) ** cossim_pow at each layer, a0 the photo's activations:
     what the layer sees in the photo, exaggerated. One element per layer, in one batch.
@@ -394,14 +421,17 @@ def caricature(model, image, layers, *, cossim_pow: float = 1.0, adversarial: bo
     _non_negative(lr=lr, cossim_pow=cossim_pow)
     photo = _one_photo(loaded, image)
     h, w = photo.shape[2:]
-    sources, labels, twin = photo, ["photo"], None
+    sources, labels = photo, ["photo"]
+    twin: Optional[Adversarial] = None
     if adversarial:
         twin = _attack(loaded, photo, target, eps=eps, steps=attack_steps, seed=seed, progress=progress)
-        sources, labels = torch.cat([photo, twin.images.cpu()]), [twin.photo_captions[0], twin.captions[0]]
+        # _attack captions both the photo and its twin
+        sources = torch.cat([photo, twin.images.cpu()])
+        labels = [cast(List[str], twin.photo_captions)[0], cast(List[str], twin.captions)[0]]
     s = len(sources)
     targets = _activations(loaded, sources, names)
     objective = _indexed([obj.direction(n, targets[n][j], cossim_pow) for n in names for j in range(s)])
-    param = noise((h, w), n=len(names) * s, fft=fft, decorrelate=decorrelate, seed=seed)
+    param: Param = noise((h, w), n=len(names) * s, fft=fft, decorrelate=decorrelate, seed=seed)
     if mask is not None:
         param = masked(sources.repeat(len(names), 1, 1, 1), mask, param)
     r = render(loaded, objective, param, transforms=tf.compose(transforms, tf.fit(h, w)), steps=steps, lr=lr,

@@ -8,7 +8,7 @@ import math
 import operator
 import re
 import warnings
-from typing import Iterable, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union, cast
 
 import torch
 from PIL import Image
@@ -16,17 +16,20 @@ from PIL import Image
 from .. import runtime
 from ..deprecation import renamed
 from ..errors import NetloupeError, UnitError
-from ..models import as_loaded, check_device, layers
+from ..models import LoadedModel, ModelLike, as_loaded, check_device, layers
 from ..runtime import chunks
-from ..units import Unit, as_unit
+from ..units import Unit, UnitLike, as_unit
 from . import classic
 from . import objectives as obj
-from .param import hw, image
+from .param import Device, Param, Size, hw, image
 from .render import Rendering, render
+from .transforms import TransformSpec
 
 
-def _render_units(model, objs: List[obj.Objective], captions: List[str], size, steps, fft, decorrelate,
-                  transforms, lr, seed, progress, batch_size, method: str = "lucid", preset=3) -> Rendering:
+def _render_units(model: ModelLike, objs: List[obj.Objective], captions: List[str], size: Size,
+                  steps: Optional[int], fft: bool, decorrelate: bool, transforms: TransformSpec, lr: Optional[float],
+                  seed: Optional[int], progress: bool, batch_size: Optional[int], method: str = "lucid",
+                  preset: Union[int, str, classic.Preset] = 3, precision: str = "auto") -> Rendering:
     """Render objective i on element i, ``batch_size`` elements per optimization batch (None:
     the device's default, runtime.BATCH_SIZES["render"]), the way ``method`` optimizes: "lucid"
     (Adam on an FFT image under random transforms) or "yosinski" (see optvis.classic)."""
@@ -38,7 +41,9 @@ def _render_units(model, objs: List[obj.Objective], captions: List[str], size, s
         settings = classic.preset(preset, **({} if lr is None else {"lr": lr}))
         steps = settings.steps if steps is None else steps
         transforms = None if transforms == "standard" else transforms  # the paper's images had none
-    parts = []
+    parts: List[Rendering] = []
+    kw: Dict[str, Any]
+    param: Param
     for k, part in enumerate(chunks(len(objs), per_batch)):
         items = objs[part]
         total = functools.reduce(operator.add, [o if len(items) == 1 else _on(o, i) for i, o in enumerate(items)])
@@ -51,7 +56,7 @@ def _render_units(model, objs: List[obj.Objective], captions: List[str], size, s
             param = image(size, n=len(items), fft=fft, decorrelate=decorrelate, seed=chunk_seed)
             kw = dict(lr=0.05 if lr is None else lr)
         parts.append(render(loaded, total, param, transforms=transforms, steps=512 if steps is None else steps,
-                            seed=chunk_seed, progress=progress, captions=captions[part], **kw))
+                            seed=chunk_seed, progress=progress, captions=captions[part], precision=precision, **kw))
     if len(parts) == 1:
         return parts[0]
     return Rendering(torch.cat([p.images for p in parts]), torch.cat([p.history for p in parts], 1),
@@ -70,7 +75,7 @@ def file_name(caption: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "output"
 
 
-def min_size(model) -> int:
+def min_size(model: ModelLike) -> int:
     """The smallest image side, in pixels, worth rendering for ``model``: its total stride, the
     input side (``preprocess.hw``) over the smallest grid side among its layers' [N, C, H, W]
     outputs at that size (224 / 7 = 32 for the default model). Below it the coarsest layer has
@@ -84,7 +89,7 @@ def min_size(model) -> int:
     return max(math.ceil(h / min(g[0] for g in grids)), math.ceil(w / min(g[1] for g in grids)))
 
 
-def _units(model, units) -> List[Unit]:
+def _units(model: ModelLike, units: Union[str, Unit, Iterable[Union[str, Unit]]]) -> List[Unit]:
     items = [units] if isinstance(units, (str, Unit)) else list(units)
     if not items:
         raise UnitError("give at least one unit, e.g. 'blocks.4:12'")
@@ -92,10 +97,11 @@ def _units(model, units) -> List[Unit]:
     return [as_unit(module, u) for u in items]
 
 
-def visualize(model, units: Union[str, Unit, Sequence[Union[str, Unit]]], *, method: str = "lucid", preset=3,
-              size=128, steps: Optional[int] = None, fft: bool = True, decorrelate: bool = True,
-              transforms="standard", lr: Optional[float] = None, seed: Optional[int] = None, progress: bool = True,
-              batch_size: Optional[int] = None) -> Rendering:
+def visualize(model: ModelLike, units: Union[str, Unit, Sequence[Union[str, Unit]]], *, method: str = "lucid",
+              preset: Union[int, str, classic.Preset] = 3, size: Size = 128, steps: Optional[int] = None,
+              fft: bool = True, decorrelate: bool = True, transforms: TransformSpec = "standard",
+              lr: Optional[float] = None, seed: Optional[int] = None, progress: bool = True,
+              batch_size: Optional[int] = None, precision: str = "auto") -> Rendering:
     """Feature visualizations of units (``"layer"``, ``"layer:c"``, ``"layer:c@y,x"``; layer ``""``
     is the model output, so ``":309"`` is logit 309), one image per unit, ``batch_size`` units
     per optimization batch (None: the device's default, 8 on the CPU and 64 on a GPU).
@@ -104,13 +110,15 @@ def visualize(model, units: Union[str, Unit, Sequence[Union[str, Unit]]], *, met
     Lucid's standard transforms) or "yosinski" (Yosinski et al. 2015: gradient ascent on pixels
     with the regularizers of ``preset``, a row 1-4 of the paper's Table 1 or an
     optvis.classic.Preset; ``steps`` and ``lr`` default to the preset's, "standard" transforms
-    are none, as in the paper; ``fft`` and ``decorrelate`` do not apply)."""
+    are none, as in the paper; ``fft`` and ``decorrelate`` do not apply). precision: the forward
+    passes' ("auto": bfloat16 autocast on a GPU that has it, float32 on the CPU; runtime.autocast)."""
     us = _units(model, units)
     return _render_units(model, [obj.from_unit(u) for u in us], [str(u) for u in us], size, steps, fft,
-                         decorrelate, transforms, lr, seed, progress, batch_size, method, preset)
+                         decorrelate, transforms, lr, seed, progress, batch_size, method, preset, precision)
 
 
-def visualize_channels(model, layer, channels: Iterable[int] = range(16), **kw) -> Rendering:
+def visualize_channels(model: ModelLike, layer: UnitLike, channels: Union[Iterable[int], int] = range(16),
+                       **kw: Any) -> Rendering:
     """One image per channel of ``layer`` (``channels``: the channel numbers; the first 16 by
     default); the keywords of :func:`visualize`."""
     loaded = as_loaded(model)
@@ -122,7 +130,7 @@ def visualize_channels(model, layer, channels: Iterable[int] = range(16), **kw) 
     return visualize(loaded, [Unit(name, c) for c in channels], **kw)
 
 
-def _class_index(loaded, c) -> int:
+def _class_index(loaded: LoadedModel, c: Union[int, str]) -> int:
     """A class given as an index or, where the model has labels, by its label."""
     if isinstance(c, str):
         labels = loaded.labels or []
@@ -135,23 +143,29 @@ def _class_index(loaded, c) -> int:
 
 
 @renamed(n="classes")
-def visualize_class(model, classes: Union[int, str, Sequence[Union[int, str]]], *, size=128, steps: int = 512,
-                    seed: Optional[int] = None, progress: bool = True, batch_size: Optional[int] = None,
-                    fft: bool = True, decorrelate: bool = True, transforms="standard", lr: float = 0.05) -> Rendering:
+def visualize_class(model: ModelLike, classes: Union[int, str, Sequence[Union[int, str]]], *, size: Size = 128,
+                    steps: int = 512, seed: Optional[int] = None, progress: bool = True,
+                    batch_size: Optional[int] = None, fft: bool = True, decorrelate: bool = True,
+                    transforms: TransformSpec = "standard", lr: float = 0.05, precision: str = "auto") -> Rendering:
     """What the model takes for each of ``classes`` (indices or labels; one image each): the
-    class logit, maximized."""
+    class logit, maximized; ``precision`` as in :func:`visualize`."""
     loaded = as_loaded(model)
-    indices = [_class_index(loaded, c) for c in (classes if isinstance(classes, (list, tuple, range)) else [classes])]
-    label = (lambda c: loaded.labels[c]) if loaded.labels else str
+    # a list, tuple or range holds several classes; anything else is one
+    many = classes if isinstance(classes, (list, tuple, range)) else [cast(Union[int, str], classes)]
+    indices = [_class_index(loaded, c) for c in many]
+    labels = loaded.labels
+    label: Callable[[int], str] = (lambda c: labels[c]) if labels else str
     return _render_units(loaded, [obj.class_logit(c) for c in indices], [label(c) for c in indices], size, steps,
-                         fft, decorrelate, transforms, lr, seed, progress, batch_size)
+                         fft, decorrelate, transforms, lr, seed, progress, batch_size, precision=precision)
 
 
-def visualize_diverse(model, unit: Union[str, Unit], *, n: int = 4, weight: float = 10.0, diversity_layer=None,
-                      size=128, steps: int = 512, seed: Optional[int] = None, progress: bool = True,
-                      fft: bool = True, decorrelate: bool = True, transforms="standard", lr: float = 0.05) -> Rendering:
+def visualize_diverse(model: ModelLike, unit: Union[str, Unit], *, n: int = 4, weight: float = 10.0,
+                      diversity_layer: Optional[obj.LayerRef] = None, size: Size = 128, steps: int = 512,
+                      seed: Optional[int] = None, progress: bool = True, fft: bool = True, decorrelate: bool = True,
+                      transforms: TransformSpec = "standard", lr: float = 0.05, precision: str = "auto") -> Rendering:
     """``n`` different images that all excite ``unit``: its objective on every element plus
-    ``weight`` times Lucid's diversity term at ``diversity_layer`` (default: the unit's layer)."""
+    ``weight`` times Lucid's diversity term at ``diversity_layer`` (default: the unit's layer);
+    ``precision`` as in :func:`visualize`."""
     loaded = as_loaded(model)
     (u,) = _units(loaded, [unit])
     if not isinstance(n, int) or n < 2:
@@ -159,7 +173,7 @@ def visualize_diverse(model, unit: Union[str, Unit], *, n: int = 4, weight: floa
     objective = obj.from_unit(u) + weight * obj.diversity(diversity_layer or u.layer)
     param = image(size, n=n, fft=fft, decorrelate=decorrelate, seed=seed)
     return render(loaded, objective, param, transforms=transforms, steps=steps, lr=lr, seed=seed,
-                  progress=progress, captions=[f"{u} #{i}" for i in range(n)])
+                  progress=progress, captions=[f"{u} #{i}" for i in range(n)], precision=precision)
 
 
 class FeatureVisualizer:
@@ -170,8 +184,9 @@ class FeatureVisualizer:
     """
 
     @renamed(img_shape="size")
-    def __init__(self, model, size=(224, 224), layer=None, fft: bool = True, decorrelate: bool = True,
-                 transforms="standard", device=None, seed: Optional[int] = None):
+    def __init__(self, model: ModelLike, size: Size = (224, 224), layer: Optional[UnitLike] = None, fft: bool = True,
+                 decorrelate: bool = True, transforms: TransformSpec = "standard", device: Device = None,
+                 seed: Optional[int] = None) -> None:
         self.model = as_loaded(model)
         check_device(self.model, device)
         self.size = hw(size if isinstance(size, int) else tuple(size)[:2])  # (h, w, 3) as the seed wrote it
@@ -180,7 +195,8 @@ class FeatureVisualizer:
         self.last: Optional[Rendering] = None
 
     @renamed(epochs="steps", optim="optimizer")
-    def __call__(self, act_idx: int, steps: int = 200, lr: float = 0.05, optimizer=None, maximize: bool = True,
+    def __call__(self, act_idx: int, steps: int = 200, lr: float = 0.05,
+                 optimizer: Optional[Callable[..., torch.optim.Optimizer]] = None, maximize: bool = True,
                  progress: bool = True) -> Image.Image:
         objective = obj.channel(self.layer, act_idx)
         param = image(self.size, fft=self.fft, decorrelate=self.decorrelate, seed=self.seed)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 
 from ..errors import NetloupeError
 from ..images import Picture, shown
@@ -22,7 +23,7 @@ from ..images import grid as image_grid
 from ..images import to_pil as tensor_to_pil
 from ..models import LoadedModel, as_loaded, fixed_input_size, forward
 from ..probe import Stopped, probe
-from ..runtime import generator
+from ..runtime import autocast, check_precision, generator
 from ..runtime import progress as progress_bar
 from ..units import as_unit
 from .objectives import OUTPUT, Context, Objective, as_objective
@@ -54,31 +55,37 @@ class Rendering(Picture):
         """All images side by side, captioned with their units unless ``captions`` are given."""
         return image_grid(self.pils(), captions if captions is not None else self.captions, ncol=ncol, cell=cell)
 
-    def to_pil(self, index: Optional[int] = None, **grid_kw) -> Image.Image:
+    def to_pil(self, index: Optional[int] = None, **grid_kw: Any) -> Image.Image:
         """Element ``index`` (the only one, for a batch of one), else the grid of all."""
         if index is not None:
             return tensor_to_pil(self.images[shown(index, len(self), "images")[0]])
         return tensor_to_pil(self.images[0]) if len(self) == 1 else self.grid(**grid_kw)
 
 
-def _loaded_models(model_or_models) -> List[LoadedModel]:
+def _loaded_models(model_or_models: Any) -> List[LoadedModel]:
     items = list(model_or_models) if isinstance(model_or_models, (list, tuple)) else [model_or_models]
     if not items:
         raise NetloupeError("render needs at least one model")
     return [as_loaded(m) for m in items]
 
 
-def _plan(models: List[LoadedModel], objective: Objective):
+def _key(model: Any, default: nn.Module) -> nn.Module:
+    """The module an objective's ``model=`` names (None: the first model)."""
+    return default if model is None else getattr(model, "module", model)
+
+
+def _plan(models: List[LoadedModel], objective: Objective
+          ) -> Tuple[List[LoadedModel], Dict[nn.Module, List[str]], nn.Module, Set[nn.Module]]:
     """The models to run (those an objective names are added) and, per model, the layer names to capture."""
-    by_module = {}
+    by_module: Dict[nn.Module, LoadedModel] = {}
     for m in models:
         by_module.setdefault(m.module, m)
-    layers: Dict = {m.module: [] for m in by_module.values()}
+    layers: Dict[nn.Module, List[str]] = {m.module: [] for m in by_module.values()}
     default = models[0].module
     for model, layer in objective.needs:
-        key = default if model is None else getattr(model, "module", model)
+        key = _key(model, default)
         if key not in by_module:
-            by_module[key] = as_loaded(model)
+            by_module[key] = as_loaded(key if model is None else model)
             layers[key] = []
         if layer is OUTPUT:
             continue
@@ -87,8 +94,8 @@ def _plan(models: List[LoadedModel], objective: Objective):
             raise NetloupeError(f"objectives take a layer name, not the unit {unit}; e.g. channel({unit.layer!r}, {unit.channel})")
         if unit.layer not in layers[key]:
             layers[key].append(unit.layer)
-    needed = {default if m is None else getattr(m, "module", m) for m, _ in objective.needs}
-    outputs = {default if m is None else getattr(m, "module", m) for m, layer in objective.needs if layer is OUTPUT}
+    needed = {_key(m, default) for m, _ in objective.needs}
+    outputs = {_key(m, default) for m, layer in objective.needs if layer is OUTPUT}
     return [by_module[k] for k in by_module if k in needed], layers, default, outputs
 
 
@@ -119,20 +126,22 @@ def _takes_channels_last(loaded: LoadedModel, x: torch.Tensor, resize: bool = Tr
     return True
 
 
-def _make_optimizer(optimizer, params, lr: float) -> torch.optim.Optimizer:
+def _make_optimizer(optimizer: Any, params: List[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+    """None: Adam; a torch.optim class; or a function params -> optimizer (see render)."""
     if optimizer is None:
         return torch.optim.Adam(params, lr=lr)
     if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
-        return optimizer(params, lr=lr)
+        return optimizer(params, lr=lr)  # type: ignore[call-arg]  # every torch optimizer takes lr
     if callable(optimizer):
         return optimizer(params)
     raise NetloupeError("optimizer must be None (Adam), a torch.optim class, or a function params -> optimizer")
 
 
-def render(model_or_models, objective, param: Optional[Param] = None, *, transforms="standard", steps: int = 512,
-           lr: float = 0.05, optimizer=None, thresholds: Optional[Sequence[int]] = None, seed: Optional[int] = None,
-           progress: bool = True, callback: Optional[Callable] = None, captions: Optional[Sequence[str]] = None,
-           after_step: Optional[Callable] = None, resize: bool = True) -> Rendering:
+def render(model_or_models: Any, objective: Any, param: Optional[Param] = None, *, transforms: Any = "standard",
+           steps: int = 512, lr: float = 0.05, optimizer: Any = None, thresholds: Optional[Sequence[int]] = None,
+           seed: Optional[int] = None, progress: bool = True, callback: Optional[Callable[..., Any]] = None,
+           captions: Optional[Sequence[str]] = None, after_step: Optional[Callable[..., Any]] = None,
+           resize: bool = True, precision: str = "float32") -> Rendering:
     """Optimize ``param`` (default: one 128 px FFT, decorrelated image) to maximize ``objective``.
 
     model_or_models: a model or a list of them; objectives with ``model=`` name which one they
@@ -146,9 +155,11 @@ def render(model_or_models, objective, param: Optional[Param] = None, *, transfo
     gradient tracking but with the step's gradient still in ``param.raw.grad``, and may change
     the param in place: regularizers that act on the image between steps (Yosinski et al.'s).
     resize=False feeds images smaller than the model's input size as they are (DeepDream's
-    small octaves), instead of upsampling them.
+    small octaves), instead of upsampling them. precision: the forward passes' (runtime.autocast;
+    "auto" is bfloat16 on a GPU that has it, float32 elsewhere); the image and its optimizer stay float32.
     """
     objective = as_objective(objective)
+    check_precision(precision)
     if not isinstance(steps, int) or steps < 1:
         raise NetloupeError(f"steps must be a positive integer; got {steps!r}")
     models, layers, default, read_outputs = _plan(_loaded_models(model_or_models), objective)
@@ -161,22 +172,25 @@ def render(model_or_models, objective, param: Optional[Param] = None, *, transfo
     g = generator(seed, "cpu")
     opt = _make_optimizer(optimizer, list(param.parameters()), lr)
     keep = set(thresholds) if thresholds is not None else {steps}
-    history, snapshots = [], {}
-    channels_last: Dict = {}
+    history: List[torch.Tensor] = []
+    snapshots: Dict[int, torch.Tensor] = {}
+    channels_last: Dict[nn.Module, bool] = {}
     with contextlib.ExitStack() as stack:
         probes = {m.module: stack.enter_context(probe(m.module, layers[m.module])) for m in models}
         evaluated = []  # the objective at each evaluation of the current step
 
-        def evaluate():
+        def evaluate() -> torch.Tensor:
             opt.zero_grad(set_to_none=True)
             images = param()
             x = transform(images, g)
-            outputs, activations = {}, {}
+            outputs: Dict[nn.Module, Any] = {}
+            activations: Dict[nn.Module, Dict[str, torch.Tensor]] = {}
             for m in models:
                 if m.module not in channels_last:
                     channels_last[m.module] = m.device.type == "cpu" and param.n > 1 and _takes_channels_last(m, x, resize)
                 try:
-                    outputs[m.module] = forward(m.module, (_model_input(x, m, channels_last[m.module], resize),))
+                    with autocast(precision, m.device):
+                        outputs[m.module] = forward(m.module, (_model_input(x, m, channels_last[m.module], resize),))
                 except Stopped:  # the layers after the objective's were skipped
                     outputs[m.module] = None
                 activations[m.module] = probes[m.module].activations
@@ -193,7 +207,7 @@ def render(model_or_models, objective, param: Optional[Param] = None, *, transfo
 
         for step in progress_bar(range(1, steps + 1), total=steps, desc="render", enabled=progress):
             evaluated.clear()
-            opt.step(evaluate)
+            opt.step(evaluate)  # type: ignore[arg-type]  # a closure may return the loss tensor
             values = evaluated[0]  # at the step's starting point (an L-BFGS step may evaluate more)
             history.append(values)
             if after_step is not None:

@@ -11,7 +11,7 @@ squared difference of Gram entries, its content loss the mean squared difference
 from __future__ import annotations
 
 import functools
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -21,10 +21,11 @@ from ..errors import NetloupeError
 from ..layouts import Layout, guess
 from ..models import LoadedModel, as_loaded, forward
 from ..probe import probe
-from ..units import as_unit
+from ..units import UnitLike, as_unit
 from . import objectives as obj
 from .param import pixels
-from .photo import photos
+from .photo import Photos, photos
+from .recipes import ModelLike
 from .render import Rendering, render
 
 # EfficientNet-Lite0 (the default model): the first expansion of each stage stands for VGG's
@@ -45,7 +46,7 @@ def gram(acts: torch.Tensor, layout: Optional[Layout] = None) -> torch.Tensor:
     return f @ f.transpose(1, 2) / (f.shape[1] * f.shape[2])
 
 
-def default_layers(model) -> Tuple[List[str], List[str]]:
+def default_layers(model: ModelLike) -> Tuple[List[str], List[str]]:
     """(content layers, style layers) for the default model and VGG-style nets: in each block of a
     ``features`` Sequential ending at a max-pool, the first conv is a style layer (torchvision's
     vgg19: conv1_1 .. conv5_1 = features.0, 5, 10, 19, 28) and the fourth block's second conv
@@ -56,7 +57,8 @@ def default_layers(model) -> Tuple[List[str], List[str]]:
         return list(EFFICIENTNET_LITE0[0]), list(EFFICIENTNET_LITE0[1])
     features = getattr(module, "features", None)
     if isinstance(features, nn.Sequential):
-        blocks, convs = [], []
+        blocks: List[List[str]] = []
+        convs: List[str] = []
         for i, m in enumerate(features):
             if isinstance(m, nn.Conv2d):
                 convs.append(f"features.{i}")
@@ -69,13 +71,13 @@ def default_layers(model) -> Tuple[List[str], List[str]]:
                         "style_layers= (convolutional layers, early to late; see netloupe.layers(model))")
 
 
-def _check_weights(**weights) -> None:
+def _check_weights(**weights: object) -> None:
     for name, w in weights.items():
         if not isinstance(w, (int, float)) or w < 0 or w != w:
             raise NetloupeError(f"{name} must be a number >= 0; got {w!r}")
 
 
-def _style_weights(style_weights, n: int) -> List[float]:
+def _style_weights(style_weights: Optional[Sequence[float]], n: int) -> List[float]:
     ws = [1.0] * n if style_weights is None else list(style_weights)
     if len(ws) != n or any(not isinstance(w, (int, float)) or w < 0 for w in ws) or sum(ws) <= 0:
         raise NetloupeError(f"style_weights takes {n} numbers >= 0 (one per style image) with a positive sum; "
@@ -83,15 +85,17 @@ def _style_weights(style_weights, n: int) -> List[float]:
     return [w / sum(ws) for w in ws]
 
 
-def _features(loaded: LoadedModel, x: torch.Tensor, layers: Sequence[str]) -> Tuple[Dict, Dict]:
+def _features(loaded: LoadedModel, x: torch.Tensor, layers: Sequence[str]
+              ) -> Tuple[Dict[str, torch.Tensor], Dict[str, Layout]]:
     """The outputs of ``layers`` for the model input ``x`` and their layouts, without gradients."""
     with torch.no_grad(), probe(loaded.module, layers) as p:
         forward(loaded.module, (x,))
         return {n: p.activations[n].detach() for n in layers}, {n: p.layout(n) for n in layers}
 
 
-def style_transfer(model, content, style, *, content_layers: Optional[Sequence] = None,
-                   style_layers: Optional[Sequence] = None, style_weights: Optional[Sequence[float]] = None,
+def style_transfer(model: ModelLike, content: Photos, style: Photos, *,
+                   content_layers: Optional[Sequence[UnitLike]] = None,
+                   style_layers: Optional[Sequence[UnitLike]] = None, style_weights: Optional[Sequence[float]] = None,
                    style_weight: float = 1e6, content_weight: float = 1.0, tv_weight: float = 0.0, steps: int = 300,
                    optimizer: str = "adam", lr: Optional[float] = None, progress: bool = True,
                    seed: Optional[int] = None) -> Rendering:
@@ -121,30 +125,31 @@ def style_transfer(model, content, style, *, content_layers: Optional[Sequence] 
         defaults = default_layers(loaded)
         content_layers = defaults[0] if content_layers is None else content_layers
         style_layers = defaults[1] if style_layers is None else style_layers
-    content_layers = [as_unit(loaded.module, n).layer for n in content_layers]
-    style_layers = [as_unit(loaded.module, n).layer for n in style_layers]
-    if not style_layers and not content_layers:
+    content_names = [as_unit(loaded.module, n).layer for n in content_layers]
+    style_names = [as_unit(loaded.module, n).layer for n in style_layers]
+    if not style_names and not content_names:
         raise NetloupeError("give at least one layer in content_layers= or style_layers=")
     content01 = photos(content, loaded)
     if content01.shape[0] != 1:
         raise NetloupeError(f"style_transfer takes one content image; got {content01.shape[0]}")
     content_input = loaded.preprocess.normalize(content01).to(loaded.device)
-    targets, _ = _features(loaded, content_input, content_layers)
-    grams = {n: 0 for n in style_layers}
+    targets, _ = _features(loaded, content_input, content_names)
+    grams: Dict[str, torch.Tensor] = {}  # each the blend of the style images' Gram matrices
     for image, w in zip(styles, blend):
         acts, layouts_s = _features(loaded, loaded.preprocess.normalize(photos(image, loaded)[:1]).to(loaded.device),
-                                    style_layers)
-        for n in style_layers:
-            grams[n] = grams[n] + w * gram(acts[n], layouts_s[n])
+                                    style_names)
+        for n in style_names:
+            grams[n] = grams.get(n, 0) + w * gram(acts[n], layouts_s[n])
 
-    def loss(ctx):
-        style_loss = sum(F.mse_loss(gram(ctx.activation(n), ctx.layout(n)), grams[n]) for n in style_layers)
-        content_loss = sum(F.mse_loss(ctx.activation(n), targets[n]) for n in content_layers)
+    def loss(ctx: obj.Context) -> obj.Value:
+        style_loss = sum(F.mse_loss(gram(ctx.activation(n), ctx.layout(n)), grams[n]) for n in style_names)
+        content_loss = sum(F.mse_loss(ctx.activation(n), targets[n]) for n in content_names)
         return style_weight * style_loss + content_weight * content_loss
 
-    objective = -obj.Objective(loss, "style transfer loss", [(None, n) for n in content_layers + style_layers])
+    objective = -obj.Objective(loss, "style transfer loss", [(None, n) for n in content_names + style_names])
     if tv_weight:
         objective = objective - tv_weight * obj.total_variation()
+    make: Callable[..., torch.optim.Optimizer]
     if optimizer == "lbfgs":
         make = functools.partial(torch.optim.LBFGS, lr=1.0 if lr is None else lr, max_iter=1)
     else:

@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import NetloupeError
 
+# what resolve() takes: "standard", None, a Transform, a function of the batch (or of batch and
+# generator), or a list/tuple of those
+TransformSpec = Union[str, Callable[..., torch.Tensor], Sequence[Any], None]
+
 
 class Transform:
     """A named differentiable function of an image batch (and a random generator)."""
 
-    def __init__(self, fn: Callable, name: str):
+    def __init__(self, fn: Callable[[torch.Tensor, Optional[torch.Generator]], torch.Tensor], name: str) -> None:
         self.fn, self.name = fn, name
 
     def __call__(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -32,11 +36,11 @@ class Transform:
         return self.name
 
 
-def _choice(values: Sequence[float], n: int, generator) -> torch.Tensor:
-    values = torch.as_tensor(list(values), dtype=torch.float32)
-    if values.numel() == 0:
+def _choice(values: Sequence[float], n: int, generator: Optional[torch.Generator]) -> torch.Tensor:
+    table = torch.as_tensor(list(values), dtype=torch.float32)
+    if table.numel() == 0:
         raise NetloupeError("a random transform needs at least one value to choose from")
-    return values[torch.randint(len(values), (n,), generator=generator)]
+    return table[torch.randint(len(table), (n,), generator=generator)]
 
 
 def pad(n: int, mode: str = "constant", value: float = 0.5) -> Transform:
@@ -44,7 +48,7 @@ def pad(n: int, mode: str = "constant", value: float = 0.5) -> Transform:
     if mode not in ("constant", "reflect", "replicate", "circular"):
         raise NetloupeError(f"unknown pad mode {mode!r}; use constant, reflect, replicate or circular")
 
-    def fn(x, g):
+    def fn(x: torch.Tensor, g: Optional[torch.Generator]) -> torch.Tensor:
         return F.pad(x, (n, n, n, n), mode=mode, value=value) if mode == "constant" else F.pad(x, (n, n, n, n), mode=mode)
     return Transform(fn, f"pad({n}, {mode!r})")
 
@@ -55,7 +59,7 @@ def jitter(d: int) -> Transform:
     if d < 0:
         raise NetloupeError(f"jitter needs d >= 0; got {d}")
 
-    def fn(x, g):
+    def fn(x: torch.Tensor, g: Optional[torch.Generator]) -> torch.Tensor:
         if d == 0:
             return x
         h, w = x.shape[2] - d, x.shape[3] - d
@@ -88,7 +92,7 @@ def random_scale(scales: Sequence[float]) -> Transform:
     if any(s <= 0 for s in scales):
         raise NetloupeError(f"scales must be positive; got {scales}")
 
-    def fn(x, g):
+    def fn(x: torch.Tensor, g: Optional[torch.Generator]) -> torch.Tensor:
         s = _choice(scales, x.shape[0], g)
         return _affine(x, torch.zeros_like(s), s)
     return Transform(fn, f"random_scale({len(scales)} values)")
@@ -98,18 +102,18 @@ def random_rotate(angles: Sequence[float]) -> Transform:
     """Turn each element by an angle in degrees drawn from ``angles``."""
     angles = list(angles)
 
-    def fn(x, g):
+    def fn(x: torch.Tensor, g: Optional[torch.Generator]) -> torch.Tensor:
         a = _choice(angles, x.shape[0], g)
         return _affine(x, a, torch.ones_like(a))
     return Transform(fn, f"random_rotate({len(angles)} values)")
 
 
-def compose(*transforms: Callable) -> Transform:
+def compose(*transforms: TransformSpec) -> Transform:
     """Apply transforms in order: netloupe's, plain functions of the batch (torchvision.transforms.v2
     ones included) and anything else :func:`resolve` takes."""
     ts = [resolve(t) for t in transforms if t is not None]
 
-    def fn(x, g):
+    def fn(x: torch.Tensor, g: Optional[torch.Generator]) -> torch.Tensor:
         for t in ts:
             x = t(x, g)
         return x
@@ -122,7 +126,7 @@ def roll(d: int) -> Transform:
     if not isinstance(d, int) or d < 0:
         raise NetloupeError(f"roll needs an integer d >= 0; got {d!r}")
 
-    def fn(x, g):
+    def fn(x: torch.Tensor, g: Optional[torch.Generator]) -> torch.Tensor:
         if d == 0:
             return x
         oy, ox = torch.randint(-d, d + 1, (2,), generator=g).tolist()
@@ -133,7 +137,7 @@ def roll(d: int) -> Transform:
 def fit(h: int, w: int, value: float = 0.5) -> Transform:
     """Centre-crop, or pad with ``value``, to h x w: after transforms that change the size, the
     batch lines up with a photo of that size again (its activations with the photo's)."""
-    def fn(x, g):
+    def fn(x: torch.Tensor, g: Optional[torch.Generator]) -> torch.Tensor:
         dy, dx = x.shape[2] - h, x.shape[3] - w
         if dy < 0 or dx < 0:
             py, px = max(-dy, 0), max(-dx, 0)
@@ -150,7 +154,7 @@ def standard() -> Transform:
                    random_rotate(list(range(-10, 11)) + [0] * 5), jitter(4))
 
 
-def resolve(transforms) -> Transform:
+def resolve(transforms: TransformSpec) -> Transform:
     """``"standard"``, None (no transforms), one callable or a list of them -> one Transform.
 
     A callable of one argument gets the batch alone: a torchvision.transforms.v2 transform

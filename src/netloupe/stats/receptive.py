@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union, cast
 
 import torch
 import torch.nn as nn
@@ -25,9 +25,9 @@ from ..images import Picture, grid, overlay, shown, to_pil
 from ..layouts import infer
 from ..models import LoadedModel, as_loaded, forward
 from ..probe import probe
-from ..units import Unit, as_unit, check_channel
+from ..units import Unit, UnitLike, as_unit, check_channel
 from .result import ScanResult
-from .scan import as_source, model_inputs
+from .scan import DataLike, ModelLike, as_source, model_inputs
 
 
 @dataclass
@@ -60,11 +60,11 @@ class _SpreadMaxPool(nn.Module):
     """Max-pooling forward whose backward reaches every element of the window (as average
     pooling's does), so the measured field does not depend on which element won."""
 
-    def __init__(self, pool: nn.Module):
+    def __init__(self, pool: Union[nn.MaxPool2d, nn.AdaptiveMaxPool2d]) -> None:
         super().__init__()
         self.pool = pool
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.pool(x)
         p = self.pool
         if isinstance(p, nn.AdaptiveMaxPool2d):
@@ -103,7 +103,7 @@ def _positive_copy(module: nn.Module) -> nn.Module:
         for child_name, child in parent.named_children():
             plain = isinstance(child, nn.MaxPool2d) and child.dilation in (1, (1, 1)) and not child.return_indices
             if plain or (isinstance(child, nn.AdaptiveMaxPool2d) and not child.return_indices):
-                setattr(parent, child_name, _SpreadMaxPool(child))
+                setattr(parent, child_name, _SpreadMaxPool(cast(Union[nn.MaxPool2d, nn.AdaptiveMaxPool2d], child)))
             elif isinstance(child, (nn.LayerNorm, nn.GroupNorm)):
                 # they mix channels at each position only, and would zero equal channels and their gradient
                 setattr(parent, child_name, nn.Identity())
@@ -115,19 +115,22 @@ def _span(mask: torch.Tensor) -> Tuple[int, int]:
     return int(idx[0]), int(idx[-1])
 
 
-def _input_shapes(loaded: LoadedModel, size, inputs) -> List[Tuple[int, ...]]:
+def _input_shapes(loaded: LoadedModel, size: Union[int, Sequence[int], None],
+                  inputs: Union[torch.Tensor, Sequence[torch.Tensor], None]) -> List[Tuple[int, ...]]:
     if inputs is not None:
         inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
         return [tuple(t.shape[-3:]) for t in inputs]
     if size is None:
         size = loaded.preprocess.hw
     hw = (size, size) if isinstance(size, int) else tuple(size)[-2:]
-    channels = next((m.in_channels for m in loaded.module.modules() if hasattr(m, "in_channels")), 3)
+    # the first conv's (or other layer's) in_channels: an int where a module has one
+    channels = cast(int, next((m.in_channels for m in loaded.module.modules() if hasattr(m, "in_channels")), 3))
     return [(channels, *hw)]
 
 
 @renamed(input_size="size", example="inputs")
-def receptive_field(model, layer, size=None, *, call: int = 0, inputs=None, seed: int = 0) -> ReceptiveField:
+def receptive_field(model: ModelLike, layer: UnitLike, size: Union[int, Sequence[int], None] = None, *, call: int = 0,
+                    inputs: Union[torch.Tensor, Sequence[torch.Tensor], None] = None, seed: int = 0) -> ReceptiveField:
     """Measure the receptive field of ``layer`` at ``size`` ((H, W) or an int; default the
     model's input size). ``inputs``: input tensors (a tuple for several inputs) whose shapes to
     use instead; ``call``: which call of a module run several times per forward (a shared branch)."""
@@ -146,7 +149,7 @@ def receptive_field(model, layer, size=None, *, call: int = 0, inputs=None, seed
         calls = p.calls.get(name, [])
         if len(calls) <= call:
             raise UnitError(f"layer {name!r} ran {len(calls)} time(s) per forward; call={call} does not exist")
-        layout = infer(loaded.module, name, calls[call].shape, tuple(shapes[0][-2:]))
+        layout = infer(loaded.module, name, calls[call].shape, cast(Tuple[int, int], tuple(shapes[0][-2:])))
         act = layout.grid_view(calls[call])
         if act is None:
             raise UnitError(f"a receptive field needs a layer with a spatial grid; {name!r} gives "
@@ -181,7 +184,7 @@ def _checker(h: int, w: int, cell: int = 4) -> torch.Tensor:
     return (0.55 + 0.2 * ((yy + xx) % 2).float()).expand(3, h, w).clone()
 
 
-def _crop(t: torch.Tensor, box, fill: torch.Tensor) -> torch.Tensor:
+def _crop(t: torch.Tensor, box: Sequence[int], fill: torch.Tensor) -> torch.Tensor:
     """The box of a [C, H, W] tensor; what lies outside the tensor comes from ``fill`` [C, h, w]."""
     top, left, bottom, right = box
     out = fill.clone()
@@ -192,7 +195,7 @@ def _crop(t: torch.Tensor, box, fill: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _outline(tile: Image.Image, box) -> Image.Image:
+def _outline(tile: Image.Image, box: Sequence[int]) -> Image.Image:
     """``tile`` with a white box (black-edged, so it shows on any colour) around ``box``
     (top, left, bottom, right; bottom/right exclusive) in the tile's pixels."""
     top, left, bottom, right = box
@@ -230,7 +233,7 @@ class Patches(Picture):
     fired: Optional[torch.Tensor] = None
     cells: Optional[torch.Tensor] = None
 
-    def to_pil(self, index: Optional[int] = None, cell: int = 96, captions: bool = True, **kw) -> Image.Image:
+    def to_pil(self, index: Optional[int] = None, cell: int = 96, captions: bool = True, **kw: Any) -> Image.Image:
         """One tile per patch (patch ``index`` alone, or all in a row), ``cell`` pixels wide: the
         attribution maps as a heat overlay if given, else the fired maps; the cell of the maximum
         outlined where known."""
@@ -242,7 +245,7 @@ class Patches(Picture):
             tile = to_pil(pic) if heat is None else overlay(to_pil(pic), heat[j])
             if self.cells is not None:  # outlined at the shown size, so the line stays sharp
                 scale = cell / tile.width if cell else 1.0
-                tile = tile.resize((round(tile.width * scale), round(tile.height * scale)), Image.BILINEAR)
+                tile = tile.resize((round(tile.width * scale), round(tile.height * scale)), Image.Resampling.BILINEAR)
                 origin = self.boxes[j, :2].repeat(2)
                 tile = _outline(tile, [round(v * scale) for v in (self.cells[j] - origin).tolist()])
             tiles.append(tile)
@@ -250,7 +253,8 @@ class Patches(Picture):
         return grid(tiles, names if captions else None, **{"ncol": len(tiles), "cell": cell, **kw})
 
 
-def _fired(loaded: LoadedModel, layer: str, call: int, channel: int, samples, positions: torch.Tensor,
+def _fired(loaded: LoadedModel, layer: str, call: int, channel: int, samples: Sequence[Tuple[torch.Tensor, ...]],
+           positions: torch.Tensor,
            input_index: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """(maps [k, H, W], cells [k, 4]): ``channel``'s output on each sample (one batched forward),
     upsampled bilinearly to the input size, and the input-space box of the grid cell at each
@@ -260,7 +264,11 @@ def _fired(loaded: LoadedModel, layer: str, call: int, channel: int, samples, po
     with probe(module, [layer], detach=True) as p, torch.no_grad():
         forward(module, batch)
     out = p.calls[layer][call]
-    act = p.layout(layer, out.shape).grid_view(out)[:, channel:channel + 1].float()
+    layout = p.layout(layer, out.shape)
+    grid_out = layout.grid_view(out)
+    if grid_out is None:  # receptive_field refused the layer already
+        raise UnitError(f"layer {layer!r} gives {tuple(out.shape)} (layout {layout}), which has no spatial grid")
+    act = grid_out[:, channel:channel + 1].float()
     size = batch[input_index].shape[-2:]
     maps = F.interpolate(act, size=size, mode="bilinear", align_corners=False)[:, 0].cpu()
     (h, w), (H, W) = act.shape[-2:], size
@@ -269,7 +277,8 @@ def _fired(loaded: LoadedModel, layer: str, call: int, channel: int, samples, po
     return maps, cells
 
 
-def _sample_inputs(result: ScanResult, data, model: LoadedModel, index: int):
+def _sample_inputs(result: ScanResult, data: Optional[DataLike], model: LoadedModel, index: int
+                   ) -> Tuple[torch.Tensor, ...]:
     source = as_source(data) if data is not None else result.source
     if source is None:  # a loaded result: its ids are paths, or path pairs written "a|b"
         source = as_source([tuple(i.split("|")) if "|" in i else i for i in result.ids])
@@ -285,8 +294,10 @@ def _sample_inputs(result: ScanResult, data, model: LoadedModel, index: int):
                          "scanned images") from None
 
 
-def top_patches(result: ScanResult, layer: str, channel: int, *, model=None, data=None, bottom: bool = False,
-                attribute: Optional[Callable] = None, field: Optional[ReceptiveField] = None) -> Patches:
+def top_patches(result: ScanResult, layer: str, channel: int, *, model: Optional[ModelLike] = None,
+                data: Optional[DataLike] = None, bottom: bool = False,
+                attribute: Optional[Callable[[LoadedModel, Tuple[torch.Tensor, ...], Unit], Any]] = None,
+                field: Optional[ReceptiveField] = None) -> Patches:
     """Crop the receptive-field window of each top-k (or bottom-k) unit of ``channel`` from its image.
 
     model/data: needed only for a result loaded from disk (a loaded result can reload images
@@ -312,13 +323,16 @@ def top_patches(result: ScanResult, layer: str, channel: int, *, model=None, dat
     if not len(images):
         raise NetloupeError("the scan kept no bottom-k images; scan with bottom_k > 0" if bottom else
                             "the scan kept no top-k images")
-    windows, pictures, maps, boxes, samples = [], [], [], [], []
+    windows: List[torch.Tensor] = []
+    pictures: List[torch.Tensor] = []
+    maps: List[torch.Tensor] = []
+    boxes: List[Tuple[int, int, int, int]] = []
+    samples: List[Tuple[torch.Tensor, ...]] = []
     for index, (y, x) in zip(images.tolist(), positions.tolist()):
         parts = _sample_inputs(result, data, loaded, index)
         samples.append(parts)
-        stale = field is None or field.layer != stats.layer or \
-            field.input_size != tuple(parts[field.input_index].shape[-2:])
-        if stale:
+        if field is None or field.layer != stats.layer or \
+                field.input_size != tuple(parts[field.input_index].shape[-2:]):  # stale
             field = receptive_field(loaded, stats.layer, call=stats.call, inputs=parts)
         box = field.box(y, x)
         boxes.append(box)
@@ -332,6 +346,7 @@ def top_patches(result: ScanResult, layer: str, channel: int, *, model=None, dat
             m = attribute(loaded, batch, Unit(stats.layer, channel, y, x))
             m = torch.as_tensor(m).detach().float().cpu().reshape(image.shape[-2:])
             maps.append(_crop(m.unsqueeze(0), box, torch.zeros(1, h, w))[0])
+    field = cast(ReceptiveField, field)  # the loop ran (there are images) and measured it where missing
     fired, cells = _fired(loaded, stats.layer, stats.call, channel, samples, positions, field.input_index) \
         if field.clipped else (None, None)
     ids = [result.ids[i] for i in images.tolist()]

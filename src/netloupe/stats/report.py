@@ -5,7 +5,9 @@ index.html that links them all."""
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -14,8 +16,16 @@ from PIL import Image
 from .. import runtime
 from ..errors import NetloupeError
 from ..images import figure, figure_to_pil, grid
-from .receptive import top_patches
+from .receptive import ReceptiveField, top_patches
 from .result import LayerStats, ScanResult, histogram_grid, histogram_pages
+from .scan import DataLike, ModelLike
+
+if TYPE_CHECKING:
+    import jinja2
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+Rect = Tuple[float, float, float, float]  # (left, bottom, right, top) of a figure, in figure fractions
 
 
 def activity_histograms(result: ScanResult) -> Image.Image:
@@ -37,7 +47,7 @@ _CONSTANT = "#bbbbbb"  # the colour of undefined correlations
 _TICK_FONT = 6  # points
 
 
-def _tick_step(ax, fig, n: int) -> int:
+def _tick_step(ax: Axes, fig: Figure, n: int) -> int:
     """The smallest 1-2-5 step at which labels of ``n`` rows fit along the (square) heatmap
     without overlapping: one label per 1.5 font heights."""
     pos = ax.get_position()
@@ -51,7 +61,7 @@ def _tick_step(ax, fig, n: int) -> int:
     return step
 
 
-def _label_channels(ax, fig, order, rect) -> None:
+def _label_channels(ax: Axes, fig: Figure, order: Sequence[int], rect: Rect) -> None:
     """Label rows and columns with their channel numbers, every k-th where all would overlap."""
     step = 0
     while True:  # labels shrink the axes, which can call for a larger step: grow it until it holds
@@ -67,7 +77,7 @@ def _label_channels(ax, fig, order, rect) -> None:
         fig.tight_layout(rect=rect)
 
 
-def _correlation_figure(stats: LayerStats):
+def _correlation_figure(stats: LayerStats) -> Figure:
     from matplotlib import colormaps
     from matplotlib.patches import Patch
 
@@ -82,7 +92,7 @@ def _correlation_figure(stats: LayerStats):
     ax.set_xlabel("channel", fontsize=7)
     ax.set_ylabel("channel", fontsize=7)
     fig.colorbar(im, ax=ax, fraction=0.046).ax.tick_params(labelsize=7)
-    rect = (0, 0, 1, 1)
+    rect: Rect = (0, 0, 1, 1)
     if constant:
         fig.legend(handles=[Patch(facecolor=_CONSTANT, edgecolor="#888888",
                                   label=f"constant channel (no correlation): {constant} of {len(order)}")],
@@ -100,14 +110,15 @@ def correlation_heatmap(stats: LayerStats) -> Image.Image:
     return figure_to_pil(_correlation_figure(stats))
 
 
-def montage(result: ScanResult, layer: str, channels=None, max_channels: int = 16, cell: int = 72,
-            model=None, data=None) -> Image.Image:
+def montage(result: ScanResult, layer: str, channels: Optional[Sequence[int]] = None, max_channels: int = 16,
+            cell: int = 72, model: Optional[ModelLike] = None, data: Optional[DataLike] = None) -> Image.Image:
     """One row per channel: its top-k receptive-field patches (checkerboard beyond the border;
     for a field that covers the whole input, the photo with where the channel fired)."""
     stats = result[layer]
     if channels is None:  # the most active channels first, dead ones last
         channels = torch.argsort(stats.max, descending=True, stable=True)[:max_channels].tolist()
-    rows, field = [], None
+    rows: List[Image.Image] = []
+    field: Optional[ReceptiveField] = None
     for c in channels:
         p = top_patches(result, layer, c, model=model, data=data, field=field)
         field = p.field  # measured once per layer
@@ -116,7 +127,7 @@ def montage(result: ScanResult, layer: str, channels=None, max_channels: int = 1
     return grid(rows, ncol=1, pad=2)
 
 
-def _template(name: str):
+def _template(name: str) -> jinja2.Template:
     """A page template of this package (Jinja2, every value HTML-escaped)."""
     import jinja2
 
@@ -125,7 +136,8 @@ def _template(name: str):
     return env.get_template(name)
 
 
-def report(result: ScanResult, directory, *, model=None, data=None, per_page: int = 64,
+def report(result: ScanResult, directory: Union[str, os.PathLike], *, model: Optional[ModelLike] = None,
+           data: Optional[DataLike] = None, per_page: int = 64,
            montage_channels: int = 16, progress: bool = True) -> Path:
     """Write per-layer histogram grids (every channel, ``per_page`` to a picture), the
     layer-activity histograms, correlation heatmaps and top-k montages as PNGs plus an index.html
@@ -135,7 +147,9 @@ def report(result: ScanResult, directory, *, model=None, data=None, per_page: in
     loaded from disk (they are left out, with a note, when neither is available)."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(None, "activity.png", functools.partial(activity_histograms, result))]  # (layer, file, draw)
+    # (layer, file, draw)
+    jobs: List[Tuple[Optional[str], str, functools.partial[Image.Image]]] = [
+        (None, "activity.png", functools.partial(activity_histograms, result))]
     for key, stats in result.layers.items():
         slug = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in key)
         for number in range(1, histogram_pages(stats, per_page) + 1):
@@ -144,7 +158,7 @@ def report(result: ScanResult, directory, *, model=None, data=None, per_page: in
         jobs.append((key, f"{slug}_correlation.png", functools.partial(correlation_heatmap, stats)))
         jobs.append((key, f"{slug}_topk.png", functools.partial(montage, result, key, max_channels=montage_channels,
                                                                 model=model, data=data)))
-    pictures = {key: [] for key in result.layers}
+    pictures: Dict[str, List[str]] = {key: [] for key in result.layers}
     notes = dict.fromkeys(result.layers, "")
     for key, name, draw in runtime.progress(jobs, desc="report", enabled=progress):
         try:

@@ -8,9 +8,10 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -20,6 +21,9 @@ from ..errors import InputError, UnitError
 from ..images import Picture, figure, figure_to_pil
 from ..models import LoadedModel
 from ..units import check_channel
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # images a scan reads and a result saves to
 _FORMAT = 1  # of the saved folder's scan.json
@@ -128,14 +132,14 @@ class ScanResult(Picture):
     input_shapes: List[Tuple[int, ...]]
     model: Optional[LoadedModel] = field(default=None, repr=False, compare=False)
     source: Optional[Any] = field(default=None, repr=False, compare=False)
-    to_inputs: Optional[Callable] = field(default=None, repr=False, compare=False)
+    to_inputs: Optional[Callable[[Any], Any]] = field(default=None, repr=False, compare=False)
 
     def __getitem__(self, layer: str) -> LayerStats:
         if layer not in self.layers:
             raise UnitError(f"layer {layer!r} was not scanned; scanned: {', '.join(self.layers)}")
         return self.layers[layer]
 
-    def save(self, path, **kw) -> Path:
+    def save(self, path: Union[str, os.PathLike], **kw: Any) -> Path:
         """Write what ``path`` says: a path ending in an image suffix (.png, .jpg, .jpeg, .webp,
         .bmp) gets the picture, ``to_pil(**kw)``, as every result's save does; any other path is a
         folder of ``stats.npz`` and ``scan.json`` (no pickle) that :meth:`load` reads back."""
@@ -160,7 +164,7 @@ class ScanResult(Picture):
         return out
 
     @classmethod
-    def load(cls, directory) -> "ScanResult":
+    def load(cls, directory: Union[str, os.PathLike]) -> ScanResult:
         """The result that ``save`` wrote into ``directory`` (without the model and data it came from)."""
         d = Path(directory)
         if not (d / "scan.json").is_file() or not (d / "stats.npz").is_file():
@@ -177,7 +181,7 @@ class ScanResult(Picture):
         return cls(meta["model_name"], layers, meta["ids"], [tuple(s) for s in meta["skipped"]], meta["count"],
                    meta["top_k"], meta["bottom_k"], meta["bins"], [tuple(s) for s in meta["input_shapes"]])
 
-    def to_pil(self, layer: Optional[str] = None, **kw) -> Image.Image:
+    def to_pil(self, layer: Optional[str] = None, **kw: Any) -> Image.Image:
         """The histogram grid of ``layer`` (default: the first scanned): its first page of 64
         channels; ``page=`` (from 1) and ``per_page=`` show the others."""
         return histogram_grid(self[layer or next(iter(self.layers))], **kw)
@@ -192,7 +196,7 @@ def histogram_pages(stats: LayerStats, per_page: int = 64) -> int:
     return math.ceil(stats.channels / per_page)
 
 
-def _histogram_figure(stats: LayerStats, page: int, per_page: int, ncol: int):
+def _histogram_figure(stats: LayerStats, page: int, per_page: int, ncol: int) -> Figure:
     pages = histogram_pages(stats, per_page)
     if not isinstance(page, int) or not 1 <= page <= pages:
         raise InputError(f"layer {stats.layer!r} has {pages} histogram page(s) of {per_page} channels; "

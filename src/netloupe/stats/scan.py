@@ -17,7 +17,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple, Union, cast
 
 import numpy as np
 import torch
@@ -29,12 +29,27 @@ from ..deprecation import renamed
 from ..errors import InputError, NetloupeError, UnitError
 from ..images import Preprocess
 from ..layouts import Layout
-from ..models import as_loaded, forward
+from ..models import ModelLike, as_loaded, forward
 from ..probe import probe
-from ..units import as_unit
+from ..units import UnitLike, as_unit
 from .result import IMAGE_SUFFIXES, LayerStats, ScanResult
 
 # -- data sources ----------------------------------------------------------------------------
+
+class MapStyle(Protocol):
+    """A map-style dataset as scan reads one: ``len(data)`` samples, ``data[i]`` the i-th (a torch
+    Dataset with __len__, a list, anything indexable)."""
+
+    def __getitem__(self, index: int) -> Any: ...
+
+    def __len__(self) -> int: ...
+
+
+# what data= takes: a folder, an image (list) file, a map-style dataset or list of samples, a DataLoader
+DataLike = Union[str, os.PathLike, "Source", MapStyle, "torch.utils.data.DataLoader[Any]"]
+ToInputs = Callable[[Any], Any]  # one sample -> the model's inputs (a tensor or image, or a tuple of them)
+Loaded = Tuple[int, Optional[Tuple[torch.Tensor, ...]], Optional[str]]  # (index, inputs or None, why not)
+
 
 @dataclass
 class Source:
@@ -51,11 +66,11 @@ class Source:
         return len(self.ids)
 
 
-def _is_image(x) -> bool:
+def _is_image(x: object) -> bool:
     return isinstance(x, (str, os.PathLike, Image.Image, np.ndarray)) or (isinstance(x, torch.Tensor) and x.dim() >= 3)
 
 
-def _list_file(path: Path) -> List[Any]:
+def _list_file(path: Path) -> List[Union[str, Tuple[str, str]]]:
     """Lines of an image list: one path per line, or two (a siamese pair) separated by a tab,
     a comma or spaces; a trailing integer (a Caffe-style label) is ignored. Relative paths are
     taken from the list's folder."""
@@ -63,7 +78,7 @@ def _list_file(path: Path) -> List[Any]:
         q = Path(p).expanduser()
         return str(q if q.is_absolute() or q.exists() else path.parent / q)
 
-    items = []
+    items: List[Union[str, Tuple[str, str]]] = []
     for line in path.read_text().splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
@@ -86,7 +101,7 @@ def _list_file(path: Path) -> List[Any]:
     return items
 
 
-def _name(item, i: int) -> str:
+def _name(item: object, i: int) -> str:
     if isinstance(item, (str, os.PathLike)):
         return str(item)
     if isinstance(item, tuple) and item and all(isinstance(s, (str, os.PathLike)) for s in item):
@@ -94,7 +109,7 @@ def _name(item, i: int) -> str:
     return str(i)
 
 
-def as_source(data) -> Source:
+def as_source(data: DataLike) -> Source:
     """A folder (recursive), an image-list or pair-list text file, an image file, a list of
     images/paths/pairs, a torch Dataset or a DataLoader, as a :class:`Source`."""
     from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
@@ -105,7 +120,7 @@ def as_source(data) -> Source:
         if isinstance(data.dataset, IterableDataset) or data.batch_sampler is None and data.sampler is None:
             raise InputError("scan needs a map-style dataset (with __getitem__ and __len__) behind the DataLoader; "
                              "an IterableDataset cannot be sharded or revisited for top patches")
-        inner = as_source(data.dataset)
+        inner = as_source(cast(MapStyle, data.dataset))  # map-style: as_source checks that it has a length
         if isinstance(data.sampler, DistributedSampler):  # scan shards by itself: take every sample once
             batches = [list(range(s.start, s.stop)) for s in runtime.chunks(len(inner), data.batch_size or 1)]
         elif data.batch_sampler is not None:
@@ -143,7 +158,8 @@ def as_source(data) -> Source:
     return src
 
 
-def model_inputs(sample, preprocess: Preprocess, to_inputs: Optional[Callable] = None) -> Tuple[torch.Tensor, ...]:
+def model_inputs(sample: Any, preprocess: Preprocess, to_inputs: Optional[ToInputs] = None
+                 ) -> Tuple[torch.Tensor, ...]:
     """One sample as the model's inputs, each an unbatched [C, H, W] tensor.
 
     ``to_inputs(sample)`` (if given) builds them, e.g. the two images of a pair; otherwise the
@@ -153,7 +169,7 @@ def model_inputs(sample, preprocess: Preprocess, to_inputs: Optional[Callable] =
     parts = to_inputs(sample) if to_inputs is not None else sample
     if not isinstance(parts, (tuple, list)):
         parts = [parts]
-    images = []
+    images: List[Any] = []
     for part in parts:
         if not _is_image(part):
             break
@@ -168,20 +184,21 @@ class _Loading(torch.utils.data.Dataset):
     """Loads and preprocesses samples (in DataLoader workers too); an unreadable one becomes
     (index, None, reason) instead of an exception, so that the scan can skip it."""
 
-    def __init__(self, source: Source, preprocess: Preprocess, to_inputs):
+    def __init__(self, source: Source, preprocess: Preprocess, to_inputs: Optional[ToInputs]) -> None:
         self.source, self.preprocess, self.to_inputs = source, preprocess, to_inputs
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.source)
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> Loaded:
         try:
             return i, model_inputs(self.source.dataset[i], self.preprocess, self.to_inputs), None
         except (InputError, OSError, SyntaxError) as e:
             return i, None, str(e) or type(e).__name__
 
 
-def _collate(items):
+def _collate(items: List[Loaded]
+             ) -> Tuple[torch.Tensor, Tuple[torch.Tensor, ...], List[Tuple[int, Optional[str]]]]:
     good = [(i, parts) for i, parts, _ in items if parts is not None]
     bad = [(i, err) for i, parts, err in items if parts is None]
     if not good:
@@ -194,8 +211,8 @@ def _collate(items):
     return torch.tensor([i for i, _ in good], dtype=torch.long), stacked, bad
 
 
-def load_batches(source: Source, preprocess: Preprocess, batches: List[List[int]], to_inputs=None,
-                 num_workers: int = 0):
+def load_batches(source: Source, preprocess: Preprocess, batches: List[List[int]],
+                 to_inputs: Optional[ToInputs] = None, num_workers: int = 0) -> torch.utils.data.DataLoader[Any]:
     """The samples of ``source`` in ``batches`` (lists of indices), loaded and preprocessed (in
     ``num_workers`` processes): each item is (image ids, a tuple of input batches, the unreadable
     samples as (id, reason), which are left out)."""
@@ -226,7 +243,7 @@ class _Histogram:
     so streaming, batching and merging across processes give the same counts as one pass.
     A channel ends with between bins/2 and 2*bins bins."""
 
-    def __init__(self, counts, origin, exp, bins):
+    def __init__(self, counts: torch.Tensor, origin: torch.Tensor, exp: torch.Tensor, bins: int) -> None:
         self.counts, self.origin, self.exp, self.bins = counts, origin, exp, bins
 
     @classmethod
@@ -244,7 +261,7 @@ class _Histogram:
         counts.scatter_add_(1, slot.T, torch.ones_like(slot.T))
         return cls(counts, origin, exp, bins)
 
-    def _occupied(self):
+    def _occupied(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """Lower edges of each channel's first and last non-empty bins."""
         nz = self.counts > 0
         slots = torch.arange(self.counts.shape[1], device=self.counts.device)
@@ -253,7 +270,7 @@ class _Histogram:
         return (torch.ldexp((self.origin + first).double(), self.exp),
                 torch.ldexp((self.origin + last).double(), self.exp))
 
-    def _rebin(self, exp, origin) -> torch.Tensor:
+    def _rebin(self, exp: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
         shift = (exp - self.exp).clamp(0, 63).unsqueeze(1)
         absolute = self.origin.unsqueeze(1) + torch.arange(self.counts.shape[1], device=self.counts.device)
         slot = torch.bitwise_right_shift(absolute, shift) - origin.unsqueeze(1)
@@ -268,12 +285,15 @@ class _Histogram:
         return _Histogram(self._rebin(exp, origin) + other._rebin(exp, origin), origin, exp, self.bins)
 
 
-def _rank(values, images, positions, k: int, largest: bool):
+Ranking = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (values, images, positions) of each channel's kept images
+
+
+def _rank(values: torch.Tensor, images: torch.Tensor, positions: torch.Tensor, k: int, largest: bool) -> Ranking:
     """The first k of each row by value (descending if ``largest``), ties to the lower image id.
     values, images: [C, m]; positions: [C, m, 2]."""
     if k == 0:
         return values[:, :0], images[:, :0], positions[:, :0]
-    def take(order):
+    def take(order: torch.Tensor) -> Ranking:
         return values.gather(1, order), images.gather(1, order), \
             positions.gather(1, order.unsqueeze(2).expand(-1, -1, 2))
 
@@ -285,13 +305,14 @@ class _LayerState:
     """Everything the scan keeps for one layer; ``merge`` combines two disjoint sets of images
     (Chan et al.'s pairwise update for mean and co-moments, in float64)."""
 
-    def __init__(self, shape, count, mean, comoment, lo, hi, nonpos, hist, top, bottom):
+    def __init__(self, shape: Tuple[int, ...], count: int, mean: torch.Tensor, comoment: torch.Tensor, lo: torch.Tensor,
+                 hi: torch.Tensor, nonpos: torch.Tensor, hist: _Histogram, top: Ranking, bottom: Ranking) -> None:
         self.shape, self.count, self.mean, self.comoment = shape, count, mean, comoment
         self.lo, self.hi, self.nonpos, self.hist, self.top, self.bottom = lo, hi, nonpos, hist, top, bottom
 
     @classmethod
     def of_batch(cls, act: torch.Tensor, layout: Layout, images: torch.Tensor, top_k: int, bottom_k: int, bins: int,
-                 device):
+                 device: Union[str, torch.device]) -> _LayerState:
         """The state of one batch of a layer's outputs (laid out as ``layout``: channels and grid
         wherever they are) for images with global ids ``images``."""
         flat = layout.positions(act)  # [n, C, positions]
@@ -318,8 +339,9 @@ class _LayerState:
         delta = other.mean - self.mean
         comoment = self.comoment.add_(other.comoment).addr_(delta, delta, alpha=self.count * other.count / n)
 
-        def ranking(a, b, k, largest):
-            return _rank(*(torch.cat([x, y], 1) for x, y in zip(a, b)), k, largest)
+        def ranking(a: Ranking, b: Ranking, k: int, largest: bool) -> Ranking:
+            values, images, positions = (torch.cat([x, y], 1) for x, y in zip(a, b))
+            return _rank(values, images, positions, k, largest)
 
         return _LayerState(self.shape, n, self.mean + delta * (other.count / n), comoment,
                            torch.minimum(self.lo, other.lo), torch.maximum(self.hi, other.hi),
@@ -338,22 +360,24 @@ class _LayerState:
                           s.nonpos.double() / s.count, corr, s.hist.counts, s.hist.origin,
                           s.hist.exp, *s.top, *s.bottom, layout=layout)
 
-    def to(self, device) -> "_LayerState":
+    def to(self, device: Union[str, torch.device]) -> _LayerState:
         mv = lambda t: t.to(device)  # noqa: E731
         h = self.hist
         return _LayerState(self.shape, self.count, mv(self.mean), mv(self.comoment), mv(self.lo), mv(self.hi),
                            mv(self.nonpos), _Histogram(mv(h.counts), mv(h.origin), mv(h.exp), h.bins),
-                           tuple(map(mv, self.top)), tuple(map(mv, self.bottom)))
+                           cast(Ranking, tuple(map(mv, self.top))), cast(Ranking, tuple(map(mv, self.bottom))))
 
 
 # -- the scan --------------------------------------------------------------------------------
 
-def _gather(states: Dict[str, _LayerState], skipped: list, world: int, top_k: int, bottom_k: int, device):
+def _gather(states: Dict[str, _LayerState], skipped: List[Tuple[int, str]], world: int, top_k: int, bottom_k: int,
+            device: Union[str, torch.device]) -> Tuple[Dict[str, _LayerState], List[Tuple[int, str]]]:
     """Every rank's states merged in rank order, on every rank."""
-    gathered = [None] * world
+    # each rank's (states, skipped), unpickled from wherever it ran
+    gathered: List[Any] = [None] * world
     dist.all_gather_object(gathered, ({k: s.to("cpu") for k, s in states.items()}, skipped))
     merged: Dict[str, _LayerState] = {}
-    all_skipped: list = []
+    all_skipped: List[Tuple[int, str]] = []
     for rank_states, rank_skipped in gathered:
         all_skipped += rank_skipped
         for key, s in rank_states.items():
@@ -363,8 +387,9 @@ def _gather(states: Dict[str, _LayerState], skipped: list, world: int, top_k: in
 
 
 @renamed(inputs="to_inputs")
-def scan(model, data, layers, *, top_k: int = 9, bottom_k: int = 0, bins: int = 50, batch_size: Optional[int] = None,
-         num_workers: int = 0, device=None, progress: bool = True, to_inputs: Optional[Callable] = None,
+def scan(model: ModelLike, data: DataLike, layers: Union[str, Sequence[UnitLike]], *, top_k: int = 9,
+         bottom_k: int = 0, bins: int = 50, batch_size: Optional[int] = None, num_workers: int = 0,
+         device: Union[str, torch.device, None] = None, progress: bool = True, to_inputs: Optional[ToInputs] = None,
          precision: str = "auto") -> ScanResult:
     """Statistics of every channel of ``layers`` over a dataset, in one streaming pass.
 
@@ -435,7 +460,7 @@ def scan(model, data, layers, *, top_k: int = 9, bottom_k: int = 0, bins: int = 
                         states[key] = states[key].merge(state, top_k, bottom_k) if key in states else state
         if world > 1:
             states, skipped = _gather(states, skipped, world, top_k, bottom_k, stats_device)
-            shapes = [None] * world
+            shapes: List[Optional[List[Tuple[int, ...]]]] = [None] * world
             dist.all_gather_object(shapes, input_shapes)
             input_shapes = next((s for s in shapes if s), [])
     finally:
@@ -446,9 +471,9 @@ def scan(model, data, layers, *, top_k: int = 9, bottom_k: int = 0, bins: int = 
                          "check the files, e.g. open one with netloupe.images.load_image")
     layer_stats = {}
     for key in sorted(states, key=lambda k: (names.index(k.split("#")[0]), k)):
-        layer, _, call = key.partition("#")
-        layer_stats[key] = states[key].stats(layer, int(call or 0), str(layouts.get(key, "nchw")))
+        layer, _, call_number = key.partition("#")
+        layer_stats[key] = states[key].stats(layer, int(call_number or 0), str(layouts.get(key, "nchw")))
     count = next(iter(layer_stats.values())).count
-    skipped = [(source.ids[i], reason) for i, reason in sorted(skipped)]
-    return ScanResult(loaded.name, layer_stats, list(source.ids), skipped, count, top_k, bottom_k, bins,
+    skipped_ids = [(source.ids[i], reason) for i, reason in sorted(skipped)]
+    return ScanResult(loaded.name, layer_stats, list(source.ids), skipped_ids, count, top_k, bottom_k, bins,
                       input_shapes, loaded, source, to_inputs)
