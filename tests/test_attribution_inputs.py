@@ -365,3 +365,12 @@ def test_a_layer_the_target_does_not_depend_on_is_a_clear_error():
         with pytest.raises(nl.NetloupeError, match="does not depend on the output of layer 'unused'"):
             method(model, x, 0, layer="unused")
     assert nl.grad_cam(model, x, 0, layer="used").values.shape == (1, 1, 8, 8)
+
+
+def test_smoothgrad_of_a_method_without_a_map_for_one_input(two):
+    """Guided Grad-CAM has no map for the metadata vector: SmoothGrad over it keeps that None instead of failing,
+    and with no noise it is the method itself."""
+    model, xs = two
+    smooth = nl.smoothgrad(model, xs, TARGETS, method=nl.guided_grad_cam, n=2, noise=0.0, seed=0, layer="image.2")
+    plain = nl.guided_grad_cam(model, xs, TARGETS, layer="image.2")
+    assert smooth.values[1] is None and rel(smooth.values[0], plain.values[0]) <= 1e-8

@@ -63,3 +63,23 @@ def test_randomization_check_errors():
         metrics.randomization_check(model, torch.rand(1, 3, 8, 8), blocks=["nope"], target=0)
     with pytest.raises(nl.InputError, match="mode"):
         metrics.randomization_check(model, torch.rand(1, 3, 8, 8), mode="shuffle", target=0)
+
+
+def test_deletion_of_a_several_input_attribution_says_what_to_do():
+    """Deletion ranks the pixels of one image input: an attribution over several inputs is refused clearly."""
+    model = _Pair(nn.Bilinear(4, 3, 2))
+    xs = (torch.rand(2, 4), torch.rand(2, 3))
+    a = nl.saliency(model, xs, 0)
+    with pytest.raises(nl.InputError, match=r"explains 2 inputs; map one of them with result.part\(i\)"):
+        metrics.deletion(model, xs[0], a, steps=2)
+
+
+class _Pair(nn.Module):
+    """Two inputs into one bilinear layer."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, a, b):
+        return self.inner(a, b)
