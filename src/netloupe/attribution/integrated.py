@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Any, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
 from ..errors import InputError
 from ..images import blur
+from ..models import ModelLike
 from ..runtime import batch_size as pick_batch_size
 from ..runtime import chunks, generator
 from .gradients import input_gradients, prepare, target_scores
-from .inputs import Tensors, per_input, unpack
+from .inputs import ForwardArgs, MethodInputs, Tensors, per_input, unpack
 from .registry import register
 from .result import Attribution
-from .targets import TargetLike
+from .targets import Target, TargetLike
 
 RULES = ("adaptive", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle", "gausslegendre")
 
 
-def path_points(steps: int, method: str):
+def path_points(steps: int, method: str) -> Tuple[List[float], List[float]]:
     """(alphas, weights) of a quadrature rule for the integral over [0, 1]."""
     if steps < 1 or (method == "riemann_trapezoid" and steps < 2):
         raise InputError(f"integrated gradients needs steps >= {2 if method == 'riemann_trapezoid' else 1}; got {steps}")
@@ -41,7 +42,7 @@ def path_points(steps: int, method: str):
     return alphas.tolist(), weights.tolist()
 
 
-def make_baseline(x: torch.Tensor, baseline, seed: Optional[int] = None) -> torch.Tensor:
+def make_baseline(x: torch.Tensor, baseline: Any, seed: Optional[int] = None) -> torch.Tensor:
     """A baseline batch like ``x``: a number, a tensor, "blur" (a heavily blurred image) or
     "noise" (uniform noise over each input's range)."""
     if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
@@ -65,7 +66,7 @@ def make_baseline(x: torch.Tensor, baseline, seed: Optional[int] = None) -> torc
     raise InputError(f"unknown baseline {baseline!r}; use a number, a tensor, 'blur' or 'noise'")
 
 
-def make_baselines(xs: Tensors, baseline, seed: Optional[int] = None) -> Tensors:
+def make_baselines(xs: Tensors, baseline: Any, seed: Optional[int] = None) -> Tensors:
     """One baseline per input: ``baseline`` for all, or a tuple with one per input."""
     return tuple(make_baseline(x, b, None if seed is None else seed + i)
                  for i, (x, b) in enumerate(zip(xs, per_input(baseline, len(xs), "baseline"))))
@@ -96,31 +97,34 @@ def _fill(nodes: torch.Tensor, err: torch.Tensor, r: int) -> torch.Tensor:
     return torch.cat(new)
 
 
-def _adaptive_path(module, xs, bases, t, steps, bs, extra):
+def _adaptive_path(module: torch.nn.Module, xs: Tensors, bases: Tensors, t: Target, steps: int, bs: int,
+                   extra: ForwardArgs) -> Tuple[Tensors, torch.Tensor]:
     """Adaptive trapezoid quadrature of the path integral, ``steps`` gradients per sample.
 
     Every gradient evaluation also gives the score f(alpha), so each interval's trapezoid
     error is known exactly: f(b) - f(a) - (b - a)(f'(a) + f'(b)) / 2 with f' = grad . (x - b)
     summed over the inputs. Starting from a uniform grid, each round places new nodes in the
     intervals in proportion to their error. Scores often jump right next to the baseline,
-    where a uniform grid wastes its points.
+    where a uniform grid wastes its points. Also returns the scores at x and at the baseline
+    [n, 2], which the first grid's end points gave, so the completeness gap costs no extra pass.
     """
     n = xs[0].shape[0]
     diffs = tuple(x - b for x, b in zip(xs, bases))
     per_round = max(2, steps // 10)  # independent of the batch, so a batch equals its samples alone
     alphas = torch.linspace(0, 1, per_round, dtype=torch.float64).repeat(n, 1)  # [n, m]
 
-    def evaluate(new):  # [n, r] alphas -> per-input gradients [n, r, ...], scores and path slopes there
+    def evaluate(new: torch.Tensor) -> Tuple[Tensors, torch.Tensor, torch.Tensor]:  # [n, r] alphas -> per-input gradients [n, r, ...], scores and path slopes there
         r = new.shape[1]
         samples = torch.arange(n).repeat_interleave(r)
         a = new.reshape(-1)
         points = tuple(b[samples] + _along(a, d) * d[samples] for b, d in zip(bases, diffs))
         g, s = input_gradients(module, points, t, samples, batch_size=bs, extra=extra)
         g = tuple(gi.view(n, r, *d.shape[1:]) for gi, d in zip(g, diffs))
-        slope = sum((gi * d[:, None]).flatten(2).sum(2) for gi, d in zip(g, diffs))
+        slope = torch.stack([(gi * d[:, None]).flatten(2).sum(2) for gi, d in zip(g, diffs)]).sum(0)
         return g, s.view(n, r).double().cpu(), slope.double().cpu()
 
     grads, f, slope = evaluate(alphas)
+    ends = f[:, [-1, 0]].to(device=xs[0].device, dtype=xs[0].dtype)  # alpha = 1 and 0
     while alphas.shape[1] < steps:
         r = min(steps - alphas.shape[1], per_round)
         order = alphas.argsort(1)
@@ -134,10 +138,11 @@ def _adaptive_path(module, xs, bases, t, steps, bs, extra):
     order = alphas.argsort(1)
     w = _trapezoid_weights(alphas.gather(1, order))
     weights = torch.empty_like(w).scatter_(1, order, w)
-    return tuple((g * weights.to(g).view(n, -1, *([1] * (g.dim() - 2)))).sum(1) for g in grads)
+    return tuple((g * weights.to(g).view(n, -1, *([1] * (g.dim() - 2)))).sum(1) for g in grads), ends
 
 
-def _fixed_path(module, xs, bases, t, steps, method, bs, extra):
+def _fixed_path(module: torch.nn.Module, xs: Tensors, bases: Tensors, t: Target, steps: int, method: str, bs: int,
+                extra: ForwardArgs) -> Tensors:
     """A fixed quadrature rule: path points built a chunk at a time (row r is step r // n of
     sample r % n), weighted gradients summed per sample."""
     n = xs[0].shape[0]
@@ -154,10 +159,11 @@ def _fixed_path(module, xs, bases, t, steps, method, bs, extra):
 
 
 @register(quick={"steps": 3}, rank=50)
-def integrated_gradients(model, inputs, target: TargetLike = "top", *, baseline: Union[float, torch.Tensor, str] = 0,
+def integrated_gradients(model: ModelLike, inputs: MethodInputs, target: TargetLike = "top", *,
+                         baseline: Union[float, torch.Tensor, str, Tuple[Any, ...]] = 0,
                          steps: int = 50, method: str = "adaptive", batch_size: Optional[int] = None,
                          seed: Optional[int] = None, multiply_by_inputs: bool = True,
-                         forward_args=None) -> Attribution:
+                         forward_args: Any = None) -> Attribution:
     """(x - baseline) times the path integral of the gradient from baseline to x.
 
     method: "adaptive" (the default) spends the ``steps`` gradients where the score changes
@@ -177,13 +183,14 @@ def integrated_gradients(model, inputs, target: TargetLike = "top", *, baseline:
     if method == "adaptive":
         if steps < 3:
             raise InputError(f"adaptive integrated gradients needs steps >= 3; got {steps}")
-        totals = _adaptive_path(module, c.xs, bases, c.target, steps, bs, c.extra)
+        totals, ends = _adaptive_path(module, c.xs, bases, c.target, steps, bs, c.extra)
     else:
         totals = _fixed_path(module, c.xs, bases, c.target, steps, method, bs, c.extra)
+        f = target_scores(module, tuple(torch.cat([x, b]) for x, b in zip(c.xs, bases)), c.target,
+                          torch.arange(n).repeat(2), batch_size=bs, extra=c.extra)
+        ends = torch.stack([f[:n], f[n:]], 1)
     full = tuple((x - b) * total for x, b, total in zip(c.xs, bases, totals))
-    f = target_scores(module, tuple(torch.cat([x, b]) for x, b in zip(c.xs, bases)), c.target,
-                      torch.arange(n).repeat(2), batch_size=bs, extra=c.extra)
-    gap = f[:n] - f[n:]
+    gap = ends[:, 0] - ends[:, 1]
     delta = sum(v.flatten(1).sum(1) for v in full) - gap
     return c.result(full if multiply_by_inputs else totals, "integrated_gradients", delta=delta.detach(),
                     extra={"baseline": unpack(bases, c.several), "steps": steps, "method": method, "gap": gap,
