@@ -63,10 +63,10 @@ def cases(model, layer_name, layer, x, target, device):
            "captum", peer_ig)
     yield ("smoothgrad n=10", "same", lambda: nl.smoothgrad(model, x, target, n=10, batch_size=ig_bs, seed=0),
            "captum", lambda: ca.NoiseTunnel(ca.Saliency(model)).attribute(
-               x, nt_type="smoothgrad", nt_n=10, nt_samples_batch_size=max(1, ig_bs // n), target=target,
+               x, nt_type="smoothgrad", nt_samples=10, nt_samples_batch_size=max(1, ig_bs // n), target=target,
                stdevs=0.15 * float(x.max() - x.min())))
     yield ("smoothgrad n=10", "defaults", lambda: nl.smoothgrad(model, x, target, n=10, seed=0),
-           "captum", lambda: ca.NoiseTunnel(ca.Saliency(model)).attribute(x, nt_type="smoothgrad", nt_n=10,
+           "captum", lambda: ca.NoiseTunnel(ca.Saliency(model)).attribute(x, nt_type="smoothgrad", nt_samples=10,
                                                                           target=target))
     yield ("guided_backprop", "same", lambda: nl.guided_backprop(model, x, target), "captum",
            lambda: ca.GuidedBackprop(model).attribute(x, target=target))
