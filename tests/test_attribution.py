@@ -228,7 +228,7 @@ def test_float32_cpu_batches_run_channels_last_and_agree_with_float64():
     """Gradients of float32 image batches on the CPU run in channels_last (oneDNN's faster layout): the model
     sees that layout, and the result stays within float32 rounding of the float64 one. A model whose forward
     cannot take it (a .view of a conv output) is remembered and gets its batches as given."""
-    from netloupe.attribution import gradients
+    from netloupe import runtime
 
     for name in ("resnet18", "densenet121"):
         model, _ = zoo.build(name)
@@ -244,7 +244,7 @@ def test_float32_cpu_batches_run_channels_last_and_agree_with_float64():
     viewing = _Viewing().eval()
     x = torch.randn(2, 3, 8, 8)
     got = nl.saliency(viewing, x, 0, abs=False).values
-    assert viewing in gradients._CONTIGUOUS_ONLY
+    assert viewing in runtime._CONTIGUOUS_ONLY
     assert torch.allclose(got, nl.saliency(viewing.double(), x.double(), 0, abs=False).values.float(), atol=1e-6)
 
 

@@ -343,14 +343,14 @@ def test_several_models_see_the_same_image_through_their_own_preprocess():
     objective = obj.channel("conv2", 0) + obj.channel("conv2", 5, model=b)
     p = image(16, n=2, seed=0)
     r = nl.render(a, objective, p, steps=2, seed=3, progress=False)  # b joins because the objective names it
-    # each model: a no-grad check that it takes channels_last, then the 2 steps
-    assert len(a.module.seen) == 3 and len(b.module.seen) == 3
+    # each model: one forward per step (channels_last is tried on the step's own batch)
+    assert len(a.module.seen) == 2 and len(b.module.seen) == 2
     for xa, xb in zip(a.module.seen, b.module.seen):
         assert torch.allclose(a.preprocess.inverse(xa), b.preprocess.inverse(xb), atol=1e-5)
         assert not torch.allclose(xa, xb)
     only_b = nl.render([a, b], obj.channel("conv2", 5, model=b.module), image(16, seed=0), steps=1,
                        progress=False)
-    assert len(a.module.seen) == 3 and len(b.module.seen) == 4  # a has no objective: not run
+    assert len(a.module.seen) == 2 and len(b.module.seen) == 3  # a has no objective: not run
     assert r.history.shape == (2, 2) and only_b.history.shape == (1, 1)
 
 
@@ -372,11 +372,11 @@ def test_visualize_renders_a_list_in_one_batch_one_unit_per_element():
     model = tiny(16)
     units = ["conv2:0", "conv2:1@2,3", "conv1"]
     r = nl.visualize(model, units, size=16, steps=3, seed=0, progress=False)
-    # one no-grad forward that checks the model takes channels_last, then 3 steps: each one forward of all 3 units
-    assert [x.shape[0] for x in model.module.seen] == [3, 3, 3, 3]
+    # 3 steps: each one forward of all 3 units
+    assert [x.shape[0] for x in model.module.seen] == [3, 3, 3]
     assert r.images.shape == (3, 3, 16, 16) and r.captions == units
     split = nl.visualize(model, units, size=16, steps=2, seed=0, progress=False, batch_size=2)
-    assert [x.shape[0] for x in model.module.seen[4:]] == [2, 2, 2, 1, 1]  # batch of 2 (check + 2 steps), then 1
+    assert [x.shape[0] for x in model.module.seen[3:]] == [2, 2, 1, 1]  # a batch of 2 for 2 steps, then 1
     assert split.images.shape == (3, 3, 16, 16) and split.history.shape == (2, 3)
     assert isinstance(r.grid(), Image.Image)
     with pytest.raises(nl.UnitError):

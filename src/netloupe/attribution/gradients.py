@@ -3,9 +3,8 @@ batched input-gradient engine the other methods build on."""
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -13,7 +12,7 @@ import torch.nn as nn
 from ..errors import NetloupeError
 from ..models import LoadedModel, ModelLike, as_loaded
 from ..probe import probe
-from ..runtime import chunks
+from ..runtime import channels_last, chunks
 from .inputs import ForwardArgs, MethodInputs, Tensors, model_inputs, unpack
 from .registry import register
 from .result import Attribution
@@ -50,28 +49,6 @@ def prepare(model: ModelLike, inputs: MethodInputs, target: TargetLike, forward_
     return Prepared(loaded, xs, several, extra, resolve(loaded.module, xs, target, extra))
 
 
-#: models whose forward refused a channels_last batch (a ``.view`` of a conv output): they get batches as given
-_CONTIGUOUS_ONLY: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
-_R = TypeVar("_R")
-
-
-def _fast_layout(x: torch.Tensor) -> bool:
-    return x.dim() == 4 and x.dtype == torch.float32 and x.device.type == "cpu"
-
-
-def _channels_last(module: nn.Module, run: Callable[[Tensors], _R], xs: Tensors) -> _R:
-    """``run(xs)`` with float32 image batches on the CPU in channels_last, which oneDNN's convolutions
-    run 1.3-1.75x faster per row, forward and backward (benchmarks/RESULTS.md); a model that cannot take
-    them is remembered (weakly) and gets its batches as given from then on."""
-    if module in _CONTIGUOUS_ONLY or not any(_fast_layout(x) for x in xs):
-        return run(xs)
-    try:
-        return run(tuple(x.contiguous(memory_format=torch.channels_last) if _fast_layout(x) else x for x in xs))
-    except RuntimeError:
-        _CONTIGUOUS_ONLY.add(module)
-        return run(xs)
-
-
 def input_gradients(module: nn.Module, xs: Tensors, target: Target, rows: Optional[torch.Tensor] = None,
                     rule: Optional[str] = None, batch_size: Optional[int] = None,
                     extra: ForwardArgs = ForwardArgs()) -> Tuple[Tensors, torch.Tensor]:
@@ -90,7 +67,7 @@ def input_gradients(module: nn.Module, xs: Tensors, target: Target, rows: Option
                 gs = torch.autograd.grad(s.sum(), xi, allow_unused=True) if s.requires_grad else (None,) * len(xi)
                 return s, gs
 
-            s, gs = _channels_last(module, run, tuple(x[sl] for x in xs))
+            s, gs = channels_last(module, run, tuple(x[sl] for x in xs))
             if all(g is None for g in gs):
                 raise NetloupeError("the target score does not depend on the input; check the target")
             for g, out in zip(gs, grads):
@@ -111,7 +88,7 @@ def target_scores(module: nn.Module, xs: Sequence[torch.Tensor], target: Target,
             def run(chunk: Tensors, sl: slice = sl) -> torch.Tensor:
                 return target.score(extra.take(rows[sl]).call(module, list(chunk)), p, rows[sl])
 
-            scores[sl] = _channels_last(module, run, tuple(x[sl] for x in xs))
+            scores[sl] = channels_last(module, run, tuple(x[sl] for x in xs))
     return scores
 
 

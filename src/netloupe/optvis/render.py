@@ -23,7 +23,7 @@ from ..images import grid as image_grid
 from ..images import to_pil as tensor_to_pil
 from ..models import LoadedModel, as_loaded, fixed_input_size, forward
 from ..probe import Stopped, probe
-from ..runtime import autocast, check_precision, generator
+from ..runtime import autocast, channels_last, check_precision, generator
 from ..runtime import progress as progress_bar
 from ..units import as_unit
 from .objectives import OUTPUT, Context, Objective, as_objective
@@ -99,8 +99,7 @@ def _plan(models: List[LoadedModel], objective: Objective
     return [by_module[k] for k in by_module if k in needed], layers, default, outputs
 
 
-def _model_input(x: torch.Tensor, loaded: LoadedModel, channels_last: bool = False, resize: bool = True
-                 ) -> torch.Tensor:
+def _model_input(x: torch.Tensor, loaded: LoadedModel, resize: bool = True) -> torch.Tensor:
     """The transformed image as this model takes it: on its device, normalized its way, and
     upsampled to its input size when smaller (unless ``resize`` is False); a model that takes one
     size only (a ViT's patch embedding) gets exactly that size."""
@@ -111,19 +110,7 @@ def _model_input(x: torch.Tensor, loaded: LoadedModel, channels_last: bool = Fal
         x = F.interpolate(x, size=fixed, mode="bilinear", align_corners=False, antialias=True)
     elif resize and (x.shape[2] < h or x.shape[3] < w):
         x = F.interpolate(x, size=(max(h, x.shape[2]), max(w, x.shape[3])), mode="bilinear", align_corners=False)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
-def _takes_channels_last(loaded: LoadedModel, x: torch.Tensor, resize: bool = True) -> bool:
-    """Whether the model runs on a batch in channels_last, which oneDNN runs up to 1.5x faster per
-    image on the CPU (benchmarks/optvis.py); a model with a ``.view`` of a conv output cannot.
-    Asked once per render, with a no-grad forward of the first transformed batch."""
-    try:
-        with torch.no_grad():
-            loaded.module(_model_input(x.detach(), loaded, True, resize))
-    except (RuntimeError, TypeError, AssertionError):
-        return False
-    return True
+    return x
 
 
 def _make_optimizer(optimizer: Any, params: List[torch.Tensor], lr: float) -> torch.optim.Optimizer:
@@ -174,7 +161,6 @@ def render(model_or_models: Any, objective: Any, param: Optional[Param] = None, 
     keep = set(thresholds) if thresholds is not None else {steps}
     history: List[torch.Tensor] = []
     snapshots: Dict[int, torch.Tensor] = {}
-    channels_last: Dict[nn.Module, bool] = {}
     with contextlib.ExitStack() as stack:
         probes = {m.module: stack.enter_context(probe(m.module, layers[m.module])) for m in models}
         evaluated = []  # the objective at each evaluation of the current step
@@ -186,11 +172,12 @@ def render(model_or_models: Any, objective: Any, param: Optional[Param] = None, 
             outputs: Dict[nn.Module, Any] = {}
             activations: Dict[nn.Module, Dict[str, torch.Tensor]] = {}
             for m in models:
-                if m.module not in channels_last:
-                    channels_last[m.module] = m.device.type == "cpu" and param.n > 1 and _takes_channels_last(m, x, resize)
+                def run(xs: Tuple[torch.Tensor, ...], module: nn.Module = m.module) -> Any:
+                    return forward(module, xs)
+
                 try:
-                    with autocast(precision, m.device):
-                        outputs[m.module] = forward(m.module, (_model_input(x, m, channels_last[m.module], resize),))
+                    with autocast(precision, m.device):  # a batch of one runs faster in the usual layout
+                        outputs[m.module] = channels_last(m.module, run, (_model_input(x, m, resize),), min_rows=2)
                 except Stopped:  # the layers after the objective's were skipped
                     outputs[m.module] = None
                 activations[m.module] = probes[m.module].activations
