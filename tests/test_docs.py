@@ -25,7 +25,8 @@ import netloupe
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS = sorted((ROOT / "docs" / "tutorials").glob("*.ipynb"))
-FAST = {"NETLOUPE_TUTORIAL_FAST": "1", "PYTHONWARNINGS": "ignore:IProgress not found", "OMP_NUM_THREADS": "2"}
+#: the kernel's environment: fewer steps; no tqdm warning about ipywidgets, which the docs environment lacks
+KERNEL_ENV = {"NETLOUPE_TUTORIAL_FAST": "1", "PYTHONWARNINGS": "ignore:IProgress not found"}
 
 _executed = {}
 
@@ -36,7 +37,7 @@ def executed(path: Path, work: Path) -> nbformat.NotebookNode:
         nb = nbformat.read(path, as_version=4)
         client = NotebookClient(nb, timeout=600, kernel_name="python3", coalesce_streams=True,
                                 resources={"metadata": {"path": str(work)}})
-        client.execute(env={**os.environ, **FAST})
+        client.execute(env={**os.environ, **KERNEL_ENV})
         _executed[path] = nb
     return _executed[path]
 

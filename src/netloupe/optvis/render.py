@@ -176,7 +176,7 @@ def render(model_or_models: Any, objective: Any, param: Optional[Param] = None, 
                     return forward(module, xs)
 
                 try:
-                    with autocast(precision, m.device):  # a batch of one runs faster in the usual layout
+                    with autocast(precision, m.device):  # min_rows: one image renders faster in the usual layout
                         outputs[m.module] = channels_last(m.module, run, (_model_input(x, m, resize),), min_rows=2)
                 except Stopped:  # the layers after the objective's were skipped
                     outputs[m.module] = None
