@@ -2,6 +2,7 @@
 
     python benchmarks/attribution.py [--device cpu|cuda] [--models resnet50,default] [--batches 1,8]
     python benchmarks/attribution.py --sheet      # the contact sheet's methods, one by one
+    python benchmarks/attribution.py --models tiny --size 32 --repeats 30   # per-call overhead
 
 For each method, "same" runs both libraries at identical settings (same steps, samples,
 windows and chunking); "defaults" runs each library as a user would call it. Ratio = ours /
@@ -22,6 +23,12 @@ warnings.filterwarnings("ignore")
 
 
 def build(name, device):
+    if name == "tiny":  # a model that costs almost nothing: what is left is each library's per-call overhead
+        torch.manual_seed(0)
+        m = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, 32, 3, padding=1),
+                                torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(32, 10)).eval().to(device)
+        return m, "3", m[3]
     if name == "resnet50":
         import torchvision
 
@@ -53,7 +60,7 @@ def cases(model, layer_name, layer, x, target, device):
            lambda: nl.integrated_gradients(model, x, target, steps=50, method="gausslegendre", batch_size=ig_bs),
            "captum", lambda: ca.IntegratedGradients(model).attribute(x, target=target, n_steps=50, method="gausslegendre",
                                                                       internal_batch_size=ig_bs))
-    if torch.device(device).type == "cpu" and n * 50 > 200:
+    if torch.device(device).type == "cpu" and n * 50 * x[0].numel() > 200 * 3 * 224 * 224:
         # captum's default puts all 50 steps of every input in one batch: at batch 8 on the
         # default model that needed over 24 GB and the process was killed (seen here)
         peer_ig = None
@@ -123,7 +130,7 @@ def main(argv=None):
         for n in map(int, args.batches.split(",")):
             torch.manual_seed(0)
             x = torch.randn(n, 3, args.size, args.size, device=args.device)
-            target = [i % 1000 for i in range(n)]
+            target = [i % 10 for i in range(n)]
             for method, setting, ours, peer_name, peer in cases(model, layer_name, layer, x, target, args.device):
                 if args.only and args.only not in method:
                     continue

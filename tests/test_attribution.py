@@ -189,15 +189,35 @@ def test_cams_match_pytorch_grad_cam(case, ours, peer):
 
 
 def test_integrated_gradients_completeness_on_default_model():
-    """The score jumps right next to the gray baseline; the adaptive rule puts its 50
-    gradients there and closes the gap that a uniform rule leaves open."""
+    """The score jumps right next to the gray baseline; the adaptive rule refines there, and at
+    its 50 default steps the completeness gap on coffee stays within a few percent (uniform
+    trapezoid: 6%; benchmarks/ig_accuracy.py has all five photos and the L1 errors)."""
     model = nl.load_model("default")
     r = nl.integrated_gradients(model, nl.samples.path("coffee"), steps=50)
     gap = r.extra["gap"]
-    assert abs(float(r.delta[0])) < 0.01 * abs(float(gap[0]))
+    assert abs(float(r.delta[0])) < 0.05 * abs(float(gap[0]))
     assert model.labels[int(r.target[0])] == "espresso"
-    uniform = nl.integrated_gradients(model, nl.samples.path("coffee"), steps=50, method="riemann_trapezoid")
-    assert abs(float(uniform.delta[0])) > 3 * abs(float(r.delta[0]))
+
+
+def test_adaptive_rule_is_closer_to_the_converged_attribution_than_fixed_rules():
+    """Judged by the attribution itself, not by its completeness gap: the relative L1 distance
+    from a 4000-point reference, on a ReLU net whose gradients bend many times along the path,
+    is at most 0.8x that of every fixed rule at the same steps, for each sample."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(48, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
+                        nn.Linear(64, 3)).eval()
+    with torch.no_grad():
+        net[1].weight.mul_(4)
+    x = torch.randn(2, 3, 4, 4)
+    ref = nl.integrated_gradients(net, x, [0, 2], steps=4000, method="riemann_middle").values
+
+    def error(method: str) -> torch.Tensor:
+        v = nl.integrated_gradients(net, x, [0, 2], steps=32, method=method).values
+        return (v - ref).abs().flatten(1).sum(1) / ref.abs().flatten(1).sum(1)
+
+    adaptive = error("adaptive")
+    for method in ("riemann_trapezoid", "riemann_middle", "gausslegendre"):
+        assert (adaptive <= 0.8 * error(method)).all(), method
 
 
 def test_adaptive_rule_is_exact_for_a_linear_path_and_refines_where_the_score_bends():
@@ -486,3 +506,20 @@ def test_one_decorator_registers_a_method_everywhere():
         assert methods["gradient_x_sign"].takes_layer is False and methods["grad_cam"].takes_layer is True
     finally:
         methods.pop("gradient_x_sign")
+
+
+def test_adaptive_rule_on_a_gpu_runs_two_passes(monkeypatch):
+    """On a GPU each round is a pass that waits for the last, so the rule takes two: a uniform
+    grid and one refinement (checked here with the GPU's round size on the CPU)."""
+    from netloupe.attribution import integrated
+
+    assert integrated.round_size(50, torch.device("cuda")) == 25 and integrated.round_size(50, torch.device("cpu")) == 5
+    monkeypatch.setattr(integrated, "round_size", lambda steps, device: -(-steps // 2))
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 3)).eval()
+    passes = []
+    net.register_forward_pre_hook(lambda module, args: passes.append(args[0].shape[0]))
+    x = torch.randn(2, 3, 2, 2)
+    r = nl.integrated_gradients(net, x, [0, 2], steps=20, batch_size=64)
+    assert passes == [20, 20]  # two samples x 10 points, twice
+    ref = nl.integrated_gradients(net, x, [0, 2], steps=2000, method="riemann_middle")
+    assert torch.allclose(r.values, ref.values, atol=0.05 * float(ref.values.abs().max()))

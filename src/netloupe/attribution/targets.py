@@ -84,16 +84,17 @@ def resolve(module: nn.Module, xs: Tensors, target: TargetLike, extra: Optional[
 
 def _class_indices(target: object) -> torch.Tensor:
     """Class indices from an int, a list or a tensor; a number with a fraction is a mistake, not a class."""
-    unsupported = InputError(f"unsupported target {target!r}; use an int class, a list with one class per input, "
-                             "'top', a unit string like 'layer4:12', or a callable")
+    def unsupported() -> InputError:  # built only when raised: a tensor's repr costs a GPU sync
+        return InputError(f"unsupported target {target!r}; use an int class, a list with one class per input, "
+                          "'top', a unit string like 'layer4:12', or a callable")
     if isinstance(target, bool) or (isinstance(target, torch.Tensor) and target.dtype == torch.bool):
-        raise unsupported
+        raise unsupported()
     try:
         t = torch.as_tensor(target).cpu().reshape(-1)
     except (TypeError, ValueError, RuntimeError):
-        raise unsupported from None
+        raise unsupported() from None
     if t.dtype == torch.bool or t.is_complex():
-        raise unsupported
+        raise unsupported()
     if t.is_floating_point():
         if not torch.isfinite(t).all() or (t != t.round()).any():
             raise InputError(f"target {target!r} is not a whole number; a class target is an int class index")
