@@ -209,8 +209,8 @@ def integrated_gradients(model: ModelLike, inputs: MethodInputs, target: TargetL
     "gausslegendre" are the fixed rules (captum's names; our trapezoid's weights sum to 1,
     captum's to (n-1)/n). ``result.delta`` is the completeness gap per sample: sum of
     attributions minus (f(x) - f(baseline)); it shrinks as ``steps`` grows, but as a signed sum
-    of errors it is a loose measure of how converged the map is (benchmarks/ig_accuracy.py). ``batch_size`` is the number of
-    path points per forward pass (default: 8 on CPU, 64 on GPU). ``multiply_by_inputs=False``
+    of errors it is a loose measure of how converged the map is (benchmarks/ig_accuracy.py).
+    ``batch_size`` is the number of path points per forward pass (default: 8 on CPU, 64 on GPU). ``multiply_by_inputs=False``
     gives the path-integrated gradient alone (captum's option; ``delta`` still measures the
     quadrature of the full attribution). Several inputs (a tuple) move along the path together;
     ``baseline`` may then be a tuple with one per input.
