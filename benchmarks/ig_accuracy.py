@@ -29,7 +29,6 @@ PHOTOS = ("coffee", "chelsea", "rocket", "astronaut", "motorcycle")
 def reference(model: nl.LoadedModel, photo: str, panels: int) -> nl.Attribution:
     """Composite 16-point Gauss-Legendre over panels [0, 1e-3, ..., 1] spaced geometrically."""
     edges = np.concatenate([[0.0], np.geomspace(1e-3, 1.0, panels)])
-    nodes, weights = np.polynomial.legendre.leggauss(16)
     x = model.inputs(nl.samples.path(photo))
     ends = nl.integrated_gradients(model, x, steps=2, method="riemann_trapezoid")  # the top class, f(x) - f(0)
     total = torch.zeros_like(x, dtype=torch.float64)

@@ -124,16 +124,19 @@ def _interval_errors(alphas: torch.Tensor, f: torch.Tensor, slope: torch.Tensor,
     h = alphas[:, 1:] - alphas[:, :-1]
     scalar = ((f[:, 1:] - f[:, :-1]) - h * (slope[:, 1:] + slope[:, :-1]) / 2).abs()
     w = _trapezoid_weights(alphas)
-    change = torch.zeros_like(h)
-    mass = torch.zeros(n, dtype=h.dtype)
+    change, mass = [], []  # per input, on its device: one copy to the CPU at the end, not a sync per sample
     for g, d in zip(grads, diffs):
+        rows = []
         for i in range(n):  # a sample at a time: no [n, m, ...] temporaries
             gd = (g[i] * d[i]).flatten(1)  # [m, features]: each node's gradient times (x - baseline)
-            change[i] += (gd[1:] - gd[:-1]).abs().sum(1).double().cpu()
-            mass[i] += float((w[i].to(gd) @ gd).abs().sum())
+            rows.append(torch.cat([(gd[1:] - gd[:-1]).abs().sum(1), (w[i].to(gd) @ gd).abs().sum()[None]]))
+        both = torch.stack(rows).double().cpu()  # [n, m]: the m - 1 intervals' change, then the mass
+        change.append(both[:, :-1])
+        mass.append(both[:, -1])
     tiny = torch.finfo(torch.float64).tiny
     scale = (f[:, -1] - f[:, 0]).abs()
-    return h * change / 2 / (mass[:, None] + tiny) + scalar / (scale[:, None] + tiny)
+    spread, total = torch.stack(change).sum(0), torch.stack(mass).sum(0)  # over the inputs
+    return h * spread / 2 / (total[:, None] + tiny) + scalar / (scale[:, None] + tiny)
 
 
 def _adaptive_path(module: torch.nn.Module, xs: Tensors, bases: Tensors, t: Target, steps: int, bs: int,
@@ -210,8 +213,8 @@ def integrated_gradients(model: ModelLike, inputs: MethodInputs, target: TargetL
     captum's to (n-1)/n). ``result.delta`` is the completeness gap per sample: sum of
     attributions minus (f(x) - f(baseline)); it shrinks as ``steps`` grows, but as a signed sum
     of errors it is a loose measure of how converged the map is (benchmarks/ig_accuracy.py).
-    ``batch_size`` is the number of path points per forward pass (default: 8 on CPU, 64 on GPU). ``multiply_by_inputs=False``
-    gives the path-integrated gradient alone (captum's option; ``delta`` still measures the
+    ``batch_size`` is the number of path points per forward pass (default: 8 on CPU, 64 on GPU).
+    ``multiply_by_inputs=False`` gives the path-integrated gradient alone (captum's option; ``delta`` still measures the
     quadrature of the full attribution). Several inputs (a tuple) move along the path together;
     ``baseline`` may then be a tuple with one per input.
     """
