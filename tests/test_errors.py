@@ -110,6 +110,41 @@ def test_a_bug_in_the_models_forward_is_not_blamed_on_the_inputs():
     assert isinstance(e.value.__cause__, RuntimeError)  # the original error is chained, never lost
 
 
+class _WrongWidthInside(torch.nn.Module):
+    """A user's model with a bug deep inside: its second Linear is fed the wrong width."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU())
+        self.head = torch.nn.Sequential(torch.nn.Linear(5, 2))
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def test_a_shape_bug_inside_the_model_names_the_layer_not_the_inputs():
+    model = _WrongWidthInside()
+    for call in (lambda: nl.saliency(model, torch.zeros(2, 4), 0), lambda: nl.load_model(model).predict(torch.zeros(1, 4))):
+        with pytest.raises(nl.ModelError, match=r"failed inside, in layer 'head.0' \(Linear\)") as e:
+            call()
+        assert not isinstance(e.value, nl.InputError) and isinstance(e.value.__cause__, RuntimeError)
+    with pytest.raises(nl.InputError, match=r"failed on inputs of shape \(2, 3\)"):  # the first layer: the inputs
+        nl.saliency(model, torch.zeros(2, 3), 0)
+
+
+def test_a_layer_the_forward_never_reaches_is_an_error_that_says_so():
+    """captum returns zeros for such a layer (a map of zeros looks like an answer); netloupe says why there is none."""
+    model = _WrongWidthInside()
+    model.head = torch.nn.Sequential(torch.nn.Linear(6, 2))
+    model.unused = torch.nn.Linear(4, 3)
+    for call in (lambda: nl.saliency(model, torch.zeros(2, 4), "unused:1"),
+                 lambda: nl.integrated_gradients(model, torch.zeros(2, 4), "unused:0", steps=3)):
+        with pytest.raises(nl.NetloupeError, match="'unused' did not run in the model's forward pass"):
+            call()
+    with pytest.raises(nl.NetloupeError, match="'unused' did not run"):
+        nl.grad_cam(model, torch.zeros(2, 4), 0, layer="unused")
+
+
 def test_torchscript_models_take_the_methods_that_need_no_hooks():
     model = _scripted()
     x = torch.randn(3, 4)

@@ -2,6 +2,7 @@
 units, Grad-CAM against pytorch-grad-cam, attention rollout against a hand computation,
 scans against brute force, renders at a ViT's fixed size, and clear errors."""
 
+import copy
 import warnings
 
 import pytest
@@ -160,6 +161,26 @@ def test_attention_rollout_equals_a_hand_computation_on_a_two_block_vit():
     assert grad.values.shape == (2, 1, 4, 4) and not torch.allclose(grad.values, other.values)  # class-specific
     with pytest.raises(nl.NetloupeError, match="needs a vision transformer"):
         nl.attention_rollout(zoo.build("resnet18")[0], torch.randn(1, 3, 32, 32))
+
+
+def test_a_class_out_of_range_is_refused_by_rollout_too():
+    """Attention rollout ignores the class, but a class the model does not have is a mistake all the same."""
+    model, (x,) = zoo.build("timm_vit")
+    for method in (nl.attention_rollout, nl.gradient_rollout):
+        with pytest.raises(nl.InputError, match="target class 1000000 out of range; the model has classes 0..9"):
+            method(model, x, target=10 ** 6)
+
+
+def test_compare_and_layers_take_a_vits_own_input_size():
+    """A ViT built for 32 px takes only 32 px: compare and the layer table feed it that, as scan does."""
+    model, (x,) = zoo.build("timm_vit")
+    assert nl.load_model(model).input_size == (32, 32) and nl.load_model(model).preprocess.hw == (32, 32)
+    rows = {r.name: r for r in nl.layers(model)}
+    assert rows["blocks.1"].shape == (1, 17, 32)
+    data = [torch.randn(3, 32, 32) for _ in range(4)]
+    r = nl.compare([model, copy.deepcopy(model)], ["blocks.1"], data, channels=2, steps=1, size=16, progress=False)
+    assert len(r.rows()) == 2
+    assert nl.scan(model, data, ["blocks.1"], progress=False)["blocks.1"].channels == 32
 
 
 def test_rollout_reads_distillation_and_register_tokens():

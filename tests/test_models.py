@@ -118,8 +118,14 @@ def test_layer_table(default):
     assert rows[""].shape == (1, 1000)
     assert rows["blocks.5.0.conv_pw"].shape == (1, 672, 14, 14)
     assert rows["conv_stem"].params == 3 * 32 * 9
+    # each row counts everything inside the module: the model row is the whole model
+    assert rows[""].params == sum(p.numel() for p in default.module.parameters()) == 4_652_008
+    block = default.module.blocks[0][0]
+    assert rows["blocks.0.0"].params == sum(p.numel() for p in block.parameters()) > 0
+    assert rows["blocks"].params == sum(rows[f"blocks.{i}"].params for i in range(7))
     text = str(table)
-    assert text.splitlines()[0].split() == ["layer", "type", "output", "shape", "params"]
+    assert text.splitlines()[0].split() == ["layer", "type", "output", "shape", "params", "(with", "submodules)"]
+    assert text.splitlines()[1].split()[-1] == "4,652,008"
     assert "blocks.5.0.conv_pw" in text and "1x672x14x14" in text
 
 

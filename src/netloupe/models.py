@@ -69,6 +69,12 @@ class LoadedModel:
         """The dtype its inputs take: that of its floating-point parameters (float32 without any)."""
         return next((p.dtype for p in self.module.parameters() if p.is_floating_point()), torch.float32)
 
+    @property
+    def input_size(self) -> Tuple[int, int]:
+        """(h, w) of the inputs it takes: the one size a fixed-size model (a ViT's patch embedding)
+        accepts, else its Preprocess's crop."""
+        return fixed_input_size(self.module) or self.preprocess.hw
+
     def inputs(self, data: Inputs) -> torch.Tensor:
         """Anything Preprocess accepts, as a batch on the model's device and dtype."""
         return self.preprocess(data, device=self.device, dtype=self.dtype)
@@ -100,7 +106,7 @@ def as_loaded(model: ModelLike) -> LoadedModel:
     if isinstance(model, LoadedModel):
         return _usable(model)
     if isinstance(model, nn.Module):
-        return _usable(LoadedModel(model, Preprocess(), None, type(model).__name__))
+        return _usable(LoadedModel(model, preprocess_for(model), None, type(model).__name__))
     if isinstance(model, (str, os.PathLike)):
         return load_model(model)
     raise ModelError(f"expected an nn.Module, a LoadedModel or a model spec string; got {type(model).__name__}")
@@ -117,6 +123,15 @@ def fixed_input_size(module: nn.Module) -> Optional[Tuple[int, int]]:
     if isinstance(getattr(module, "class_token", None), torch.Tensor) and isinstance(image_size, int):
         return (image_size, image_size)
     return None
+
+
+def preprocess_for(module: nn.Module) -> Preprocess:
+    """ImageNet preprocessing for a bare module, cropping to its input size where it takes one only
+    (a ViT built for 64 px gets 64 px crops of photos resized to 73)."""
+    fixed = fixed_input_size(module)
+    if fixed is None:
+        return Preprocess()
+    return Preprocess(size=fixed, resize=round(min(fixed) * 256 / 224))
 
 
 def check_device(loaded: LoadedModel, device: Optional[DeviceLike]) -> None:
@@ -155,7 +170,7 @@ def load_model(spec: Union[str, os.PathLike, nn.Module] = "default", *, weights:
     ``{"blocks.5": "tokens(1)"}`` (see netloupe.layouts).
     """
     if isinstance(spec, nn.Module):  # the user's own module: wrapped, never moved or put in eval
-        loaded = LoadedModel(spec, preprocess or Preprocess(), None, type(spec).__name__)
+        loaded = LoadedModel(spec, preprocess or preprocess_for(spec), None, type(spec).__name__)
         check_device(loaded, device)
         return _with_layouts(loaded, layouts)
     if not isinstance(spec, (str, os.PathLike)):
@@ -296,7 +311,7 @@ def _load_torchvision(name: str, weights: Weights) -> LoadedModel:
         meta_weights = None
     kwargs = {"aux_logits": False, "init_weights": False} if name in ("googlenet", "inception_v3") else {}
     model = builder(weights=None, **kwargs)
-    pre, labels = Preprocess(), None
+    pre, labels = preprocess_for(model), None
     if meta_weights is not None:
         t = meta_weights.transforms()
         pre = Preprocess(size=t.crop_size[0], resize=t.resize_size[0], mean=tuple(t.mean), std=tuple(t.std),
@@ -380,7 +395,7 @@ def _load_file(path: Path) -> LoadedModel:
                          f"'torchvision:resnet50' with weights='{path}'")
     if not isinstance(model, nn.Module):
         raise ModelError(f"{path} holds a {type(model).__name__}, not an nn.Module")
-    return LoadedModel(model, Preprocess(), None, path.stem)
+    return LoadedModel(model, preprocess_for(model), None, path.stem)
 
 
 def _load_factory(spec: str) -> LoadedModel:
@@ -394,7 +409,7 @@ def _load_factory(spec: str) -> LoadedModel:
         return model
     if not isinstance(model, nn.Module):
         raise ModelError(f"{spec} returned a {type(model).__name__}, not an nn.Module")
-    return LoadedModel(model, Preprocess(), None, attr)
+    return LoadedModel(model, preprocess_for(model), None, attr)
 
 
 # -- the layer table --------------------------------------------------------------------------
@@ -408,27 +423,31 @@ class LayerRow:
 
 
 class LayerTable(list[LayerRow]):
-    """Rows of (name, type, output shape, own parameters); prints as a table."""
+    """Rows of (name, type, output shape, parameters of the module and everything inside it);
+    prints as a table."""
+
+    HEADER = ("layer", "type", "output shape", "params (with submodules)")
 
     def _cells(self) -> List[Tuple[str, str, str, str]]:
         return [(r.name or "(model)", r.type, "-" if r.shape is None else "x".join(map(str, r.shape)), f"{r.params:,}")
                 for r in self]
 
     def __str__(self) -> str:
-        rows = [("layer", "type", "output shape", "params")] + self._cells()
+        rows = [self.HEADER] + self._cells()
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
     def _repr_html_(self) -> str:
         """The table as a notebook shows it (every cell escaped)."""
-        head = "".join(f"<th>{h}</th>" for h in ("layer", "type", "output shape", "params"))
+        head = "".join(f"<th>{h}</th>" for h in self.HEADER)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self._cells())
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 @renamed(example_input="inputs")
 def layers(model: ModelLike, inputs: Optional[Inputs] = None) -> LayerTable:
-    """One row per module: name, type and output shape from one forward pass.
+    """One row per module: name, type, output shape (from one forward pass) and the number of
+    parameters in it, its submodules' included (the model's row is the whole model's count).
 
     inputs default to one zero image of the model's input size; give a tuple for models that
     take several inputs.
@@ -436,8 +455,7 @@ def layers(model: ModelLike, inputs: Optional[Inputs] = None) -> LayerTable:
     loaded = as_loaded(model)
     module = loaded.module
     if inputs is None:
-        h, w = loaded.preprocess.hw
-        inputs = torch.zeros(1, 3, h, w)
+        inputs = torch.zeros(1, 3, *loaded.input_size)
     args = inputs if isinstance(inputs, tuple) else (inputs,)
     args = tuple(loaded.inputs(a) for a in args)
     names = [n for n, _ in module.named_modules()]
@@ -447,14 +465,15 @@ def layers(model: ModelLike, inputs: Optional[Inputs] = None) -> LayerTable:
     table = LayerTable()
     for name, m in module.named_modules():
         shape = tuple(acts[name].shape) if name in acts else None
-        table.append(LayerRow(name, type(m).__name__, shape, sum(q.numel() for q in m.parameters(recurse=False))))
+        table.append(LayerRow(name, type(m).__name__, shape, sum(q.numel() for q in m.parameters())))
     return table
 
 
-# Messages of errors that torch (or Python, for the call itself) raises when inputs have the wrong
-# shape, count, dtype or device for a model: only these become an InputError with advice about the
-# inputs. Anything else (a bug in the model's forward, running out of memory) passes through as is.
-_INPUT_PROBLEM = re.compile(
+# Messages of errors that torch (or Python, for the call itself) raises when a tensor has the wrong
+# shape, count, dtype or device for a layer. Where the layer that raised it was handed the user's own
+# inputs, the inputs are at fault (an InputError); deeper inside, the model is (a ModelError naming the
+# layer). Anything else (a bug in the model's forward, running out of memory) passes through as is.
+_SHAPE_PROBLEM = re.compile(
     r"size mismatch|shapes? cannot be multiplied|Given groups=|Given input size|Expected .*(input|dimension|channels)"
     r"|expected input|to have \d+ channels|must match the size|Sizes of tensors must match"
     r"|Calculated padded input size|Kernel size can't be greater|Input type .* and (weight|bias) type"
@@ -463,21 +482,44 @@ _INPUT_PROBLEM = re.compile(
     r"|Wrong image (height|width)|Input (image )?(height|width|size).*(match|expected)|doesn't match model")
 
 
-def _is_input_problem(error: BaseException) -> bool:
-    """Whether a model's failure is about the inputs it was given (shape, count, dtype, device)."""
+def _is_shape_problem(error: BaseException) -> bool:
+    """Whether a failure is about the tensors a layer was given (shape, count, dtype, device)."""
     return (isinstance(error, (RuntimeError, TypeError, AssertionError))  # size asserts of ViT patch embeddings
-            and not isinstance(error, torch.OutOfMemoryError) and _INPUT_PROBLEM.search(str(error)) is not None)
+            and not isinstance(error, torch.OutOfMemoryError) and _SHAPE_PROBLEM.search(str(error)) is not None)
+
+
+def _failing_call(error: BaseException) -> Optional[Tuple[nn.Module, Tuple[Any, ...]]]:
+    """The innermost module call that the error passed through, with the positional arguments it
+    was given (read from nn.Module's call frames in the traceback); None for a call with no Python
+    frames (inside TorchScript)."""
+    found = None
+    tb = error.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "_call_impl" and isinstance(frame.f_locals.get("self"), nn.Module):
+            found = (frame.f_locals["self"], tuple(frame.f_locals.get("args", ())))
+        tb = tb.tb_next
+    return found
 
 
 def forward(module: nn.Module, args: Sequence[Any], kwargs: Optional[Dict[str, Any]] = None) -> Any:
-    """Call the model. A failure caused by the inputs' shape, count, dtype or device becomes an
-    InputError that says so (the original error chained); any other failure is the model's own
-    and passes through unchanged."""
+    """Call the model. A shape, count, dtype or device failure of a layer that was handed the inputs
+    themselves becomes an InputError that says so; the same failure deeper inside becomes a
+    ModelError naming the layer (the inputs got past the layers before it); the original error is
+    chained to both. Any other failure is the model's own and passes through unchanged."""
     try:
         return module(*args, **(kwargs or {}))
     except (RuntimeError, TypeError, AssertionError) as e:
-        if not _is_input_problem(e):
+        if not _is_shape_problem(e):
             raise
         shapes = ", ".join(str(tuple(a.shape)) if isinstance(a, torch.Tensor) else type(a).__name__ for a in args)
-        raise InputError(f"the model failed on inputs of shape {shapes} ({str(e).splitlines()[0]}); give inputs "
-                         "of the shape, number and dtype the model expects") from e
+        failing = _failing_call(e)
+        reason = str(e).splitlines()[0]
+        if failing is None or any(a is b for a in failing[1] for b in args) or failing[0] is module:
+            raise InputError(f"the model failed on inputs of shape {shapes} ({reason}); give inputs of the shape, "
+                             "number and dtype the model expects") from e
+        layer, _ = failing
+        name = next((n for n, m in module.named_modules() if m is layer), type(layer).__name__)
+        raise ModelError(f"the model failed inside, in layer {name!r} ({type(layer).__name__}): {reason}. The inputs "
+                         f"(shape {shapes}) passed the layers before it, so the fault is in the model's forward or "
+                         "in what it does with inputs of this size") from e

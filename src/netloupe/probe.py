@@ -209,9 +209,7 @@ class Probe:
     def layout(self, layer: str, shape: Optional[Sequence[int]] = None) -> Layout:
         """The layout of a captured layer's output (netloupe.layouts), for the latest input."""
         if shape is None:
-            if layer not in self.activations:
-                raise NetloupeError(f"layer {layer!r} was not captured; pass it to probe(model, [...]) "
-                                    "and run a forward pass first")
+            self._check_captured(layer)
             shape = self.activations[layer].shape
         return infer(self.model, layer, tuple(shape), self.input_hw)
 
@@ -219,10 +217,18 @@ class Probe:
         """One number per sample for a captured unit: a neuron's value, a channel's mean, or
         the layer's mean. Raises a UnitError if the channel or position is out of range."""
         unit = as_unit(self.model, unit)
-        if unit.layer not in self.activations:
-            raise NetloupeError(f"layer {unit.layer!r} was not captured; pass it to probe(model, [...]) "
-                                "and run a forward pass first")
+        self._check_captured(unit.layer)
         return unit.value(self.activations[unit.layer], self.layout(unit.layer))
+
+    def _check_captured(self, layer: str) -> None:
+        if layer in self.activations:
+            return
+        if layer in self.layers:
+            raise NetloupeError(f"layer {layer!r} did not run in the model's forward pass (it is never reached, or "
+                                "gives no tensor), so it has no value here; choose a layer on the path from the "
+                                "input to the output (netloupe.layers(model) shows which layers run)")
+        raise NetloupeError(f"layer {layer!r} was not captured; pass it to probe(model, [...]) "
+                            "and run a forward pass first")
 
     def _start(self, module: nn.Module, args: Tuple[Any, ...]) -> None:
         """At the start of each model call: forget the last call's captures, note the input size."""

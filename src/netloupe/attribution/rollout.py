@@ -62,8 +62,8 @@ def _rollout(c: Prepared, method: str, weighted: bool, head_fusion: str, discard
     with probe(module, c.target.layers, attention=True) as p, torch.set_grad_enabled(weighted):
         out = c.extra.call(module, c.xs)
         attentions = p.attentions
+        s = c.target.score(out, p, torch.arange(c.n))  # checked even where the map ignores it (a class out of range)
         if weighted:
-            s = c.target.score(out, p, torch.arange(c.n))
             found = torch.autograd.grad(s.sum(), attentions, allow_unused=True)
             grads: List[torch.Tensor] = [torch.zeros_like(a) if g is None else g for a, g in zip(attentions, found)]
     tokens = attentions[0].shape[-1]

@@ -84,9 +84,8 @@ def _channels(spec: Channels, count: int, layer: str) -> List[int]:
 
 def _channel_counts(model: LoadedModel, layers: Sequence[str]) -> Dict[str, int]:
     """Each layer's channel count, from one forward pass at the model's input size."""
-    h, w = model.preprocess.hw
     with probe(model, layers, detach=True) as p, torch.no_grad():
-        forward(model.module, (torch.zeros(1, 3, h, w, device=model.device),))
+        forward(model.module, (torch.zeros(1, 3, *model.input_size, device=model.device, dtype=model.dtype),))
     missing = [name for name in layers if name not in p.activations]
     if missing:
         raise UnitError(f"layer {missing[0]!r} of {model.name} did not run in its forward pass; choose layers it runs")
@@ -117,6 +116,9 @@ def compare(models: Sequence[Union[str, os.PathLike, LoadedModel, torch.nn.Modul
     (runtime.autocast: bfloat16 on a GPU that has it). No model is changed.
     """
     runtime.check_precision(precision)
+    if renders and (isinstance(size, bool) or not isinstance(size, int) or size < 7):
+        raise InputError(f"size (of the renders) must be an integer of at least 7 px, SSIM's window; got {size!r} "
+                         "(or pass renders=False)")
     loaded = _models(models, spec)
     if isinstance(layers, str):
         layers = [s.strip() for s in layers.split(",") if s.strip()]

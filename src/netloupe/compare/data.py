@@ -89,13 +89,13 @@ class TopK:
 
 def _as_seen_by(model: LoadedModel, first: LoadedModel, x: torch.Tensor) -> torch.Tensor:
     """A batch preprocessed for the first model, as ``model`` takes it: its own normalization and size."""
-    same = (tuple(model.preprocess.mean), tuple(model.preprocess.std), model.preprocess.hw) == \
-        (tuple(first.preprocess.mean), tuple(first.preprocess.std), first.preprocess.hw)
+    same = (tuple(model.preprocess.mean), tuple(model.preprocess.std), model.input_size) == \
+        (tuple(first.preprocess.mean), tuple(first.preprocess.std), first.input_size)
     if same or x.dim() != 4:
         return x
     images01 = first.preprocess.inverse(x.float())
-    if tuple(images01.shape[-2:]) != model.preprocess.hw:
-        images01 = torch.nn.functional.interpolate(images01, size=model.preprocess.hw, mode="bilinear",
+    if tuple(images01.shape[-2:]) != model.input_size:
+        images01 = torch.nn.functional.interpolate(images01, size=model.input_size, mode="bilinear",
                                                    align_corners=False, antialias=True)
     return model.preprocess.normalize(images01)
 

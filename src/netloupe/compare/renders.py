@@ -57,8 +57,7 @@ def embed(reference: LoadedModel, images: torch.Tensor, gram_layer: str) -> Tupl
     """The reference network's penultimate features [C, D] of renders [C, 3, h, w] in [0, 1], and
     the Gram matrices [C, c, c] of its ``gram_layer`` on them."""
     last = _penultimate(reference.module)
-    h, w = reference.preprocess.hw
-    x = torch.nn.functional.interpolate(images, size=(h, w), mode="bilinear", align_corners=False)
+    x = torch.nn.functional.interpolate(images, size=reference.input_size, mode="bilinear", align_corners=False)
     x = reference.preprocess.normalize(x).to(reference.device)
     with probe(reference, [gram_layer], layer_inputs=[last], detach=True) as p, torch.no_grad():
         forward(reference.module, (x,))

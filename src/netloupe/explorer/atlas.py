@@ -115,7 +115,7 @@ def _layers(loaded: LoadedModel, names: List[str], channels: Channels) -> List[_
     """Each layer's output shape and layout (one forward pass of a zero image) and its channels
     in the atlas: all (None), the first N (an int) or those listed."""
     module = loaded.module
-    h, w = loaded.preprocess.hw
+    h, w = loaded.input_size
     x = loaded.inputs(torch.zeros(1, 3, h, w))
     with probe(module, names, detach=True) as p, torch.no_grad():
         y = forward(module, [x])
