@@ -75,6 +75,19 @@ def test_dream_runs_octaves_smallest_first_and_carries_the_detail_up():
     assert torch.allclose(one.images[0], r.images[0], atol=1e-6)
 
 
+def test_dream_scales_a_huge_photo_down_to_its_max_side(recwarn):
+    """An 8000 x 8000 photo would need gigabytes per octave; dream works at max_side (1024 by default)
+    and says so, as the other recipes work at the model's input size."""
+    m = spy()
+    huge = Image.new("RGB", (8000, 6000), (120, 60, 30))
+    r = nl.dream(m, huge, "conv2", octaves=2, steps_per_octave=1, progress=False)
+    assert r.images.shape == (1, 3, 768, 1024) and max(m.module.seen[-1][2:]) == 1024
+    assert any("scaled down to 1024x768 (max_side=1024)" in str(w.message) for w in recwarn)
+    assert nl.dream(m, huge, "conv2", octaves=1, steps_per_octave=1, max_side=64, progress=False).images.shape[-2:] == (48, 64)
+    with pytest.raises(nl.NetloupeError, match="max_side"):
+        nl.dream(m, huge, "conv2", max_side=0)
+
+
 def test_dream_clips_to_the_range_and_saturated_pixels_still_move():
     m = spy()
     photo = torch.ones(3, 16, 16)

@@ -34,12 +34,14 @@ from .param import Param, Size, as_mask, masked, pixels
 from .param import hw as size_hw
 from .param import image as noise
 from .recipes import ModelLike, _class_index, _on
-from .render import Rendering, _model_input, render
+from .render import Rendering, model_input, render
 from .transforms import TransformSpec
 
 if TYPE_CHECKING:
     from torch.optim.optimizer import ParamsT
 
+#: dream's default largest photo side: larger photos are scaled down to it
+MAX_SIDE = 1024
 Photos = Union[ImageLike, List[ImageLike]]  # one photo (a tensor may hold several) or a list of them
 
 
@@ -113,9 +115,11 @@ def _tensor01(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def photos(images: Photos, loaded: Optional[LoadedModel] = None) -> torch.Tensor:
+def photos(images: Photos, loaded: Optional[LoadedModel] = None, max_side: Optional[int] = None) -> torch.Tensor:
     """[n, 3, h, w] in [0, 1] on the CPU: each photo at its own size, or with ``loaded``, files and
-    pictures resized and cropped as that model's Preprocess does. All must end up one size."""
+    pictures resized and cropped as that model's Preprocess does. All must end up one size.
+    ``max_side``: a photo (not a tensor) whose longer side is larger is first scaled down to it,
+    with a warning, so that a huge photo never reaches the model at full size."""
     items = list(images) if isinstance(images, list) else [images]
     if not items:
         raise InputError("no photo given; pass an image path, PIL image, numpy array or tensor in [0, 1]")
@@ -125,6 +129,13 @@ def photos(images: Photos, loaded: Optional[LoadedModel] = None) -> torch.Tensor
             batch.extend(_tensor01(item))
             continue
         pil = as_pil(item)
+        if max_side is not None and max(pil.size) > max_side:
+            w, h = pil.size
+            scale = max_side / max(w, h)
+            warnings.warn(f"a {w}x{h} photo was scaled down to {round(w * scale)}x{round(h * scale)} "
+                          f"(max_side={max_side})", stacklevel=3)
+            pil = pil.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS,
+                             reducing_gap=3.0)
         batch.append(loaded.preprocess.pil_to_tensor01(pil) if loaded is not None else pil_to01(pil))
     sizes = sorted({tuple(t.shape[1:]) for t in batch})
     if len(sizes) > 1:
@@ -161,7 +172,7 @@ def _count(**values: object) -> None:
 def _activations(loaded: LoadedModel, images01: torch.Tensor, names: Sequence[str]) -> Dict[str, torch.Tensor]:
     """Each layer's output for the images as render shows them (no transforms), detached."""
     with probe(loaded.module, list(names), detach=True) as p, torch.no_grad():
-        forward(loaded.module, (_model_input(images01, loaded),))
+        forward(loaded.module, (model_input(images01, loaded),))
     return {n: p.activations[n] for n in names}
 
 
@@ -231,7 +242,7 @@ def _resized(x: torch.Tensor, hw: Sequence[int]) -> torch.Tensor:
 def dream(model: ModelLike, images: Photos, layer_or_objective: Union[obj.Objective, int, UnitLike], *,
           octaves: int = 4, octave_scale: float = 1.4, steps_per_octave: int = 10, lr: float = 0.01, jitter: int = 32,
           transforms: TransformSpec = None, mask: Optional[ImageLike] = None, size: Optional[Size] = None,
-          seed: Optional[int] = None, progress: bool = True) -> PhotoRendering:
+          max_side: int = MAX_SIDE, seed: Optional[int] = None, progress: bool = True) -> PhotoRendering:
     """DeepDream on photos, Mordvintsev's way: the photo at ``octaves`` scales, each
     ``octave_scale`` times smaller than the next, dreamed from the smallest up; each octave starts
     from its scale of the photo plus the detail dreamed so far (dreamed minus photo), upscaled.
@@ -242,6 +253,9 @@ def dream(model: ModelLike, images: Photos, layer_or_objective: Union[obj.Object
     layer_or_objective: a layer (its mean squared activation), a unit ``"layer:channel"``, a
     class index, or any objective. images: one photo or several of one size (``size=(h, w)``
     resizes them), dreamed in one batch, each as it would be alone with the same seed.
+    max_side: photos (files, pictures, arrays) with a longer side are scaled down to it first,
+    with a warning (memory grows with the photo's area: an 8000 x 8000 photo would need gigabytes
+    per octave); tensors are taken as they are.
     mask: where to dream (see optvis.param.as_mask); outside it the photo stays exactly as is.
     transforms: more transforms after the roll (render's ``transforms=``).
     """
@@ -250,7 +264,9 @@ def dream(model: ModelLike, images: Photos, layer_or_objective: Union[obj.Object
     _non_negative(lr=lr, jitter=jitter)
     if isinstance(octave_scale, bool) or not isinstance(octave_scale, (int, float)) or octave_scale < 1:
         raise NetloupeError(f"octave_scale is how much smaller each octave is and must be >= 1; got {octave_scale!r}")
-    base = photos(images)
+    if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 2:
+        raise NetloupeError(f"max_side is the longest photo side dreamed at, an integer >= 2; got {max_side!r}")
+    base = photos(images, max_side=max_side)
     if size is not None:
         base = _resized(base, size_hw(size)).clamp(0, 1)
     objective = _dream_objective(loaded, layer_or_objective)
@@ -344,7 +360,7 @@ def invert(model: ModelLike, image: Photos, layers: Union[UnitLike, Sequence[Uni
 # -- adversarial twins and caricatures ---------------------------------------------------------
 
 def _logits(loaded: LoadedModel, x01: torch.Tensor) -> torch.Tensor:
-    t = obj.main_output(forward(loaded.module, (_model_input(x01, loaded),)))
+    t = obj.main_output(forward(loaded.module, (model_input(x01, loaded),)))
     if t.dim() != 2:
         raise NetloupeError(f"an adversarial attack needs a classifier returning [N, classes] logits; {loaded.name} "
                             f"returns shape {tuple(t.shape)}")

@@ -99,13 +99,13 @@ def _plan(models: List[LoadedModel], objective: Objective
     return [by_module[k] for k in by_module if k in needed], layers, default, outputs
 
 
-def _model_input(x: torch.Tensor, loaded: LoadedModel, resize: bool = True) -> torch.Tensor:
+def model_input(x: torch.Tensor, loaded: LoadedModel, resize: bool = True) -> torch.Tensor:
     """The transformed image as this model takes it: on its device, normalized its way, and
     upsampled to its input size when smaller (unless ``resize`` is False); a model that takes one
     size only (a ViT's patch embedding) gets exactly that size."""
     x = loaded.preprocess.normalize(x.to(loaded.device))
     fixed = fixed_input_size(loaded.module)
-    h, w = fixed or loaded.preprocess.hw
+    h, w = loaded.input_size
     if fixed and tuple(x.shape[2:]) != fixed:
         x = F.interpolate(x, size=fixed, mode="bilinear", align_corners=False, antialias=True)
     elif resize and (x.shape[2] < h or x.shape[3] < w):
@@ -177,7 +177,7 @@ def render(model_or_models: Any, objective: Any, param: Optional[Param] = None, 
 
                 try:
                     with autocast(precision, m.device):  # min_rows: one image renders faster in the usual layout
-                        outputs[m.module] = channels_last(m.module, run, (_model_input(x, m, resize),), min_rows=2)
+                        outputs[m.module] = channels_last(m.module, run, (model_input(x, m, resize),), min_rows=2)
                 except Stopped:  # the layers after the objective's were skipped
                     outputs[m.module] = None
                 activations[m.module] = probes[m.module].activations
