@@ -68,7 +68,7 @@ def wait(c, job, timeout=120):
     end = time.time() + timeout
     while time.time() < end:
         status = c.get(f"/api/jobs/{job['id']}").json()
-        if status["state"] in ("done", "failed"):
+        if status["state"] in ("done", "failed", "cancelled"):
             return status
         time.sleep(0.05)
     raise AssertionError(f"job {job} did not end")
@@ -169,7 +169,8 @@ def test_unit_views_and_scan(client):
     unit = {"layer": "features.2", "channel": 5}
     info = c.get("/api/unit", params=unit).json()
     assert info["scanned"] is False and info["render"] is False and info["data"] is True
-    assert c.get("/api/unit/patches.png", params=unit).status_code == 404  # not scanned yet: says so
+    assert c.get("/api/unit/patches", params=unit).status_code == 404  # not scanned yet: says so
+    assert c.get("/api/unit/patch.png", params={**unit, "index": 0}).status_code == 404
     for method in ("saliency", "guided_backprop", "deconvnet", "grad_cam"):
         r = c.get("/api/unit/backprop.png", params={**unit, "input": "sample:chelsea", "method": method})
         assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (32, 32), method
@@ -182,8 +183,17 @@ def test_unit_views_and_scan(client):
     info = c.get("/api/unit", params=unit).json()
     assert info["scanned"] and info["images"] == 3 and len(info["correlated"]) == 8
     assert all(row["channel"] != 5 for row in info["correlated"])
-    patches = Image.open(io.BytesIO(c.get("/api/unit/patches.png", params=unit).content))
-    assert patches.size[0] > 3 * 60  # three top patches
+    listed = c.get("/api/unit/patches", params=unit).json()
+    assert len(listed["patches"]) == 3 and {p["image"] for p in listed["patches"]} <= {"chelsea.png", "coffee.png",
+                                                                                         "rocket.png"}
+    values = [p["value"] for p in listed["patches"]]
+    assert values == sorted(values, reverse=True)
+    big = Image.open(io.BytesIO(c.get("/api/unit/patch.png", params={**unit, "index": 0, "size": 400}).content))
+    small = Image.open(io.BytesIO(c.get("/api/unit/patch.png", params={**unit, "index": 0}).content))
+    assert max(big.size) <= 400 and max(small.size) <= 160  # a window's width at the size asked (default 160),
+    assert abs(big.width - 2.5 * small.width) <= 2 and abs(big.height - 2.5 * small.height) <= 2  # cropped alike
+    assert c.get("/api/unit/patch.png", params={**unit, "index": 3}).status_code == 404
+    assert c.get("/api/unit/patch.png", params={**unit, "index": 0, "size": 5000}).status_code == 400
     assert c.get("/api/unit/histogram.png", params=unit).status_code == 200
     assert "features.2" in c.get("/api/info").json()["scanned"]
 
@@ -213,7 +223,44 @@ def test_render_class_and_dropout_jobs(client, data, tmp_path, monkeypatch):
 
 def _quick_render(explorer):
     original = explorer.start_render
-    return lambda layer, channel: original(layer, channel, steps=3, size=16)
+    return lambda layer, channel, **kw: original(layer, channel, steps=3, size=16, **kw)
+
+
+def test_the_channel_map_is_enlarged_in_blocks_with_a_colour_bar(client):
+    c, explorer = client
+    r = c.get("/api/unit/channel.png", params={"input": "sample:chelsea", "layer": "features.2", "channel": 6})
+    picture = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"))
+    with nl.probe(explorer.model.module, ["features.2"]) as p, torch.no_grad():
+        explorer.model.module(explorer.inputs("sample:chelsea")[0])
+        m = p.activations["features.2"][0, 6]  # 16 x 16 cells, one block each
+    k = picture.shape[0] // 16
+    assert k >= 10 and picture.shape[0] == 16 * k
+    block = picture[:16 * k, :16 * k].reshape(16, k, 16, k, 3)
+    assert (block == block[:, :1, :, :1]).all()  # nearest-neighbour: every block one colour
+    top = np.unravel_index(int(m.argmax()), m.shape)
+    assert tuple(block[top[0], 0, top[1], 0]) == tuple(np.asarray(Image.new("RGB", (1, 1), (253, 231, 37)))[0, 0])
+    assert picture.shape[1] > 16 * k + 20  # the colour bar and its labels at the right
+
+
+def test_automatic_work_gives_way_to_newer_automatic_work(client, monkeypatch):
+    """A render the page starts on its own for the shown unit is cancelled once another unit is shown
+    (queued or running); one asked for by a button is kept; 'again' renders anew."""
+    c, explorer = client
+    original = explorer.start_render
+    monkeypatch.setattr(explorer, "start_render", lambda layer, channel, **kw: original(layer, channel, steps=60,
+                                                                                        size=16, **kw))
+    first = c.post("/api/render", params={"layer": "features.2", "channel": 1, "auto": True}).json()
+    second = c.post("/api/render", params={"layer": "features.2", "channel": 2, "auto": True}).json()
+    kept = c.post("/api/render", params={"layer": "features.2", "channel": 3}).json()
+    third = c.post("/api/render", params={"layer": "features.2", "channel": 4, "auto": True}).json()
+    assert wait(c, first)["state"] == "cancelled" and wait(c, second)["state"] == "cancelled"
+    assert wait(c, kept)["state"] == "done" and wait(c, third)["state"] == "done"
+    repeat = c.post("/api/render", params={"layer": "features.2", "channel": 4}).json()
+    assert repeat["id"] == third["id"]  # the same work: the same job
+    again = c.post("/api/render", params={"layer": "features.2", "channel": 4, "again": True}).json()
+    assert again["id"] != third["id"] and wait(c, again)["state"] == "done"
+    pictures = [c.get(f"/api/jobs/{job['id']}/result.png").content for job in (third, again)]
+    assert pictures[0] != pictures[1]  # rendered anew, with another seed
 
 
 def test_the_same_work_asked_twice_is_one_job(client):

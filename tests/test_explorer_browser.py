@@ -100,26 +100,81 @@ def test_picking_a_sample_shows_it_and_its_predictions(page, site, shots):
     page.screenshot(path=str(shots / "explorer_sample.png"), full_page=True)
 
 
-def test_a_unit_shows_its_zoom_backprops_scan_and_render(page, site, shots):
-    box = page.locator("#grid-img").bounding_box()
-    page.mouse.click(box["x"] + 15, box["y"] + 15)  # inside the first tile: channel 0
-    layer = page.inner_text("#layer-name")
-    page.wait_for_function("t => document.querySelector('#unit-name').textContent === t", arg=f"{layer}:0")
+def choose_unit(pg, channel):
+    """Click the tile of ``channel`` in the layer grid; returns the layer's name."""
+    layer = pg.inner_text("#layer-name")
+    box = pg.locator("#grid-img").bounding_box()
+    pg.mouse.click(box["x"] + 15, box["y"] + 15)  # inside the first tile: channel 0
+    pg.wait_for_function("t => document.querySelector('#unit-name').textContent === t", arg=f"{layer}:0")
+    for _ in range(channel):
+        pg.keyboard.press("ArrowRight")  # the toolbox's keys: the next channel
+    pg.wait_for_function("t => document.querySelector('#unit-name').textContent === t", arg=f"{layer}:{channel}")
+    return layer
+
+
+def test_a_unit_shows_its_views_and_its_scan_and_render_start_by_themselves(page, site, shots):
+    layer = choose_unit(page, 1)
     wait_loaded(page, "#unit-map")
+    wait_loaded(page, "#unit-channel")  # the channel's own map, enlarged in blocks, with its colour bar
+    channel = page.evaluate("() => { const i = document.querySelector('#unit-channel'); return [i.naturalWidth, "
+                            "i.naturalHeight, i.getBoundingClientRect().width]; }")
+    assert channel[1] >= 180 and channel[2] == channel[0]  # large, and shown at its own size (no blur, no cut labels)
     for method in ("saliency", "guided_backprop"):
         wait_loaded(page, f'#backprops img[data-method="{method}"]')
-    page.focus("#grid-wrap")
-    page.keyboard.press("ArrowRight")  # the toolbox's keys: the next channel
-    page.wait_for_function("t => document.querySelector('#unit-name').textContent === t", arg=f"{layer}:1")
-    wait_loaded(page, "#unit-map")
-
-    page.click("#scan-button")  # top patches need the layer scanned on --data: a job with progress
-    wait_loaded(page, "#patches-img")
+    # no button pressed: the shown layer's scan and the unit's render run by themselves, with progress
+    page.wait_for_function("() => document.querySelectorAll('#patch-grid img.patch').length === 9 && "
+                           "[...document.querySelectorAll('#patch-grid img.patch')].every(i => !i.hidden && i.complete "
+                           "&& i.naturalWidth > 0)")
     assert "over 12 images" in page.inner_text("#unit-stats")
     assert page.locator("#unit-corr button.chip").count() > 0  # its most correlated channels
-    page.click("#render-slot button")
+    widths = page.evaluate("() => [...document.querySelectorAll('#patch-grid img.patch')].map(i => "
+                           "i.getBoundingClientRect().width)")
+    assert min(widths) >= 100  # a readable size (they were about 35 px)
+    captions = page.locator("#patch-grid figcaption").all_inner_texts()
+    assert len(captions) == 9 and all("crop" in c and "·" in c for c in captions)
+    assert float(page.evaluate("parseFloat(getComputedStyle(document.querySelector('#patch-grid figcaption')).fontSize)")) >= 11
     wait_loaded(page, "#render-slot img")
-    page.screenshot(path=str(shots / "explorer.png"), full_page=True)
+    assert page.is_visible("#render-again") and page.is_visible("#scan-again")  # to run them again
+    page.locator("#unit-panel").screenshot(path=str(shots / "explorer_unit.png"))
+    page.screenshot(path=str(shots / "explorer.png"), clip={"x": 0, "y": 0, "width": 1500, "height": 1150})
+
+    page.click("#patch-grid figure[data-index='0'] button")  # a patch, enlarged
+    wait_loaded(page, "#patch-big")
+    assert page.evaluate("document.querySelector('#patch-dialog').open")
+    assert page.evaluate("document.querySelector('#patch-big').naturalHeight") > 300
+    page.click("#patch-close")
+    assert not page.evaluate("document.querySelector('#patch-dialog').open")
+    assert layer
+
+
+def test_a_new_unit_never_shows_the_last_units_statistics(page):
+    layer = choose_unit(page, 0)
+    page.wait_for_function("t => document.querySelector('#unit-body').dataset.unit === t", arg=f"{layer}:0")
+    # the arrow key clears the panel in the same instant it changes the name
+    state = page.evaluate("""() => {
+        document.querySelector('#grid-wrap').focus();
+        document.dispatchEvent(new KeyboardEvent('keydown', { key: 'ArrowRight', bubbles: true }));
+        return [document.querySelector('#unit-name').textContent, document.querySelector('#unit-stats').textContent,
+                document.querySelector('#unit-body').dataset.unit, document.querySelector('#unit-map').classList.contains('stale'),
+                document.querySelectorAll('#unit-corr button').length];
+    }""")
+    assert state == [f"{layer}:1", "loading…", "", True, 0]
+    page.wait_for_function("t => document.querySelector('#unit-body').dataset.unit === t", arg=f"{layer}:1")
+    # an answer that comes late, for a unit no longer chosen, is dropped
+    held = []
+    page.route("**/api/unit?*", lambda route: held.append(route))
+    page.keyboard.press("ArrowRight")
+    page.wait_for_timeout(400)  # the selection rests: unit 2's statistics are asked for, and held
+    page.keyboard.press("ArrowRight")
+    page.wait_for_timeout(400)
+    assert len(held) == 2
+    held[1].continue_()  # unit 3's answer first, then unit 2's
+    page.wait_for_function("t => document.querySelector('#unit-body').dataset.unit === t", arg=f"{layer}:3")
+    held[0].continue_()
+    page.wait_for_timeout(500)
+    assert page.evaluate("document.querySelector('#unit-body').dataset.unit") == f"{layer}:3"
+    assert page.inner_text("#unit-name") == f"{layer}:3"
+    page.unroute("**/api/unit?*")
 
 
 def test_an_upload_changes_the_predictions(page, site, tmp_path):
@@ -162,5 +217,8 @@ def test_the_data_browser_pages_through_the_data(page):
 
 
 def test_the_session_left_the_model_as_found(site):
+    """Once the requests the pages sent before they closed have ended (each holds the live model
+    under the explorer's lock while its probe is on it), the model is as it was."""
     _, explorer, before, _ = site
-    assert snapshot(explorer.model.module) == before
+    with explorer._lock:
+        assert snapshot(explorer.model.module) == before

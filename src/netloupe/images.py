@@ -332,6 +332,33 @@ def overlay(image: PictureLike, values: torch.Tensor, cmap: str = "jet", alpha: 
     return Image.blend(base.convert("RGB"), heat, alpha)
 
 
+def scaled_map(values: torch.Tensor, cmap: str = "viridis", side: int = 224) -> Image.Image:
+    """An [h, w] map enlarged to about ``side`` pixels with nearest-neighbour steps (one block per
+    cell, nothing smoothed away), coloured from its min to its max, with a colour bar that gives
+    those values at its ends and middle."""
+    m = values.detach().float().cpu()
+    if m.dim() != 2:
+        raise InputError(f"scaled_map takes an [h, w] map; got shape {tuple(values.shape)}")
+    lo, hi = float(m.min()), float(m.max())
+    h, w = m.shape
+    k = max(1, side // max(h, w))
+    picture = heatmap(m, cmap, lo, hi).resize((w * k, h * k), Image.Resampling.NEAREST)
+    bar_h = picture.height
+    ramp = torch.linspace(hi, lo, bar_h)[:, None].expand(bar_h, 12)
+    bar = heatmap(ramp, cmap, lo, hi) if hi > lo else heatmap(torch.zeros(bar_h, 12), cmap, 0.0, 1.0)
+    font = ImageFont.load_default()
+    labels = [f"{v:.3g}" for v in (hi, (lo + hi) / 2, lo)]
+    text_w = max(int(font.getlength(t)) for t in labels) + 6
+    out = Image.new("RGB", (picture.width + 8 + 12 + text_w, bar_h), (255, 255, 255))
+    out.paste(picture, (0, 0))
+    out.paste(bar, (picture.width + 8, 0))
+    draw = ImageDraw.Draw(out)
+    x = picture.width + 8 + 12 + 3
+    for y, text in zip((0, bar_h // 2 - 6, bar_h - 12), labels):
+        draw.text((x, max(0, y)), text, fill=(0, 0, 0), font=font)
+    return out
+
+
 def grid(images: Sequence[PictureLike], captions: Optional[Sequence[str]] = None, ncol: Optional[int] = None,
          pad: int = 4, cell: Optional[int] = None, background: Tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
     """Lay images (tensors or PIL) out in a grid, with an optional caption under each."""

@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from .. import samples
 from ..errors import InputError, NetloupeError, UnitError
-from .service import MAX_UPLOAD_BYTES, Explorer, NotFound, TooLarge, png
+from .service import MAX_UPLOAD_BYTES, Explorer, Job, NotFound, TooLarge, png
 
 STATIC = Path(__file__).parent / "static"
 
@@ -46,7 +46,7 @@ def create_app(explorer: Explorer) -> FastAPI:
     @app.get("/api/info", response_model=None)
     def info() -> Dict[str, Any]:
         m = explorer.model
-        return {"model": m.name, "input_size": list(m.preprocess.hw), "start": explorer.sample_input(),
+        return {"model": m.name, "input_size": list(m.input_size), "start": explorer.sample_input(),
                 "samples": [f"sample:{n}" for n in samples.names()],
                 "data": len(explorer.source) if explorer.source is not None else 0,
                 "layers": explorer.layers(), "methods": explorer.class_methods(),
@@ -97,21 +97,29 @@ def create_app(explorer: Explorer) -> FastAPI:
     def unit_backprop(input: str, layer: str, channel: int, method: str) -> Response:
         return _png(explorer.unit_backprop(input, layer, channel, method))
 
-    @app.get("/api/unit/patches.png")
-    def unit_patches(layer: str, channel: int) -> Response:
-        return _png(explorer.unit_patches(layer, channel))
+    @app.get("/api/unit/channel.png")
+    def unit_channel(input: str, layer: str, channel: int, cmap: str = "viridis") -> Response:
+        return _png(explorer.unit_channel(input, layer, channel, cmap))
+
+    @app.get("/api/unit/patches", response_model=None)
+    def unit_patches(layer: str, channel: int) -> Dict[str, Any]:
+        return explorer.unit_patches(layer, channel)
+
+    @app.get("/api/unit/patch.png")
+    def unit_patch(layer: str, channel: int, index: int, size: int = 160) -> Response:
+        return _png(explorer.unit_patch(layer, channel, index, size))
 
     @app.get("/api/unit/histogram.png")
     def unit_histogram(layer: str, channel: int) -> Response:
         return _png(explorer.unit_histogram(layer, channel))
 
     @app.post("/api/render", response_model=None)
-    def render(layer: str, channel: int) -> Dict[str, Any]:
-        return explorer.start_render(layer, channel).status()
+    def render(layer: str, channel: int, auto: bool = False, again: bool = False) -> Dict[str, Any]:
+        return explorer.start_render(layer, channel, auto=auto, again=again).status()
 
     @app.post("/api/scan", response_model=None)
-    def scan(layer: str) -> Dict[str, Any]:
-        return explorer.start_scan(layer).status()
+    def scan(layer: str, auto: bool = False, again: bool = False) -> Dict[str, Any]:
+        return explorer.start_scan(layer, auto=auto, again=again).status()
 
     @app.post("/api/class", response_model=None)
     def class_map(input: str, method: str, target: str = "top") -> Dict[str, Any]:
@@ -137,7 +145,7 @@ def create_app(explorer: Explorer) -> FastAPI:
                 if status != last:
                     yield f"data: {json.dumps(status)}\n\n"
                     last = status
-                if status["state"] in ("done", "failed"):
+                if status["state"] in Job.ENDED:
                     return
                 await asyncio.sleep(0.2)
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})

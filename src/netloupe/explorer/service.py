@@ -30,7 +30,7 @@ from ..layouts import Layout
 from ..models import LoadedModel, as_loaded
 from ..optvis import visualize
 from ..probe import probe
-from ..stats import ScanResult, as_source, scan, top_patches
+from ..stats import Patches, ScanResult, as_source, scan, top_patches
 from ..stats.result import IMAGE_SUFFIXES
 from ..stats.scan import DataLike, ModelLike, Source, model_inputs
 from ..units import Unit, check_channel
@@ -49,21 +49,30 @@ class TooLarge(NetloupeError):
     """An upload over the byte or pixel limit: a 413."""
 
 
+class Cancelled(Exception):
+    """Raised inside a running job whose result nobody wants any more (see Worker.cancel)."""
+
+
 @dataclass
 class Job:
     """A piece of long work: its progress (``done`` of ``total`` in step ``desc``) and, when it is
-    done, its result (a PIL image) or its error."""
+    done, its result (a PIL image) or its error. ``auto``: started by the page on its own (not by a
+    button), so newer automatic work of its kind may cancel it."""
 
     id: str
     kind: str
     key: tuple = ()
-    state: str = "queued"  # queued, running, done, failed
+    state: str = "queued"  # queued, running, done, failed, cancelled
     desc: str = ""
     done: int = 0
     total: Optional[int] = None
     error: str = ""
     result: Any = None
+    auto: bool = False
+    cancel: bool = False
     started: float = field(default_factory=time.time)
+
+    ENDED = ("done", "failed", "cancelled")
 
     def status(self) -> dict:
         return {"id": self.id, "kind": self.kind, "state": self.state, "desc": self.desc, "done": self.done,
@@ -71,7 +80,8 @@ class Job:
 
 
 class Worker:
-    """One background thread that runs jobs in order; the same work asked twice is one job."""
+    """One background thread that runs jobs in order; the same work asked twice is one job (unless
+    asked ``again``); jobs can be cancelled, queued or running."""
 
     def __init__(self) -> None:
         self.jobs: Dict[str, Job] = {}
@@ -80,15 +90,26 @@ class Worker:
         self._lock = threading.Lock()
         threading.Thread(target=self._run, name="netloupe-explorer-worker", daemon=True).start()
 
-    def submit(self, kind: str, key: tuple, fn: Callable[[], Any]) -> Job:
+    def submit(self, kind: str, key: tuple, fn: Callable[[], Any], auto: bool = False, again: bool = False) -> Job:
         with self._lock:
             for job in self.jobs.values():
-                if job.kind == kind and job.key == key and job.state != "failed":
+                if job.kind == kind and job.key == key and job.state in ("queued", "running", "done") \
+                        and not job.cancel and not (again and job.state == "done"):
+                    job.auto = job.auto and auto  # asked for by a button: no longer cancelled by automatic work
                     return job
-            job = Job(f"{kind}-{next(self._ids)}", kind, key)
+            job = Job(f"{kind}-{next(self._ids)}", kind, key, auto=auto)
             self.jobs[job.id] = job
         self._queue.put((job, fn))
         return job
+
+    def cancel(self, kind: str, keep: tuple, running: bool) -> None:
+        """Cancel the automatic jobs of ``kind`` other than ``keep``'s that have not ended: queued ones
+        are skipped, running ones (if ``running``) stop at their next progress step."""
+        with self._lock:
+            for job in self.jobs.values():
+                if job.kind == kind and job.auto and job.key != keep and job.state not in Job.ENDED \
+                        and (running or job.state == "queued"):
+                    job.cancel = True
 
     def get(self, job_id: str) -> Job:
         if job_id not in self.jobs:
@@ -98,14 +119,21 @@ class Worker:
     def _run(self) -> None:
         while True:
             job, fn = self._queue.get()
+            if job.cancel:
+                job.state = "cancelled"
+                continue
             job.state = "running"
 
             def listen(desc: str, done: int, total: Optional[int], job: Job = job) -> None:
+                if job.cancel:
+                    raise Cancelled(job.id)
                 job.desc, job.done, job.total = desc, done, total
             try:
                 with runtime.reporting(listen):
                     job.result = fn()
                 job.state = "done"
+            except Cancelled:
+                job.state = "cancelled"
             except Exception as e:  # a failed job is shown on the page; the worker goes on
                 job.error, job.state = f"{type(e).__name__}: {e}" if not isinstance(e, NetloupeError) else str(e), "failed"
 
@@ -128,6 +156,7 @@ class Explorer:
     def __init__(self, model: ModelLike, data: Optional[DataLike] = None,
                  scan_dir: Union[str, os.PathLike, None] = None, atlas_dir: Union[str, os.PathLike, None] = None,
                  cache_dir: Union[str, os.PathLike, None] = None, render_steps: int = 256) -> None:
+        check_saved(scan_dir, atlas_dir)
         self.model: LoadedModel = as_loaded(model)
         self.source = _inside(as_source(data), data) if data is not None else None
         self.scans: Dict[str, ScanResult] = {}
@@ -144,6 +173,7 @@ class Explorer:
         self.worker = Worker()
         self._worker_model: Optional[LoadedModel] = None
         self._layers: Optional[List[dict]] = None
+        self._patches: "collections.OrderedDict[Tuple[str, int], Patches]" = collections.OrderedDict()
 
     # -- inputs ------------------------------------------------------------------------------
     def sample_input(self) -> str:
@@ -331,14 +361,43 @@ class Explorer:
                                     if not torch.isnan(s.correlation[channel, c])])
         return info
 
-    def unit_patches(self, layer: str, channel: int) -> bytes:
+    def _top_patches(self, layer: str, channel: int) -> Patches:
+        """The unit's top patches over the scanned data, kept for the last few units asked."""
         self._unit(layer, channel)
         if layer not in self.scans:
             raise NotFound(f"layer {layer!r} has not been scanned; start its scan first")
-        result = self.scans[layer]
-        with self._lock:  # top_patches runs the live model (receptive field, fired maps): one request at a time
-            patches = top_patches(result, layer, channel, model=self.model, data=None if result.source else self.source)
-        return png(patches.to_pil(cell=80))
+        key = (layer, channel)
+        if key not in self._patches:
+            result = self.scans[layer]
+            with self._lock:  # top_patches runs the live model (receptive field, fired maps): one request at a time
+                self._patches[key] = top_patches(result, layer, channel, model=self.model,
+                                                 data=None if result.source else self.source)
+            while len(self._patches) > 16:
+                self._patches.popitem(last=False)
+        self._patches.move_to_end(key)
+        return self._patches[key]
+
+    def unit_patches(self, layer: str, channel: int) -> dict:
+        """Where the unit fires most over the data: each top patch's image and value (the pictures
+        come from :meth:`unit_patch`)."""
+        p = self._top_patches(layer, channel)
+        return {"layer": layer, "channel": channel, "field": list(p.field.size), "whole": p.field.clipped,
+                "patches": [{"image": _short(p.image_ids[j]), "value": float(p.values[j])} for j in range(len(p.values))]}
+
+    def unit_patch(self, layer: str, channel: int, index: int, size: int = 160) -> bytes:
+        """Top patch ``index`` of the unit, ``size`` pixels per window width, cropped at its image's
+        border (a deep unit's patch is its whole image with the unit's map over it)."""
+        p = self._top_patches(layer, channel)
+        if not 0 <= index < len(p.values):
+            raise NotFound(f"the unit has {len(p.values)} top patches; there is no patch {index}")
+        if not 16 <= size <= 1024:
+            raise InputError(f"size must be between 16 and 1024 pixels; got {size}")
+        return png(p.tile(index, size))
+
+    def unit_channel(self, ref: str, layer: str, channel: int, cmap: str = "viridis") -> bytes:
+        """The unit's channel map on the input, enlarged in nearest-neighbour blocks, with its colour bar."""
+        self._unit(layer, channel)
+        return png(images.scaled_map(self._maps(ref, layer)[channel], cmap, side=196))
 
     def unit_histogram(self, layer: str, channel: int) -> bytes:
         self._unit(layer, channel)
@@ -370,35 +429,49 @@ class Explorer:
                 return path
         return None
 
-    def start_render(self, layer: str, channel: int, steps: Optional[int] = None, size: int = 128) -> Job:
+    def start_render(self, layer: str, channel: int, steps: Optional[int] = None, size: int = 128,
+                     auto: bool = False, again: bool = False) -> Job:
+        """The unit's feature visualization, from the atlas or the render cache if there, else rendered
+        in the background. auto: the page started it on its own for the unit it shows, so a newer
+        automatic render cancels this one; again: render anew (another seed), replacing the cached one."""
         unit = self._unit(layer, channel)
         steps = steps or self.render_steps
         if "#" in layer:
             raise InputError("renders are of a layer's module; pick the layer without #i")
+        key = (layer, channel, steps, size)
+        if auto:
+            self.worker.cancel("render", key, running=True)
+        seed = sum(1 for job in self.worker.jobs.values() if job.kind == "render" and job.key == key) if again else 0
 
         def work() -> Image.Image:
             path = self._render_file(layer, channel)
-            if path is not None:
+            if path is not None and not again:
                 return Image.open(path).convert("RGB")
-            r = visualize(self._copy(), str(unit), size=size, steps=steps, seed=0)
+            r = visualize(self._copy(), str(unit), size=size, steps=steps, seed=seed)
             out = self.cache_dir / "renders" / _file(layer) / f"{channel}.png"
             out.parent.mkdir(parents=True, exist_ok=True)
             r.to_pil(0).save(out)
             return r.to_pil(0)
-        return self.worker.submit("render", (layer, channel, steps, size), work)
+        return self.worker.submit("render", key, work, auto=auto, again=again)
 
-    def start_scan(self, layer: str) -> Job:
+    def start_scan(self, layer: str, auto: bool = False, again: bool = False) -> Job:
+        """Scan the layer over --data in the background (statistics, top patches, histograms). auto:
+        the page started it for the layer it shows; a newer automatic scan takes the place of this
+        one while it waits in the queue (a running scan goes on)."""
         source = self.source
         if source is None:
             raise InputError("there is no --data to scan; start the explorer with --data DIR")
         name, _, _ = layer.partition("#")
         self._unit(layer, 0)
+        if auto:
+            self.worker.cancel("scan", (name,), running=False)
 
         def work() -> None:
             result = scan(self._copy(), source, [name], top_k=9)
             self.scans.update({key: result for key in result.layers})
+            self._patches.clear()
             return None
-        return self.worker.submit("scan", (name,), work)
+        return self.worker.submit("scan", (name,), work, auto=auto, again=again)
 
     def start_class_map(self, ref: str, method: str, target: Union[int, str] = "top") -> Job:
         m = lookup(method)
@@ -429,6 +502,18 @@ class Explorer:
         if job.state != "done" or not isinstance(job.result, Image.Image):
             raise NotFound(f"job {job_id} has no picture ({job.state}{': ' + job.error if job.error else ''})")
         return png(job.result)
+
+
+def check_saved(scan_dir: Union[str, os.PathLike, None], atlas_dir: Union[str, os.PathLike, None]) -> None:
+    """Refuse a saved scan or atlas folder that is not one, before any work: a scan folder holds
+    what ScanResult.save writes, an atlas folder what netloupe.atlas writes."""
+    if scan_dir is not None and not (Path(scan_dir) / "scan.json").is_file():
+        raise InputError(f"--scan {scan_dir} is not a saved scan (a folder with scan.json and stats.npz, written by "
+                         "`netloupe scan --out DIR` or result.save(DIR))")
+    if atlas_dir is not None and not (Path(atlas_dir).is_dir() and (Path(atlas_dir) / "index.html").is_file()
+                                      and (Path(atlas_dir) / "renders").is_dir()):
+        raise InputError(f"--atlas {atlas_dir} is not an atlas (a folder with index.html and renders/, written by "
+                         "`netloupe atlas --out DIR`)")
 
 
 def _inside(source: Source, data: DataLike) -> Source:

@@ -121,7 +121,7 @@ def _input_shapes(loaded: LoadedModel, size: Union[int, Sequence[int], None],
         inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
         return [tuple(t.shape[-3:]) for t in inputs]
     if size is None:
-        size = loaded.preprocess.hw
+        size = loaded.input_size
     hw = (size, size) if isinstance(size, int) else tuple(size)[-2:]
     # the first conv's (or other layer's) in_channels: an int where a module has one
     channels = cast(int, next((m.in_channels for m in loaded.module.modules() if hasattr(m, "in_channels")), 3))
@@ -210,7 +210,8 @@ def _outline(tile: Image.Image, box: Sequence[int]) -> Image.Image:
 class Patches(Picture):
     """The top (or bottom) k patches of one channel: for each, the image id, the unit value and
     position, the ``box`` in input coordinates, ``windows`` (the model-input crop, zero beyond the
-    image), ``pictures`` ([0, 1] RGB, checkerboard beyond the image) and, if an ``attribute``
+    image), ``pictures`` ([0, 1] RGB, checkerboard beyond the image; drawn cropped at the image's
+    border unless asked otherwise) and, if an ``attribute``
     callback was given, ``maps`` cropped the same way.
 
     A unit whose receptive field covers the whole input (``field.clipped``) gives the whole photo
@@ -233,24 +234,43 @@ class Patches(Picture):
     fired: Optional[torch.Tensor] = None
     cells: Optional[torch.Tensor] = None
 
-    def to_pil(self, index: Optional[int] = None, cell: int = 96, captions: bool = True, **kw: Any) -> Image.Image:
-        """One tile per patch (patch ``index`` alone, or all in a row), ``cell`` pixels wide: the
-        attribution maps as a heat overlay if given, else the fired maps; the cell of the maximum
-        outlined where known."""
+    BORDERS = ("crop", "checker")
+
+    def inside(self, j: int) -> Tuple[int, int, int, int]:
+        """(top, left, bottom, right) of the part of patch ``j``'s window that lies inside its image,
+        in the patch's own pixels (the whole patch unless the window reaches past the border)."""
+        top, left, bottom, right = self.boxes[j].tolist()
+        h, w = self.field.input_size
+        return max(top, 0) - top, max(left, 0) - left, min(bottom, h) - top, min(right, w) - left
+
+    def tile(self, j: int, cell: int = 96, border: str = "crop") -> Image.Image:
+        """Patch ``j`` drawn at ``cell`` pixels per window width: the attribution map as a heat overlay
+        if given, else the fired map; the cell of the maximum outlined where known. border: "crop"
+        shows only what lies inside the image (a window past the border gives a narrower tile, at
+        the same scale), "checker" the whole window with a checkerboard where it passes the border."""
+        if border not in self.BORDERS:
+            raise InputError(f"border must be one of {', '.join(self.BORDERS)}; got {border!r}")
         heat = self.maps if self.maps is not None else self.fired
+        pic = self.pictures[j]
+        t, left, b, r = self.inside(j) if border == "crop" else (0, 0, pic.shape[1], pic.shape[2])
+        tile = to_pil(pic[:, t:b, left:r]) if heat is None else overlay(to_pil(pic[:, t:b, left:r]),
+                                                                         heat[j][t:b, left:r])
+        scale = cell / pic.shape[2] if cell else 1.0
+        tile = tile.resize((max(1, round(tile.width * scale)), max(1, round(tile.height * scale))),
+                           Image.Resampling.BILINEAR)
+        if self.cells is not None:  # outlined at the shown size, so the line stays sharp
+            origin = (self.boxes[j, :2] + torch.tensor([t, left])).repeat(2)
+            tile = _outline(tile, [round(v * scale) for v in (self.cells[j] - origin).tolist()])
+        return tile
+
+    def to_pil(self, index: Optional[int] = None, cell: int = 96, captions: bool = True, border: str = "crop",
+               **kw: Any) -> Image.Image:
+        """One tile per patch (patch ``index`` alone, or all in a row), ``cell`` pixels per window
+        width (see :meth:`tile` for ``border``), captioned with the image and the unit's value."""
         picked = shown(index, len(self.pictures), "patches")
-        tiles = []
-        for j in picked:
-            pic = self.pictures[j]
-            tile = to_pil(pic) if heat is None else overlay(to_pil(pic), heat[j])
-            if self.cells is not None:  # outlined at the shown size, so the line stays sharp
-                scale = cell / tile.width if cell else 1.0
-                tile = tile.resize((round(tile.width * scale), round(tile.height * scale)), Image.Resampling.BILINEAR)
-                origin = self.boxes[j, :2].repeat(2)
-                tile = _outline(tile, [round(v * scale) for v in (self.cells[j] - origin).tolist()])
-            tiles.append(tile)
+        tiles = [self.tile(j, cell, border) for j in picked]
         names = [f"{self.image_ids[j].rsplit('/', 1)[-1][:14]}\n{float(self.values[j]):.3g}" for j in picked]
-        return grid(tiles, names if captions else None, **{"ncol": len(tiles), "cell": cell, **kw})
+        return grid(tiles, names if captions else None, **{"ncol": len(tiles), **kw})
 
 
 def _fired(loaded: LoadedModel, layer: str, call: int, channel: int, samples: Sequence[Tuple[torch.Tensor, ...]],

@@ -105,7 +105,7 @@
   const streamQueue = [];
   let streamsOpen = 0;
   const trackers = new Map();
-  const ended = (st) => st.state === "done" || st.state === "failed";
+  const ended = (st) => st.state === "done" || st.state === "failed" || st.state === "cancelled";
 
   class Tracker {
     constructor(status) {
@@ -203,8 +203,8 @@
         bar.removeAttribute("value");  // indeterminate
         count.textContent = st.done ? String(st.done) : "";
       }
-      if (st.state === "failed") {
-        err.textContent = st.error || "the job failed";
+      if (st.state === "failed" || st.state === "cancelled") {
+        err.textContent = st.state === "cancelled" ? "stopped: another unit or layer was chosen" : st.error || "the job failed";
         err.hidden = false;
         bar.hidden = true;
       }
@@ -212,21 +212,13 @@
     return { el, update };
   }
 
-  // POST postUrl, follow the job in slot; when done, show its picture (picture: alt text) and
-  // call onDone. Returns the final status (null when the slot moved on to something else).
-  async function runJob(slot, postUrl, { title, picture, onDone } = {}) {
+  // Follow the job of ``status`` in slot (its progress, then its picture); a newer job in the slot
+  // replaces it. Returns the final status (null when the slot moved on to something else).
+  async function followJob(slot, status, { title, picture, onDone } = {}) {
     const box = jobBox(title);
     clearSlot(slot, box.el);
     const mine = { unsubscribe() {} };
     slotJobs.set(slot, mine);
-    let status;
-    try {
-      status = await postJSON(postUrl);
-    } catch (e) {
-      box.update({ state: "failed", error: e.message });
-      return null;
-    }
-    if (slotJobs.get(slot) !== mine) return null;
     const tracker = track(status);
     mine.unsubscribe = tracker.subscribe(box.update);
     const final = await tracker.done;
@@ -240,6 +232,23 @@
     }
     if (onDone) onDone(final);
     return final;
+  }
+
+  // POST postUrl (which starts a job) and follow the job in slot (see followJob).
+  async function runJob(slot, postUrl, options = {}) {
+    const box = jobBox(options.title);
+    clearSlot(slot, box.el);
+    const mine = { unsubscribe() {} };
+    slotJobs.set(slot, mine);
+    let status;
+    try {
+      status = await postJSON(postUrl);
+    } catch (e) {
+      box.update({ state: "failed", error: e.message });
+      return null;
+    }
+    if (slotJobs.get(slot) !== mine) return null;
+    return followJob(slot, status, options);
   }
 
   // -- state ----------------------------------------------------------------------------------
@@ -543,6 +552,7 @@
     $("layer-shape").textContent = `${shapeText(row)} · ${row.channels} channels · ${row.layout}`;
     selectChannel(null);
     writeHash();
+    showLayerScan(name);
     return load ? loadGrid() : Promise.resolve();
   }
 
@@ -611,7 +621,13 @@
   }
 
   // -- one unit -------------------------------------------------------------------------------
+  // Choosing a unit clears its panel at once (nothing of the last unit stays under the new name),
+  // then, once the choice rests a moment, asks for its views; answers for a unit no longer chosen
+  // are dropped. With --data, the shown layer is scanned and the chosen unit rendered without a
+  // click (each with its progress); the buttons run them again.
   let unitTimer = null;
+  const unitKey = () => `${S.layer}:${S.channel}`;
+
   function selectChannel(c) {
     if (c != null && (!S.row || c < 0 || c >= S.row.channels)) return;
     S.channel = c;
@@ -622,9 +638,23 @@
     $("unit-body").hidden = c == null;
     $("unit-name").textContent = c == null ? "" : `${S.layer}:${c}`;
     if (c == null) return;
-    document.body.dataset.unit = `${S.layer}:${c}`;
+    document.body.dataset.unit = unitKey();
+    clearUnitPanel();
     // arrow keys held down move fast: ask the server only once the selection rests a moment
     unitTimer = setTimeout(() => { loadUnitInfo(); loadUnitInputViews(); }, 120);
+  }
+
+  function clearUnitPanel() {
+    const body = $("unit-body");
+    body.dataset.unit = "";  // set again once this unit's statistics have arrived
+    $("unit-stats").textContent = "loading…";
+    $("unit-stats").classList.remove("dead");
+    $("unit-corr").replaceChildren();
+    for (const img of body.querySelectorAll("img.unit-view")) img.classList.add("stale");
+    clearSlot($("render-slot"));
+    clearSlot($("patches-slot"));
+    clearSlot($("hist-slot"));
+    $("render-again").hidden = true;
   }
 
   function backpropImages() {
@@ -633,7 +663,7 @@
       for (const m of S.info.backprop) {
         const caption = BACKPROP_CAPTIONS[m] || m.replace(/_/g, " ");
         box.append(h("figure", { class: "bp" },
-          h("img", { class: "bp-img", "data-method": m, alt: `${caption} of the unit on the input`, hidden: true }),
+          h("img", { class: "bp-img unit-view", "data-method": m, alt: `${caption} of the unit on the input`, hidden: true }),
           h("figcaption", { text: caption }),
           h("p", { class: "err", hidden: true })));
       }
@@ -641,18 +671,24 @@
     return [...box.querySelectorAll("figure")];
   }
 
-  // the unit's views that depend on the input: its map and its backprop maps
+  // the unit's views that depend on the input: its map over the input, enlarged, and its backprop maps
   function loadUnitInputViews() {
     if (S.channel == null) return Promise.resolve();
     const p = { input: S.input, layer: S.layer, channel: S.channel };
     const ref = S.input;
-    const map = $("unit-map");
-    const views = [showImage(map, url("/api/unit/map.png", p), $("unit-map-err")).then((res) => {
-      if (res) map.dataset.input = ref;
-    })];
+    const key = unitKey();
+    const shown = (img) => (res) => {
+      if (res && key === unitKey()) { img.dataset.input = ref; img.dataset.unit = key; img.classList.remove("stale"); }
+    };
+    const views = [
+      showImage($("unit-map"), url("/api/unit/map.png", p), $("unit-map-err")).then(shown($("unit-map"))),
+      showImage($("unit-channel"), url("/api/unit/channel.png", { ...p, cmap: $("cmap").value }), $("unit-channel-err"))
+        .then(shown($("unit-channel"))),
+    ];
     for (const fig of backpropImages()) {
       const img = fig.querySelector("img");
-      views.push(showImage(img, url("/api/unit/backprop.png", { ...p, method: img.dataset.method }), fig.querySelector(".err")));
+      views.push(showImage(img, url("/api/unit/backprop.png", { ...p, method: img.dataset.method }), fig.querySelector(".err"))
+        .then(shown(img)));
     }
     return Promise.all(views);
   }
@@ -670,10 +706,11 @@
       if (same()) $("unit-stats").textContent = e.message;
       return;
     }
-    if (!same()) return;
+    if (!same()) return;  // a late answer for a unit no longer chosen
+    $("unit-body").dataset.unit = `${layer}:${channel}`;
     $("unit-stats").textContent = info.scanned
       ? `over ${info.images} images: mean ${fmt(info.mean)} · max ${fmt(info.max)}${info.dead ? " · dead (never fires)" : ""}`
-      : "This layer has not been scanned on the data yet.";
+      : info.data ? "The layer is being scanned on the data…" : "No data to scan: start the explorer with --data DIR.";
     $("unit-stats").classList.toggle("dead", !!info.dead);
     const corr = $("unit-corr");
     if (info.correlated && info.correlated.length) {
@@ -683,46 +720,110 @@
       corr.replaceChildren(h("p", { class: "sub", text: info.scanned ? "none" : "known once the layer is scanned" }));
     }
     showScanned(info, layer, channel);
-    const render = $("render-slot");
-    const startRender = () => runJob(render, url("/api/render", { layer, channel }), { title: "render", picture: `the feature visualization of ${layer}:${channel}` });
-    if (info.render) startRender();  // already rendered: fetched at once
-    else clearSlot(render, h("button", { type: "button", onclick: startRender }, "Render its feature visualization"));
+    startRender(layer, channel, { auto: true });
   }
 
-  function showScanned(info, layer, channel) {
+  function startRender(layer, channel, { auto = false, again = false } = {}) {
+    const again_ = $("render-again");
+    again_.hidden = true;
+    runJob($("render-slot"), url("/api/render", { layer, channel, auto: auto || null, again: again || null }),
+      { title: "render", picture: `the feature visualization of ${layer}:${channel}` }).then((final) => {
+      if (final && layer === S.layer && channel === S.channel) again_.hidden = false;
+    });
+  }
+
+  async function showScanned(info, layer, channel) {
     const patches = $("patches-slot");
     const hist = $("hist-slot");
-    if (info.scanned) {
-      const img = h("img", { id: "patches-img", class: "patches", alt: `the 9 dataset patches where ${layer}:${channel} fires most`, hidden: true });
-      const err = h("p", { class: "err", hidden: true });
-      clearSlot(patches, img, err);
-      showImage(img, url("/api/unit/patches.png", { layer, channel }), err);
-      const himg = h("img", { class: "hist", alt: `the histogram of ${layer}:${channel}'s per-image maxima`, hidden: true });
-      const herr = h("p", { class: "err", hidden: true });
-      clearSlot(hist, himg, herr);
-      showImage(himg, url("/api/unit/histogram.png", { layer, channel }), herr);
-    } else if (info.data) {
-      const scanButton = h("button", { type: "button", id: "scan-button", onclick: () => startScan(layer) }, "Scan this layer on the data");
-      clearSlot(patches, scanButton);
-      clearSlot(hist, h("p", { class: "sub", text: "shown once the layer is scanned" }));
-      if (scans.has(layer)) startScan(layer);  // its scan is running: show its progress
-    } else {
-      clearSlot(patches, h("p", { class: "sub", text: "No data to scan: start the explorer with --data DIR." }));
-      clearSlot(hist, h("p", { class: "sub", text: "–" }));
+    if (!info.scanned) {
+      clearSlot(patches, h("p", { class: "sub", text: info.data ? "shown once the layer's scan (above the grid) is done"
+        : "No data to scan: start the explorer with --data DIR." }));
+      clearSlot(hist, h("p", { class: "sub", text: info.data ? "shown once the layer is scanned" : "–" }));
+      if (info.data) startScan(layer, { auto: true });
+      return;
     }
+    const himg = h("img", { class: "hist", alt: `the histogram of ${layer}:${channel}'s per-image maxima`, hidden: true });
+    const herr = h("p", { class: "err", hidden: true });
+    clearSlot(hist, himg, herr);
+    showImage(himg, url("/api/unit/histogram.png", { layer, channel }), herr);
+    let listed;
+    try {
+      listed = await getJSON(url("/api/unit/patches", { layer, channel }));
+    } catch (e) {
+      if (layer === S.layer && channel === S.channel) clearSlot(patches, h("p", { class: "err", text: e.message }));
+      return;
+    }
+    if (layer !== S.layer || channel !== S.channel) return;
+    const figures = listed.patches.map((p, i) => {
+      const caption = `${p.image} · ${fmt(p.value)}`;
+      const img = h("img", { class: "patch", alt: `patch ${i + 1}: ${caption}`, hidden: true });
+      const fig = h("figure", { class: "patch-fig", "data-index": String(i) },
+        h("button", { type: "button", class: "patch-open", title: `${caption} (click to enlarge)`,
+          onclick: () => enlargePatch(layer, channel, i, caption) }, img),
+        h("figcaption", { text: caption }));
+      showImage(img, url("/api/unit/patch.png", { layer, channel, index: i, size: 160 }));
+      return fig;
+    });
+    clearSlot(patches, h("div", { class: "patch-grid", id: "patch-grid", "data-unit": `${layer}:${channel}` }, figures));
   }
 
-  const scans = new Set();
-  function startScan(layer) {
-    scans.add(layer);
-    runJob($("patches-slot"), url("/api/scan", { layer }), { title: `scan ${layer}` }).then((final) => {
-      if (final == null) return;  // the page moved on; the scan goes on, and is shown when it comes back here
-      scans.delete(layer);
-      if (final.state !== "done") return;
-      S.scanned.add(layer);
-      markScanned();
-      if (layer === S.layer && S.channel != null) loadUnitInfo();
+  function enlargePatch(layer, channel, index, caption) {
+    const dialog = $("patch-dialog");
+    $("patch-caption").textContent = `${layer}:${channel} · top ${index + 1} · ${caption}`;
+    const big = $("patch-big");
+    big.hidden = true;
+    showImage(big, url("/api/unit/patch.png", { layer, channel, index, size: 480 }));
+    dialog.showModal();
+  }
+
+  // a layer's scan: started for the shown layer by itself; its progress shows above the grid
+  const scans = new Map();  // layer -> { status: the job's, once started; done: a promise of its final status }
+  function startScan(layer, { auto = false, again = false } = {}) {
+    if (!S.info.data) return null;
+    const running = scans.get(layer);
+    if (running && !again) {
+      if (layer === S.layer && running.status) followScan(layer, running);
+      return running.done;
+    }
+    const entry = { status: null, done: null };
+    entry.done = postJSON(url("/api/scan", { layer, auto: auto || null, again: again || null })).then((status) => {
+      entry.status = status;
+      if (layer === S.layer) followScan(layer, entry);
+      return track(status).done;
+    }).catch((e) => ({ state: "failed", error: e.message })).then((final) => {
+      if (scans.get(layer) === entry) scans.delete(layer);
+      if (final.state === "done") {
+        S.scanned.add(layer);
+        markScanned();
+        if (layer === S.layer) {
+          showLayerScan(layer);
+          if (S.channel != null) loadUnitInfo();
+        }
+      } else if (layer === S.layer && final.state === "failed") {
+        clearSlot($("layer-scan"), h("p", { class: "err", text: final.error || "the scan failed" }));
+      }
+      return final;
     });
+    scans.set(layer, entry);
+    return entry.done;
+  }
+
+  function followScan(layer, entry) {
+    followJob($("layer-scan"), entry.status, { title: `scan of ${layer} on the data` });
+  }
+
+  // the scan line above the grid for the layer shown: scanned (and a button to scan again), its
+  // scan's progress, or a scan started now
+  function showLayerScan(layer) {
+    const slot = $("layer-scan");
+    if (!S.info.data) return;
+    if (S.scanned.has(layer) && !scans.has(layer)) {
+      clearSlot(slot, h("span", { class: "sub", text: `${layer} is scanned on the data` }),
+        h("button", { type: "button", id: "scan-again", onclick: () => startScan(layer, { again: true }) }, "Scan again"));
+      return;
+    }
+    clearSlot(slot, h("span", { class: "sub", text: `scan of ${layer}: starting…` }));
+    startScan(layer, { auto: true });
   }
 
   // -- class attribution and dropout: jobs per input ----------------------------------------
@@ -802,7 +903,9 @@
       const first = [...document.querySelectorAll(".layer-btn")].find((b) => b.offsetParent !== null);
       if (first) selectLayer(first.dataset.layer);
     });
-    for (const id of ["cmap", "norm"]) $(id).addEventListener("change", () => { writeHash(); loadGrid(); });
+    for (const id of ["cmap", "norm"]) $(id).addEventListener("change", () => { writeHash(); loadGrid(); loadUnitInputViews(); });
+    $("render-again").addEventListener("click", () => startRender(S.layer, S.channel, { again: true }));
+    $("patch-close").addEventListener("click", () => $("patch-dialog").close());
     $("zoom").addEventListener("change", fitGrid);
     window.addEventListener("resize", fitGrid);
     const img = $("grid-img");
