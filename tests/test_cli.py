@@ -71,6 +71,11 @@ def test_demo_writes_predictions_and_layer_table(capsys, tmp_path):
     assert "blocks.6.0.conv_pwl" in (tmp_path / "demo" / "layers.txt").read_text()
     assert (tmp_path / "demo" / "attribution" / "chelsea_all.png").stat().st_size > 100_000
     assert "dead channels per layer" in out and (tmp_path / "demo" / "scan" / "index.html").exists()
+    # the scan's data is saved beside its report, so the explorer opens the demo's outputs as printed
+    assert f"netloupe explore --scan {tmp_path / 'demo' / 'scan'} --data samples" in out
+    explorer = nl.explorer.Explorer(nl.load_model(), data=nl.samples.dataset(), scan_dir=tmp_path / "demo" / "scan",
+                                    cache_dir=tmp_path / "cache")
+    assert explorer.unit_info("blocks.2", 1)["scanned"] and len(explorer.unit_patches("blocks.2", 1)["patches"]) == 4
 
 
 def test_console_script_help():
@@ -233,3 +238,68 @@ def test_scan_out_must_be_a_folder(capsys, tmp_path):
     err = error_line(*run(capsys, "scan", "samples", "--layers", "bn1", "--out", str(tmp_path / "x.png"),
                           "--model", UNLOADABLE)[::2])
     assert "scan writes a folder" in err and not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["compare", "default", "default", "--layers", "blocks.6", "--size", "3"], "argument --size: must be 7 or more"),
+    (["dream", "chelsea", "--layer", "blocks.6", "--out", "/proc/x"], "cannot write --out /proc/x"),
+    (["atlas", "--layers", "blocks.6", "--out", "/proc/x"], "cannot write --out /proc/x"),
+    (["attribute", "chelsea", "--method", "saliency", "--out", "/proc/x"], "cannot write --out /proc/x"),
+    (["attribute", "chelsea", "--method", "saliency", "--out", "/sys/x"], "cannot write --out /sys/x"),
+    (["explore", "--port", "99999"], "argument --port: a port is 1 to 65535; got 99999"),
+    (["explore", "--host", "999.1.1.1"], "cannot serve on 999.1.1.1:8000"),
+    (["explore", "--atlas", "MISSING"], "--atlas MISSING is not an atlas"),
+    (["explore", "--atlas", __file__], "is not an atlas"),
+    (["explore", "--scan", "MISSING"], "--scan MISSING is not a saved scan"),
+    (["attribute", "chelsea", "--method", "gradcam"], "unknown attribution method 'gradcam'; did you mean grad_cam?"),
+    (["visualize", "blocks.4:x"], "cannot parse unit 'blocks.4:x'"),
+])
+def test_mistakes_found_before_any_work_end_in_one_line(capsys, tmp_path, monkeypatch, argv, match):
+    """Each is refused before the model loads (the model spec given cannot load), in one line, exit 2."""
+    monkeypatch.chdir(tmp_path)
+    err = error_line(*run(capsys, *argv, "--model", UNLOADABLE)[::2])
+    assert match in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_render_sizes_and_units_are_checked_before_rendering(capsys, tmp_path, tiny, monkeypatch):
+    from netloupe.optvis import recipes
+
+    def never(*args, **kw):
+        raise AssertionError("rendering started before the check")
+
+    monkeypatch.setattr(recipes, "render", never)  # what visualize (and the atlas through it) renders with
+    err = error_line(*run(capsys, "atlas", "--layers", "blocks.6", "--size", "3", "--out", str(tmp_path / "atlas"))[::2])
+    assert "--size 3 is below this model's minimum of 32 px" in err and not (tmp_path / "atlas").exists()
+    err = error_line(*run(capsys, "visualize", "2:999", "--model", tiny, "--out", str(tmp_path / "vis"))[::2])
+    assert "channel 999 out of range; layer '2' has channels 0..7" in err
+    err = error_line(*run(capsys, "visualize", "2:3@40,0", "--model", tiny, "--size", "32", "--out",
+                          str(tmp_path / "vis"))[::2])
+    assert "position (40, 0) out of range" in err and not (tmp_path / "vis").exists()
+
+
+def test_a_torchvision_that_does_not_fit_torch_is_one_line(tmp_path):
+    """A CPU torch beside a CUDA torchvision fails on `import torchvision` (as timm does it); the
+    command says what is wrong and how to fix it, instead of a long traceback."""
+    fake = tmp_path / "torchvision"
+    fake.mkdir()
+    (fake / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
+    done = subprocess.run([sys.executable, "-m", "netloupe.cli", "demo", "--out", str(tmp_path / "demo")],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "does not work with torch" in done.stderr and "operator torchvision::nms does not exist" in done.stderr
+    assert "pip install --force-reinstall torch torchvision" in done.stderr
+    assert not (tmp_path / "demo").exists()
+
+
+def test_any_os_error_of_a_run_is_one_line(capsys, tmp_path, tiny, monkeypatch):
+    from netloupe import images
+
+    def full_disk(*args, **kw):
+        raise OSError(28, "No space left on device", str(tmp_path / "attr" / "chelsea_saliency.png"))
+
+    monkeypatch.setattr(images, "save", full_disk)
+    err = error_line(*run(capsys, "attribute", "chelsea", "--method", "saliency", "--model", tiny,
+                          "--out", str(tmp_path / "attr"))[::2])
+    assert "No space left on device" in err and "chelsea_saliency.png" in err
+    assert not (tmp_path / "attr").exists()  # the run's own folder is removed

@@ -28,6 +28,7 @@ from typing import (
 import torch
 
 from .errors import InputError, NetloupeError
+from .units import Unit
 
 if TYPE_CHECKING:
     from .attribution import ContactSheet
@@ -102,8 +103,11 @@ def cmd_demo(args: argparse.Namespace) -> None:
     result = scan(model, samples.dataset(16), scanned, top_k=4)
     dead = {name: len(result[name].dead_channels) for name in scanned}
     print(f"unit statistics over 16 sample images, dead channels per layer: {dead}")
+    result.save(out / "scan")  # the scan's data beside its report: `netloupe explore --scan DIR/scan` opens it
     report(result, out / "scan")
-    print(f"wrote predictions.json, predictions.png, layers.txt, attribution/ and scan/index.html to {out.resolve()}")
+    print(f"wrote predictions.json, predictions.png, layers.txt, attribution/ and scan/ (its data and index.html) "
+          f"to {out.resolve()}")
+    print(f"browse them live: netloupe explore --scan {out / 'scan'} --data samples")
 
 
 def _target(text: str) -> Union[str, int]:
@@ -210,13 +214,13 @@ def cmd_visualize(args: argparse.Namespace) -> None:
     from . import images
     from .optvis import classic, recipes
 
-    model = _model(args)
-    smallest = recipes.min_size(model)
-    if args.size < smallest:
-        raise NetloupeError(f"--size {args.size} is below this model's minimum of {smallest} px (one cell of its "
-                            f"coarsest layer); use --size {smallest} or more")
     if args.diverse and args.method != "lucid":
         raise NetloupeError("--diverse renders with --method lucid only; leave out one of them")
+    for unit in args.units:  # the syntax, before the model loads
+        Unit.parse(unit)
+    model = _model(args)
+    recipes.check_units(model, args.units, args.size)  # layers, channels and positions, before any rendering
+    _check_render_size(model, args.size)
     out = Path(args.out)
     common: Dict[str, Any] = dict(size=args.size, seed=args.seed, progress=not args.quiet)
     if args.steps is not None:
@@ -237,6 +241,17 @@ def cmd_visualize(args: argparse.Namespace) -> None:
             captions.append(caption)
     images.grid(pictures, captions, ncol=args.diverse or None, cell=min(args.size, 224)).save(out / "contact_sheet.png")
     print(f"wrote {len(pictures)} PNGs and contact_sheet.png to {out.resolve()}")
+
+
+def _check_render_size(model: LoadedModel, size: int) -> None:
+    """--size of a render: at least the model's total stride (below it the coarsest layer has less
+    than one cell to respond with)."""
+    from .optvis import recipes
+
+    smallest = recipes.min_size(model)
+    if size < smallest:
+        raise NetloupeError(f"--size {size} is below this model's minimum of {smallest} px (one cell of its "
+                            f"coarsest layer); use --size {smallest} or more")
 
 
 def cmd_style(args: argparse.Namespace) -> None:
@@ -273,7 +288,8 @@ def cmd_dream(args: argparse.Namespace) -> None:
     captions: List[str] = []
     for name, path in zip(args.images, paths):  # one call per photo: photos keep their own sizes
         r = photo.dream(model, path, args.layer, octaves=args.octaves, octave_scale=args.octave_scale,
-                        steps_per_octave=args.steps, lr=args.lr, seed=args.seed, progress=not args.quiet)
+                        steps_per_octave=args.steps, lr=args.lr, max_side=args.max_side, seed=args.seed,
+                        progress=not args.quiet)
         images.save(r.to_pil(), out / f"{Path(name).stem}_dream.png")
         assert r.photos is not None  # a dream holds its photo
         pictures += [r.photos[0], r.images[0]]
@@ -344,6 +360,14 @@ def _count(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _port(text: str) -> int:
+    """An argparse type: a TCP port number."""
+    port = _count(1)(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1 to 65535; got {port}")
+    return port
+
+
 class _Help(argparse.HelpFormatter):
     """Help in which every option states its default: a value is appended, a flag reads 'off',
     a required option says so; help that words its own default is left as written."""
@@ -359,10 +383,13 @@ class _Help(argparse.HelpFormatter):
 
 def cmd_compare(args: argparse.Namespace) -> None:
     from .compare import compare, report
+    from .models import LoadedModel
 
     out = Path(args.out)
     spec = _model(args) if any(Path(m).is_file() for m in args.models) else None
     models = [m if Path(m).is_file() else _model(args, m) for m in args.models]
+    if not args.no_renders:
+        _check_render_size(spec or [m for m in models if isinstance(m, LoadedModel)][0], args.size)
     channels = int(args.channels) if args.channels and args.channels.isdigit() else args.channels
     result = compare(models, args.layers, _data(args.data), channels=channels, spec=spec, steps=args.steps,
                      size=args.size, renders=not args.no_renders)
@@ -372,12 +399,30 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(report(result, out).resolve())
 
 
+def _check_address(host: str, port: int) -> None:
+    """Refuse an address this machine cannot serve on (not its own, or a port in use) before the
+    model loads."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as e:
+        raise NetloupeError(f"cannot serve on {host}:{port} ({e.strerror or e}); give --host an address of this "
+                            "machine (127.0.0.1, or 0.0.0.0 for every interface) and --port a free port") from None
+
+
 def cmd_explore(args: argparse.Namespace) -> None:
     import uvicorn
 
     from .explorer import Explorer
     from .explorer.app import create_app
+    from .explorer.service import check_saved
 
+    _check_address(args.host, args.port)
+    check_saved(args.scan, args.atlas)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"netloupe: warning: serving on {args.host}: anyone who can reach this machine can use the explorer",
               file=sys.stderr)
@@ -391,7 +436,9 @@ def cmd_explore(args: argparse.Namespace) -> None:
 def cmd_atlas(args: argparse.Namespace) -> None:
     from .explorer.atlas import atlas
 
-    index = atlas(_model(args), args.layers, data=_data(args.data), out=args.out, steps=args.steps, size=args.size,
+    model = _model(args)
+    _check_render_size(model, args.size)
+    index = atlas(model, args.layers, data=_data(args.data), out=args.out, steps=args.steps, size=args.size,
                   channels=args.channels, top_k=args.top_k, batch_size=args.batch_size, seed=args.seed,
                   progress=not args.quiet)
     print(index.resolve())
@@ -414,6 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     from PIL import Image
 
     from .attribution import METHODS
+    from .optvis.photo import MAX_SIDE
 
     parser = _Parser(prog="netloupe", description="See what a PyTorch network has learned and why it decides.",
                      formatter_class=_Help)
@@ -470,6 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--octave-scale", type=float, default=1.4, help="size ratio of one octave to the next")
     p.add_argument("--steps", type=_count(1), default=10, help="steps per octave")
     p.add_argument("--lr", type=float, default=0.01, help="mean change of a pixel per step (pixels in [0, 1])")
+    p.add_argument("--max-side", type=_count(2), default=MAX_SIDE, metavar="PX", help="larger photos are scaled down "
+                   "to this longest side first")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", default="netloupe-dream", metavar="DIR", help="folder for the PNGs and contact_sheet.png")
@@ -536,7 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "or 'samples'")
     p.add_argument("--channels", default=None, help="channels to compare: N (the first N) or A-B (default: all)")
     p.add_argument("--steps", type=_count(1), default=256, help="render steps per channel")
-    p.add_argument("--size", type=_count(2), default=64, help="render size in pixels")
+    p.add_argument("--size", type=_count(7), default=64, help="render size in pixels: at least 7 (SSIM's window) "
+                   "and the model's total stride")
     p.add_argument("--no-renders", action="store_true", help="skip the render-based measures")
     p.add_argument("--out", default="netloupe-compare", metavar="DIR", help="folder for the comparison and its report")
 
@@ -549,7 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "to show")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (another than this machine's own is "
                    "reachable by others)")
-    p.add_argument("--port", type=_count(1), default=8000, help="port to serve on")
+    p.add_argument("--port", type=_port, default=8000, help="port to serve on (1-65535)")
     p.add_argument("--render-steps", type=_count(1), default=256, help="optimization steps of a unit's feature "
                    "visualization")
 
@@ -587,8 +638,9 @@ def _pixel_limit(n: Optional[int]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _out_folder(out: Union[str, os.PathLike, None]) -> Iterator[None]:
-    """--out: refused before any work when it cannot be written; if the run then fails, what
-    it created there is removed (a folder that existed before is left as it is)."""
+    """--out: created before any work (so a place that cannot be written is refused at once); if
+    the run then fails, what it created there is removed (a folder that existed before is left
+    as it is)."""
     if out is None:
         yield
         return
@@ -603,6 +655,16 @@ def _out_folder(out: Union[str, os.PathLike, None]) -> Iterator[None]:
         raise NetloupeError(f"cannot write --out {out}: no permission to write in {parent}; "
                             "choose a folder you can write to")
     try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe_file = out / ".netloupe-write-test"
+        probe_file.touch()
+        probe_file.unlink()
+    except OSError as e:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise NetloupeError(f"cannot write --out {out}: {e.strerror or e} ({parent} is not a place for files); "
+                            "choose a folder you can write to") from None
+    try:
         yield
     except BrokenPipeError:  # the output's reader left; the run itself went well
         raise
@@ -610,6 +672,25 @@ def _out_folder(out: Union[str, os.PathLike, None]) -> Iterator[None]:
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
         raise
+
+
+def _check_torchvision() -> None:
+    """torchvision (which timm and the sample photos need) must come from the same build as torch:
+    a CPU torch beside a CUDA torchvision fails on import with a long traceback; say it in one line."""
+    try:
+        import torchvision  # noqa: F401
+    except (RuntimeError, ImportError, OSError) as e:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = f"torchvision {version('torchvision')}"
+        except PackageNotFoundError:
+            found = "torchvision (not installed)"
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise NetloupeError(
+            f"{found} does not work with torch {torch.__version__} ({reason}): they are from different builds; install a matching pair, e.g. `python -m pip install --force-reinstall "
+            "torch torchvision --index-url https://download.pytorch.org/whl/cpu` (CPU) or the same without "
+            "--index-url (CUDA)") from None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -622,16 +703,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 2
     try:
+        _check_torchvision()
         with _pixel_limit(args.max_pixels), _out_folder(getattr(args, "out", None)):
             args.func(args)
     except NetloupeError as e:
         print(f"netloupe: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()
         return 0
+    except OSError as e:  # a file or folder the run reads or writes
+        where = f" {e.filename}" if e.filename else ""
+        print(f"netloupe: error: cannot read or write{where}: {e.strerror or e}; check the path and its permissions",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

@@ -4,13 +4,14 @@ sheet, the command line and the tests (zennit's register_composite is the model)
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, TypeVar, Union, overload
 
 import torch.nn as nn
 
-from ..errors import InputError
+from ..errors import InputError, NetloupeError
 
 if TYPE_CHECKING:
     from ..models import ModelLike
@@ -65,7 +66,7 @@ def register(name: Optional[str] = None, *, view: str = "overlay", caption: str 
     under ``name`` (default: the function's name); ``rank`` places it in listings; ``needs``
     (module -> bool) says which models it works on, when not all."""
     if view not in VIEWS:
-        raise ValueError(f"view must be one of {VIEWS}; got {view!r}")
+        raise NetloupeError(f"view must be one of {', '.join(VIEWS)}; got {view!r}")
 
     def decorate(fn: _F) -> _F:
         key = name or fn.__name__
@@ -86,7 +87,9 @@ def lookup(method: Union[str, MethodFn]) -> MethodFn:
     if callable(method) and not isinstance(method, str):
         return method
     if method not in METHODS:
-        raise InputError(f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}")
+        near = difflib.get_close_matches(str(method).lower().replace("-", "_"), list(METHODS), n=1, cutoff=0.6)
+        hint = f"did you mean {near[0]}? " if near else ""
+        raise InputError(f"unknown attribution method {method!r}; {hint}choose one of {', '.join(METHODS)}")
     return METHODS[method]
 
 

@@ -16,13 +16,14 @@ from PIL import Image
 from .. import runtime
 from ..deprecation import renamed
 from ..errors import NetloupeError, UnitError
-from ..models import LoadedModel, ModelLike, as_loaded, check_device, layers
+from ..models import LoadedModel, ModelLike, as_loaded, check_device, forward, layers
+from ..probe import probe
 from ..runtime import chunks
 from ..units import Unit, UnitLike, as_unit
 from . import classic
 from . import objectives as obj
 from .param import Device, Param, Size, hw, image
-from .render import Rendering, render
+from .render import Rendering, model_input, render
 from .transforms import TransformSpec
 
 
@@ -82,19 +83,35 @@ def min_size(model: ModelLike) -> int:
     less than one cell to respond with. One-cell grids are left out: global pooling and
     squeeze-excite gates make them at any input size."""
     loaded = as_loaded(model)
-    h, w = loaded.preprocess.hw
+    h, w = loaded.input_size
     grids = [r.shape[2:] for r in layers(loaded) if r.shape is not None and len(r.shape) == 4 and min(r.shape[2:]) > 1]
     if not grids:
         return 1
     return max(math.ceil(h / min(g[0] for g in grids)), math.ceil(w / min(g[1] for g in grids)))
 
 
-def _units(model: ModelLike, units: Union[str, Unit, Iterable[Union[str, Unit]]]) -> List[Unit]:
+def check_units(model: ModelLike, units: Union[str, Unit, Iterable[Union[str, Unit]]], size: Size = 128
+                ) -> List[Unit]:
+    """The units as Units, each checked before any rendering: the layer exists, and the channel,
+    position or token lies inside its output when the model sees a ``size`` render (one forward
+    pass of a blank image, only the units' layers captured)."""
     items = [units] if isinstance(units, (str, Unit)) else list(units)
     if not items:
         raise UnitError("give at least one unit, e.g. 'blocks.4:12'")
-    module = as_loaded(model).module
-    return [as_unit(module, u) for u in items]
+    loaded = as_loaded(model)
+    checked = [as_unit(loaded.module, u) for u in items]
+    names = list(dict.fromkeys(u.layer for u in checked if u.channel is not None))
+    if names:
+        blank = model_input(torch.full((1, 3, *hw(size)), 0.5), loaded)
+        with probe(loaded.module, names, detach=True) as p, torch.no_grad():
+            forward(loaded.module, (blank.to(loaded.dtype),))
+        for u in checked:
+            if u.channel is not None:
+                if u.layer not in p.activations:
+                    raise UnitError(f"layer {u.layer!r} did not run in the model's forward pass; choose a layer that "
+                                    "does (netloupe.layers(model) lists them with their output shapes)")
+                u.check(p.activations[u.layer].shape, p.layout(u.layer))
+    return checked
 
 
 def visualize(model: ModelLike, units: Union[str, Unit, Sequence[Union[str, Unit]]], *, method: str = "lucid",
@@ -112,7 +129,7 @@ def visualize(model: ModelLike, units: Union[str, Unit, Sequence[Union[str, Unit
     optvis.classic.Preset; ``steps`` and ``lr`` default to the preset's, "standard" transforms
     are none, as in the paper; ``fft`` and ``decorrelate`` do not apply). precision: the forward
     passes' ("auto": bfloat16 autocast on a GPU that has it, float32 on the CPU; runtime.autocast)."""
-    us = _units(model, units)
+    us = check_units(model, units, size)
     return _render_units(model, [obj.from_unit(u) for u in us], [str(u) for u in us], size, steps, fft,
                          decorrelate, transforms, lr, seed, progress, batch_size, method, preset, precision)
 
@@ -167,7 +184,7 @@ def visualize_diverse(model: ModelLike, unit: Union[str, Unit], *, n: int = 4, w
     ``weight`` times Lucid's diversity term at ``diversity_layer`` (default: the unit's layer);
     ``precision`` as in :func:`visualize`."""
     loaded = as_loaded(model)
-    (u,) = _units(loaded, [unit])
+    (u,) = check_units(loaded, [unit], size)
     if not isinstance(n, int) or n < 2:
         raise NetloupeError(f"visualize_diverse needs n >= 2 images; got {n!r}")
     objective = obj.from_unit(u) + weight * obj.diversity(diversity_layer or u.layer)
