@@ -313,10 +313,17 @@ def test_each_top_patch_fed_back_reproduces_its_activation():
                 pic = patches.pictures[j]
                 rgb = result.model.preprocess.inverse(images[index].unsqueeze(0))[0]
                 assert torch.equal(pic[:, inside], rgb[:, ys[inside], xs[inside]])
-                if not inside.all():  # padding beyond the border is the visible checkerboard
+                if not inside.all():  # padding beyond the border is a checkerboard in the stored picture,
                     border += 1
                     pad = pic[:, ~inside]
                     assert torch.all(torch.minimum((pad - 0.55).abs(), (pad - 0.75).abs()) < 1e-6)
+                    # and is cropped away when drawn, at the scale of a whole window (9 px -> 90 px)
+                    tile = patches.tile(j, cell=90)
+                    rows, cols = inside.any(1).sum().item(), inside.any(0).sum().item()
+                    assert tile.size == (cols * 10, rows * 10) and patches.tile(j, 90, "checker").size == (90, 90)
+                    t, le, b, r = patches.inside(j)
+                    shown = torch.from_numpy(np.asarray(patches.tile(j, cell=9))).permute(2, 0, 1) / 255
+                    assert torch.allclose(shown, pic[:, t:b, le:r], atol=1 / 255)  # only the image, no padding
     assert border > 0  # the border case was exercised
 
 
