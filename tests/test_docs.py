@@ -7,7 +7,9 @@ renders, so CI checks exactly what a reader sees."""
 import base64
 import importlib
 import io
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -50,6 +52,65 @@ def work(tmp_path_factory):
 def _pngs(cell) -> list:
     return [Image.open(io.BytesIO(base64.b64decode(o["data"]["image/png"])))
             for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+
+
+# -- the snippets of the README and the site's pages ----------------------------------------------
+
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+_FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+
+#: Runs a page's Python snippets in order, in one namespace (as a reader pastes them into one
+#: session), in a fresh interpreter, so nothing they register or change reaches the test process.
+#: Renders and dropout's matching are cut to 2 optimizer steps (their loops are the same at any
+#: length), which turns 20 minutes of optimization into seconds; every other call runs as written.
+RUNNER = """
+import functools, importlib, json, sys
+import netloupe
+
+def capped(fn, default):
+    @functools.wraps(fn)
+    def call(*args, steps=default, **kw):
+        return fn(*args, steps=min(steps, 2), **kw)
+    return call
+
+for where, name, default in (("netloupe.optvis.render", "render", 512), ("netloupe.dropout", "augment", 2000)):
+    original = getattr(importlib.import_module(where), name)
+    short = capped(original, default)
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("netloupe") and getattr(module, name, None) is original:
+            setattr(module, name, short)
+namespace = {"__name__": "__main__"}
+for where, code in json.load(open(sys.argv[1])):
+    print(f"== {where}", flush=True)
+    exec(compile(code, where, "exec"), namespace)
+"""
+
+
+def snippets(page: Path) -> list:
+    """(where, code) of every ```python block of a page, where its line in the page."""
+    text = page.read_text()
+    return [(f"{page.relative_to(ROOT)}:{text[:m.start()].count(chr(10)) + 2}", m.group(1))
+            for m in _FENCE.finditer(text)]
+
+
+def test_every_page_has_its_snippets_found():
+    found = {page.name: len(snippets(page)) for page in PAGES}
+    assert found["README.md"] >= 12 and found["index.md"] == 1
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if snippets(p)], ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_snippets_of_a_page_run_as_written(page, tmp_path):
+    """What a reader copies must run: each block after the ones before it, in a folder holding the one
+    file the README names as the reader's own (a timm weights file)."""
+    import timm
+    from safetensors.torch import save_file
+
+    save_file(timm.create_model("convnext_tiny", pretrained=False).state_dict(), tmp_path / "convnext_tiny.safetensors")
+    (tmp_path / "snippets.json").write_text(json.dumps(snippets(page)))
+    done = subprocess.run([sys.executable, "-c", RUNNER, str(tmp_path / "snippets.json")], input="\n",
+                          capture_output=True, text=True, cwd=tmp_path, timeout=900,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})  # Enter: for a snippet waiting on input()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
 
 
 def test_tutorials_are_stored_without_outputs():

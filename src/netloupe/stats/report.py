@@ -136,21 +136,23 @@ def _template(name: str) -> jinja2.Template:
     return env.get_template(name)
 
 
-def report(result: ScanResult, directory: Union[str, os.PathLike], *, model: Optional[ModelLike] = None,
-           data: Optional[DataLike] = None, per_page: int = 64,
+def report(result: ScanResult, directory: Union[str, os.PathLike], *, layers: Optional[Sequence[str]] = None,
+           model: Optional[ModelLike] = None, data: Optional[DataLike] = None, per_page: int = 64,
            montage_channels: int = 16, progress: bool = True) -> Path:
     """Write per-layer histogram grids (every channel, ``per_page`` to a picture), the
     layer-activity histograms, correlation heatmaps and top-k montages as PNGs plus an index.html
-    linking them; returns the index's path. Drawing takes a while on big layers, so a bar shows
-    it (``progress=False`` silences it).
+    linking them; returns the index's path. layers: the scanned layers to report (default: all;
+    a wide layer takes a while: 1152 channels about a minute on two CPU cores), with a bar
+    (``progress=False`` silences it).
     Montages need the images: they come from the scan itself, or from model=/data= for a result
     loaded from disk (they are left out, with a note, when neither is available)."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
+    chosen = {key: result[key] for key in (result.layers if layers is None else layers)}
     # (layer, file, draw)
     jobs: List[Tuple[Optional[str], str, functools.partial[Image.Image]]] = [
         (None, "activity.png", functools.partial(activity_histograms, result))]
-    for key, stats in result.layers.items():
+    for key, stats in chosen.items():
         slug = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in key)
         for number in range(1, histogram_pages(stats, per_page) + 1):
             jobs.append((key, f"{slug}_histograms{'' if number == 1 else f'_{number}'}.png",
@@ -158,8 +160,8 @@ def report(result: ScanResult, directory: Union[str, os.PathLike], *, model: Opt
         jobs.append((key, f"{slug}_correlation.png", functools.partial(correlation_heatmap, stats)))
         jobs.append((key, f"{slug}_topk.png", functools.partial(montage, result, key, max_channels=montage_channels,
                                                                 model=model, data=data)))
-    pictures: Dict[str, List[str]] = {key: [] for key in result.layers}
-    notes = dict.fromkeys(result.layers, "")
+    pictures: Dict[str, List[str]] = {key: [] for key in chosen}
+    notes = dict.fromkeys(chosen, "")
     for key, name, draw in runtime.progress(jobs, desc="report", enabled=progress):
         try:
             draw().save(out / name)
@@ -171,7 +173,7 @@ def report(result: ScanResult, directory: Union[str, os.PathLike], *, model: Opt
         if key is not None:
             pictures[key].append(name)
     layers = [{"name": key, "channels": stats.channels, "dead": stats.dead_channels, "dead_share": stats.dead_share,
-               "note": notes[key], "pictures": pictures[key]} for key, stats in result.layers.items()]
+               "note": notes[key], "pictures": pictures[key]} for key, stats in chosen.items()]
     page = _template("report.html").render(model_name=result.model_name, count=result.count, top_k=result.top_k,
                                            skipped=result.skipped, layers=layers)
     index = out / "index.html"
