@@ -483,7 +483,7 @@ def test_contact_sheet_explains_one_class_with_every_method():
 
 def test_one_decorator_registers_a_method_everywhere():
     """The README's contributing example: a new method is one function with @register."""
-    from netloupe.attribution.gradients import input_gradients, prepare
+    from netloupe.attribution.engine import input_gradients, prepare
     from netloupe.cli import build_parser
 
     @nl.attribution.register(view="raw", caption="gradient x sign", quick={}, rank=25)

@@ -34,9 +34,8 @@ from torch.utils.hooks import RemovableHandle
 from .errors import NetloupeError
 from .layouts import Layout, infer
 from .outputs import first_tensor, tensors
+from .rules import Rule, RuleLike, as_rule
 from .units import UnitLike, as_unit
-
-RULES = ("guided", "deconv")
 
 
 class HoldsModule(Protocol):
@@ -71,26 +70,6 @@ def _dropout_family() -> Dict[Callable[..., Any], Tuple[str, int]]:
 
 
 _DROPOUT = _dropout_family()
-
-
-def _rule_hooks(rule: str) -> Tuple[str, Callable[..., Any]]:
-    """Autograd-node hooks that turn a ReLU-family node's backward into the rule's.
-
-    guided: the node still masks by its forward input; feeding it only the positive part of
-    the incoming gradient gives relu(grad) * 1[0 < x < hi]. deconv: the node's result is
-    replaced by relu(grad), whatever the forward input (Zeiler & Fergus).
-    """
-    if rule == "guided":
-        return "prehook", lambda grad_outputs: tuple(None if g is None else g.clamp(min=0) for g in grad_outputs)
-    return "hook", lambda grad_inputs, grad_outputs: (grad_outputs[0].clamp(min=0),)
-
-
-def _is_relu_node(node: Node) -> bool:
-    """ReLU, in place or not, however called; hardtanh with min 0 (ReLU6)."""
-    name = node.name()
-    if name.startswith("ReluBackward"):
-        return True
-    return name.startswith("HardtanhBackward") and getattr(node, "_saved_min_val", None) == 0
 
 
 def _is_stochastic(m: nn.Module) -> bool:
@@ -146,16 +125,15 @@ class Probe:
     """Captures layer outputs (and their gradients) while active; see :func:`probe`."""
 
     def __init__(self, model: ModelOrLoaded, layers: Layers = (), *, detach: bool = False,
-                 rule: Optional[str] = None, stochastic: bool = False, freeze: bool = True,
+                 rule: Optional[RuleLike] = None, stochastic: bool = False, freeze: bool = True,
                  layer_inputs: Layers = (), attention: bool = False) -> None:
-        if rule is not None and rule not in RULES:
-            raise NetloupeError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)} or None")
+        self.rule: Optional[Rule] = None if rule is None else as_rule(rule)
         self.model = _unwrap(model)
         self.attention_layers = attention_layers(self.model) if attention else []
         given: List[UnitLike] = list(layers if not isinstance(layers, (str, nn.Module)) else [layers])
         self.layers = self._names([*given, *self.attention_layers])
         self.input_layers = self._names(layer_inputs)
-        self.detach, self.rule, self.stochastic = detach, rule, stochastic
+        self.detach, self.stochastic = detach, stochastic
         self._freeze = freeze
         self.calls: _Calls = defaultdict(list)
         self.input_calls: _Calls = defaultdict(list)
@@ -283,6 +261,10 @@ class Probe:
                         self._capture_hook(name, self.input_calls)))
             if self.rule is not None:
                 self._handles.append(model.register_forward_hook(self._rule_hook))
+                for name, module in model.named_modules():
+                    hook = self.rule.module_hook(name, module)
+                    if hook is not None:
+                        self._handles.append(module.register_forward_hook(hook))
             if self.stochastic:
                 self._mode = _ForceDropout()
                 self._mode.__enter__()
@@ -313,18 +295,19 @@ class Probe:
             self._saved = None
 
     def _rule_hook(self, module: nn.Module, args: Tuple[Any, ...], output: Any) -> None:
-        """After each forward of the model: hook every ReLU-family node of the new graph."""
+        """After each forward of the model: hook the nodes of the new graph that the rule changes."""
         if self.rule is None:  # registered only with a rule
             return
-        kind, fn = _rule_hooks(self.rule)
         stack: List[Node] = [t.grad_fn for t in tensors(output) if t.grad_fn is not None]
-        seen: Set[Node] = set()  # the hooks live on the graph's nodes and go with it; both rules are idempotent
+        seen: Set[Node] = set()  # the hooks live on the graph's nodes and go with it
         while stack:
             node = stack.pop()
             if node in seen:
                 continue
             seen.add(node)
-            if _is_relu_node(node):
+            hook = self.rule.node_hook(node)
+            if hook is not None:
+                kind, fn = hook
                 (node.register_prehook if kind == "prehook" else node.register_hook)(fn)
             stack.extend(n for n, _ in node.next_functions if n is not None)
 
@@ -360,7 +343,7 @@ class Probe:
 
 
 def probe(model: ModelOrLoaded, layers: Layers = (), *, detach: bool = False,
-          rule: Optional[str] = None, stochastic: bool = False, freeze: bool = True, layer_inputs: Layers = (),
+          rule: Optional[RuleLike] = None, stochastic: bool = False, freeze: bool = True, layer_inputs: Layers = (),
           attention: bool = False) -> Probe:
     """Capture activations and gradients of ``layers`` while the block runs.
 
@@ -373,10 +356,11 @@ def probe(model: ModelOrLoaded, layers: Layers = (), *, detach: bool = False,
     their fused kernel, which never forms them, is switched to the math path while active.
     ``p.layout(layer)`` tells where a captured output keeps its channels and grid.
 
-    rule: ``"guided"`` or ``"deconv"`` changes the backward of every ReLU-family op in the
-    graph of each model call (nn.ReLU, inplace or reused, ``F.relu``/``torch.relu``/``relu_``,
-    ReLU6): after the forward, hooks go on those autograd nodes, so the forward runs at full
-    speed and nothing is added to the model.
+    rule: a backward rule (netloupe.rules) by name or as a Rule: ``"guided"`` or ``"deconv"``
+    change the backward of every ReLU-family op in the graph of each model call (nn.ReLU, inplace
+    or reused, ``F.relu``/``torch.relu``/``relu_``, ReLU6): after the forward, hooks go on those
+    autograd nodes, so the forward runs at full speed; a rule's module hooks are forward hooks
+    while the probe is active. Nothing is added to the model for good.
     stochastic: dropout (modules and functional calls) and drop-path run as in training,
     while normalization layers stay in eval mode.
     freeze: parameters stop requiring grad while active, so backward passes never write

@@ -8,8 +8,10 @@ import importlib
 import pkgutil
 
 from . import metrics
-from .cam import grad_cam, grad_cam_pp, guided_grad_cam
+from .grad_cam import grad_cam
+from .grad_cam_pp import grad_cam_pp
 from .gradients import deconvnet, guided_backprop, input_x_gradient, saliency
+from .guided_grad_cam import guided_grad_cam
 from .integrated import integrated_gradients
 from .occlusion import occlusion
 from .registry import METHODS, Method, attribute, lookup, register

@@ -1,29 +1,55 @@
-"""Class activation maps: Grad-CAM (Selvaraju et al. 2017), Grad-CAM++ (Chattopadhay et al.
-2018) and guided Grad-CAM, for CNNs and vision transformers."""
+"""The CAM base: a class activation map weighs a layer's channels and sums them (Grad-CAM,
+Selvaraju et al. 2017, and its variants). A variant is one function that says how it weighs the
+channels, registered with :func:`cam`; choosing the layer (the last one with a spatial grid, on
+CNNs and vision transformers alike), reading its layout, the target's gradient there, the sum, the
+ReLU, resizing to the input and the result come from here, as in pytorch-grad-cam's BaseCAM."""
 
 from __future__ import annotations
 
+import inspect
 import weakref
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union, cast
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..errors import InputError, NetloupeError
 from ..layouts import overrides
-from ..models import ModelLike
 from ..probe import probe
 from ..units import UnitLike, as_unit, check_channel
-from .gradients import Prepared, guided_backprop, prepare
-from .inputs import ForwardArgs, MethodInputs, Tensors
-from .registry import register
-from .result import Attribution
-from .targets import TargetLike
+from .engine import (
+    Attribution,
+    ForwardArgs,
+    MethodInputs,
+    ModelLike,
+    Prepared,
+    TargetLike,
+    Tensors,
+    interpolation_mode,
+    prepare,
+    upsample,
+)
+from .registry import MethodFn, register
 
-INTERPOLATIONS = ("bilinear", "nearest")
 #: maps a layer's output to [N, C, h, w] by hand, for a layout netloupe cannot read
 Reshape = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class LayerMaps:
+    """What a CAM variant weighs: the layer's output (or input) ``act`` [N, C, h, w] over its grid,
+    the target score's gradient there ``grad`` (same shape), the layer's name, and the resolved
+    call (model, inputs, target) for variants that run the model again."""
+
+    act: torch.Tensor
+    grad: torch.Tensor
+    layer: str
+    call: Prepared
+
+
+#: a variant's weighting: (LayerMaps, its own keywords) -> weights [N, C], or [N, C, h, w] per position
+Weigh = Callable[..., torch.Tensor]
 
 
 _FOUND: "weakref.WeakKeyDictionary[torch.nn.Module, Dict[Tuple[Any, ...], str]]" = weakref.WeakKeyDictionary()
@@ -70,20 +96,8 @@ def find_default_layer(module: nn.Module, xs: Tensors, extra: ForwardArgs = Forw
     return spatial[-1]
 
 
-def interpolation_mode(interpolate: Union[bool, str]) -> Optional[str]:
-    """True means bilinear; False or None keeps the layer's resolution."""
-    if interpolate is True:
-        return "bilinear"
-    if interpolate is False or interpolate is None:
-        return None
-    if interpolate not in INTERPOLATIONS:
-        raise InputError(f"interpolate must be True, False or one of {', '.join(INTERPOLATIONS)}; got {interpolate!r}")
-    return interpolate
-
-
-def _layer_and_grad(c: Prepared, layer: Optional[UnitLike], reshape: Optional[Reshape], layer_input: bool
-                    ) -> Tuple[str, torch.Tensor, torch.Tensor]:
-    """The CAM layer's name, its output (or input) as [N, C, h, w], and the target's gradient there."""
+def layer_maps(c: Prepared, layer: Optional[UnitLike], reshape: Optional[Reshape], layer_input: bool) -> LayerMaps:
+    """The CAM layer's output (or input) as [N, C, h, w], and the target's gradient there."""
     module = c.loaded.module
     name = default_layer(module, c.xs, c.extra, layer_input) if layer is None else as_unit(module, layer).layer
     where = "input" if layer_input else "output"
@@ -102,14 +116,14 @@ def _layer_and_grad(c: Prepared, layer: Optional[UnitLike], reshape: Optional[Re
     raw_shape = tuple(act.shape)
     act = act.detach()
     if reshape is not None:
-        return name, reshape(act), reshape(grad)
+        return LayerMaps(reshape(act), reshape(grad), name, c)
     layout = p.layout(name, raw_shape)
     act_grid, grad_grid = layout.grid_view(act), layout.grid_view(grad)
     if act_grid is None or grad_grid is None:  # both or neither: they have one shape
         raise NetloupeError(f"layer {name!r} has {where} shape {raw_shape} (layout {layout}), no spatial grid; "
                             "choose a layer with one, or give its layout: load_model(model, layouts={name: ...}) "
                             "(see netloupe.layouts), or reshape= (its output -> [N, C, h, w])")
-    return name, act_grid, grad_grid
+    return LayerMaps(act_grid, grad_grid, name, c)
 
 
 def _image_input(c: Prepared) -> int:
@@ -132,76 +146,53 @@ def _finish(cam: torch.Tensor, c: Prepared, name: str, method: str, interpolate:
                               "input": drawn})
 
 
-def upsample(cam: torch.Tensor, size: Sequence[int], mode: str) -> torch.Tensor:
-    """A CAM [N, 1, h, w] resized to ``size`` (captum's LayerAttribution.interpolate)."""
-    return F.interpolate(cam, size=tuple(size), mode=mode, **({} if mode == "nearest" else {"align_corners": False}))
-
-
 def _weighted(act: torch.Tensor, weights: torch.Tensor, channel: Optional[int], layer: str) -> torch.Tensor:
+    """The CAM [N, 1, h, w]: channels times their weights ([N, C], or [N, C, h, w] per position),
+    summed; or ``channel``'s term alone."""
+    if weights.dim() == 2:
+        weights = weights[:, :, None, None]
     if channel is not None:
         check_channel(layer, channel, act.shape[1])
-        return weights[:, channel, None, None, None] * act[:, channel:channel + 1]
-    return (weights[:, :, None, None] * act).sum(1, keepdim=True)
+        return (weights * act)[:, channel:channel + 1]
+    return (weights * act).sum(1, keepdim=True)
 
 
-@register(rank=70)
-def grad_cam(model: ModelLike, inputs: MethodInputs, target: TargetLike = "top", *, layer: Optional[UnitLike] = None,
-             channel: Optional[int] = None, interpolate: Union[bool, str] = True, relu: bool = True,
-             reshape: Optional[Reshape] = None, layer_input: bool = False, forward_args: object = None) -> Attribution:
-    """Grad-CAM: the layer's channels weighted by their mean gradient, summed.
+_OPTIONS = """
 
-    layer defaults to the last layer with a spatial output; ``layer_input=True`` uses what goes
-    into the layer instead of what comes out (captum's attribute_to_layer_input); ``channel``
-    gives that one channel's term; ``interpolate`` resizes to the input: True or "bilinear",
-    "nearest", or False to keep the layer's resolution. Token (ViT, DeiT, Mixer) and
-    channels-last (Swin) layers are read by their layout (netloupe.layouts) with no reshape;
-    ``reshape`` maps an output to [N, C, h, w] by hand for anything else. With several inputs the map is drawn on the first
-    image input. A layer the target does not depend on is an error.
-    """
-    c = prepare(model, inputs, target, forward_args)
-    name, act, grad = _layer_and_grad(c, layer, reshape, layer_input)
-    weights = grad.mean(dim=(2, 3))
-    return _finish(_weighted(act, weights, channel, name), c, name, "grad_cam", interpolate, relu, channel, layer_input)
+    Options of every CAM (netloupe.attribution.cam): ``layer`` defaults to the last layer with a
+    spatial output; ``layer_input=True`` uses what goes into the layer instead of what comes out
+    (captum's attribute_to_layer_input); ``channel`` gives that one channel's term; ``interpolate``
+    resizes to the input: True or "bilinear", "nearest", or False to keep the layer's resolution;
+    ``relu`` keeps the positive part. Token (ViT, DeiT, Mixer) and channels-last (Swin) layers are
+    read by their layout (netloupe.layouts) with no reshape; ``reshape`` maps an output to
+    [N, C, h, w] by hand for anything else. With several inputs the map is drawn on the first image
+    input. A layer the target does not depend on is an error."""
 
 
-@register(rank=80)
-def grad_cam_pp(model: ModelLike, inputs: MethodInputs, target: TargetLike = "top", *,
-                layer: Optional[UnitLike] = None, channel: Optional[int] = None, interpolate: Union[bool, str] = True,
-                relu: bool = True, reshape: Optional[Reshape] = None, layer_input: bool = False,
-                forward_args: object = None) -> Attribution:
-    """Grad-CAM++: channel weights from positive gradients, each position weighted by the
-    closed-form alpha of the paper (exponential-score form), which favours every instance
-    of a class over the strongest one. Options as in grad_cam."""
-    c = prepare(model, inputs, target, forward_args)
-    name, act, grad = _layer_and_grad(c, layer, reshape, layer_input)
-    g2 = grad * grad
-    g3 = g2 * grad
-    denom = 2 * g2 + act.sum(dim=(2, 3), keepdim=True) * g3 + 1e-6
-    alpha = torch.where(grad != 0, g2 / denom, torch.zeros_like(g2))
-    weights = (alpha * grad.clamp(min=0)).sum(dim=(2, 3))
-    return _finish(_weighted(act, weights, channel, name), c, name, "grad_cam_pp", interpolate, relu, channel, layer_input)
+def cam(*, rank: int, caption: str = "", quick: Optional[Dict[str, Any]] = None) -> Callable[[Weigh], MethodFn]:
+    """Register a CAM variant from its weighting function ``weigh(maps: LayerMaps, **options)``,
+    which returns channel weights [N, C] (or [N, C, h, w], one weight per position); the result is
+    an attribution method named after it, taking the options common to every CAM (see _OPTIONS)
+    and the weighting function's own keyword-only ones."""
+    def decorate(weigh: Weigh) -> MethodFn:
+        name = weigh.__name__
 
+        def method(model: ModelLike, inputs: MethodInputs, target: TargetLike = "top", *,
+                   layer: Optional[UnitLike] = None, channel: Optional[int] = None,
+                   interpolate: Union[bool, str] = True, relu: bool = True, reshape: Optional[Reshape] = None,
+                   layer_input: bool = False, forward_args: object = None, **options: Any) -> Attribution:
+            c = prepare(model, inputs, target, forward_args)
+            maps = layer_maps(c, layer, reshape, layer_input)
+            weights = weigh(maps, **options)
+            return _finish(_weighted(maps.act, weights, channel, maps.layer), c, maps.layer, name, interpolate, relu,
+                           channel, layer_input)
 
-@register(view="raw", rank=90)
-def guided_grad_cam(model: ModelLike, inputs: MethodInputs, target: TargetLike = "top", *,
-                    layer: Optional[UnitLike] = None, reshape: Optional[Reshape] = None, interpolate: str = "bilinear",
-                    layer_input: bool = False, forward_args: object = None) -> Attribution:
-    """Guided backprop times the Grad-CAM map resized to the input ("bilinear" or "nearest",
-    captum's default): fine detail, class-specific. With several inputs, each image input
-    [N, C, H, W] gets its own product; inputs without a spatial grid get None."""
-    mode = interpolation_mode(interpolate)
-    if mode is None:
-        raise InputError("guided_grad_cam multiplies by the CAM at the input's size; interpolate must be "
-                         f"one of {', '.join(INTERPOLATIONS)}")
-    cam = grad_cam(model, inputs, target, layer=layer, reshape=reshape, interpolate=False, layer_input=layer_input,
-                   forward_args=forward_args)
-    guided = guided_backprop(model, inputs, target=cam.target, forward_args=forward_args)
-    cam_map = cast(torch.Tensor, cam.values)  # a CAM is one map [N, 1, h, w], even for several inputs
-    guided_values = guided.values
-    if not isinstance(guided_values, tuple):  # not several
-        return Attribution(guided_values * upsample(cam_map, guided_values.shape[2:], mode), "guided_grad_cam",
-                           cam.target, guided.inputs, cam.preprocess, extra={**cam.extra, "interpolate": mode})
-    values = tuple(g * upsample(cam_map, g.shape[2:], mode) if g is not None and g.dim() == 4 else None
-                   for g in guided_values)  # guided backprop gives every input a gradient (never None)
-    return Attribution(values, "guided_grad_cam", cam.target, guided.inputs, cam.preprocess,
-                       extra={**cam.extra, "interpolate": mode})
+        signature = inspect.signature(method)
+        own = [p for p in inspect.signature(weigh).parameters.values() if p.kind is p.KEYWORD_ONLY]
+        common = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        method.__module__, method.__name__, method.__qualname__ = weigh.__module__, name, weigh.__qualname__
+        method.__doc__ = (weigh.__doc__ or "").rstrip() + _OPTIONS
+        method.__signature__ = signature.replace(parameters=common + own)  # type: ignore[attr-defined]
+        method.weigh = weigh  # type: ignore[attr-defined]  # the variant's own part, for reuse
+        return register(name, rank=rank, caption=caption, quick=quick)(method)
+    return decorate

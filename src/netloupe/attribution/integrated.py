@@ -9,15 +9,23 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..images import blur
-from ..models import ModelLike
 from ..runtime import batch_size as pick_batch_size
-from ..runtime import chunks, generator
-from .gradients import input_gradients, prepare, target_scores
-from .inputs import ForwardArgs, MethodInputs, Tensors, per_input, unpack
+from ..runtime import chunks
+from .engine import (
+    Attribution,
+    ForwardArgs,
+    MethodInputs,
+    ModelLike,
+    Target,
+    TargetLike,
+    Tensors,
+    input_gradients,
+    make_baselines,
+    prepare,
+    target_scores,
+    unpack,
+)
 from .registry import register
-from .result import Attribution
-from .targets import Target, TargetLike
 
 RULES = ("adaptive", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle", "gausslegendre")
 
@@ -42,36 +50,6 @@ def path_points(steps: int, method: str) -> Tuple[Tuple[float, ...], Tuple[float
     else:
         raise InputError(f"unknown integration method {method!r}; choose one of {', '.join(RULES)}")
     return tuple(alphas.tolist()), tuple(weights.tolist())
-
-
-def make_baseline(x: torch.Tensor, baseline: Any, seed: Optional[int] = None) -> torch.Tensor:
-    """A baseline batch like ``x``: a number, a tensor, "blur" (a heavily blurred image) or
-    "noise" (uniform noise over each input's range)."""
-    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
-        return torch.full_like(x, float(baseline))
-    if isinstance(baseline, torch.Tensor):
-        b = baseline.to(x)
-        try:
-            return b.expand_as(x).clone()
-        except RuntimeError:
-            raise InputError(f"baseline of shape {tuple(baseline.shape)} does not fit inputs {tuple(x.shape)}") from None
-    if baseline == "blur":
-        if x.dim() != 4:
-            raise InputError(f"baseline 'blur' needs image inputs [N, C, H, W]; got shape {tuple(x.shape)}; "
-                             "use a number or a tensor")
-        return blur(x, sigma=max(x.shape[-2:]) / 20)
-    if baseline == "noise":
-        dims = tuple(range(1, x.dim()))
-        lo, hi = x.amin(dim=dims, keepdim=True), x.amax(dim=dims, keepdim=True)
-        u = torch.rand(x.shape, generator=generator(seed, x.device), device=x.device, dtype=x.dtype)
-        return lo + u * (hi - lo)
-    raise InputError(f"unknown baseline {baseline!r}; use a number, a tensor, 'blur' or 'noise'")
-
-
-def make_baselines(xs: Tensors, baseline: Any, seed: Optional[int] = None) -> Tensors:
-    """One baseline per input: ``baseline`` for all, or a tuple with one per input."""
-    return tuple(make_baseline(x, b, None if seed is None else seed + i)
-                 for i, (x, b) in enumerate(zip(xs, per_input(baseline, len(xs), "baseline"))))
 
 
 def _along(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -16,11 +16,8 @@ from ..errors import InputError
 from ..models import Inputs, ModelLike, as_loaded
 from ..runtime import batch_size as pick_batch_size
 from ..runtime import chunks
-from .gradients import target_scores
-from .integrated import make_baseline
+from .engine import Attribution, TargetLike, make_baseline, resolve, target_scores
 from .registry import MethodFn, lookup
-from .result import Attribution
-from .targets import TargetLike, resolve
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

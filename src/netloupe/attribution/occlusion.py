@@ -10,15 +10,20 @@ import torch
 
 from .. import runtime
 from ..errors import InputError
-from ..models import ModelLike
 from ..runtime import batch_size as pick_batch_size
 from ..runtime import chunks
-from .gradients import prepare, target_scores
-from .inputs import MethodInputs, per_input, unpack
-from .integrated import make_baselines
+from .engine import (
+    Attribution,
+    MethodInputs,
+    ModelLike,
+    TargetLike,
+    make_baselines,
+    per_input,
+    prepare,
+    target_scores,
+    unpack,
+)
 from .registry import register
-from .result import Attribution
-from .targets import TargetLike
 
 
 def window_shape(v: Union[int, Sequence[int]], shape: Sequence[int], name: str) -> Tuple[int, ...]:

@@ -11,14 +11,9 @@ import torch.nn as nn
 
 from ..errors import InputError, NetloupeError
 from ..layouts import infer
-from ..models import ModelLike
 from ..probe import attention_layers, probe
-from .cam import interpolation_mode, upsample
-from .gradients import Prepared, prepare
-from .inputs import MethodInputs
+from .engine import Attribution, MethodInputs, ModelLike, Prepared, TargetLike, interpolation_mode, prepare, upsample
 from .registry import register
-from .result import Attribution
-from .targets import TargetLike
 
 FUSIONS = ("mean", "max", "min")
 

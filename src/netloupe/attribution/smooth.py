@@ -6,17 +6,12 @@ from typing import Any, List, Optional, Union, cast
 
 import torch
 
-from ..deprecation import renamed
 from ..errors import InputError
-from ..models import ModelLike
 from ..runtime import batch_size as pick_batch_size
 from ..runtime import chunks, generator
 from ..units import Unit
-from .gradients import prepare, saliency
-from .inputs import MethodInputs, as_tensors, per_input
+from .engine import Attribution, MethodInputs, ModelLike, ScoreFn, Target, TargetLike, as_tensors, per_input, prepare
 from .registry import MethodFn, lookup, register
-from .result import Attribution
-from .targets import ScoreFn, Target, TargetLike
 
 KINDS = ("smoothgrad", "squared", "vargrad")
 
@@ -35,9 +30,8 @@ def noise_batch(x: torch.Tensor, n: int, noise: float, seed: Optional[int] = Non
 
 
 @register(quick={"n": 2, "seed": 0}, rank=60)
-@renamed(samples="n")
 def smoothgrad(model: ModelLike, inputs: MethodInputs, target: TargetLike = "top", *,
-               method: Union[MethodFn, str] = saliency,
+               method: Union[MethodFn, str] = "saliency",
                n: int = 50, noise: float = 0.15, kind: str = "smoothgrad", batch_size: Optional[int] = None,
                seed: Optional[int] = None, forward_args: object = None, **method_kw: Any) -> Attribution:
     """Average an attribution method over ``n`` noisy copies of each input.
@@ -90,7 +84,7 @@ def smoothgrad(model: ModelLike, inputs: MethodInputs, target: TargetLike = "top
             continue
         mean, mean_sq = s1 / n, s2 / n
         stats.append({"smoothgrad": mean, "squared": mean_sq, "vargrad": mean_sq - mean * mean}[kind])
-    name = getattr(fn, "__name__", "method")
+    name = method if isinstance(method, str) else getattr(fn, "__name__", "method")
     clean = tuple(x.detach() for x in c.xs)
     several = isinstance(a.values, tuple)  # a CAM gives one map even for several inputs: drawn on one of them
     return Attribution(tuple(stats) if several else cast(torch.Tensor, stats[0]),  # one input: never None
