@@ -171,8 +171,8 @@ def cmd_attribute(args: argparse.Namespace) -> None:
 def cmd_scan(args: argparse.Namespace) -> None:
     import os
 
+    from .data import IMAGE_SUFFIXES
     from .stats import report, scan
-    from .stats.result import IMAGE_SUFFIXES
 
     if Path(args.out).suffix.lower() in IMAGE_SUFFIXES:
         raise NetloupeError(f"--out {args.out} names a picture; scan writes a folder (statistics, report pictures "

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Union, cast
 import torch
 
 from .. import runtime
+from ..data import DataLike
 from ..errors import InputError, ModelError, UnitError
-from ..models import LoadedModel, as_loaded, forward, load_model, load_weights
+from ..models import LoadedModel, ModelLike, as_loaded, forward, load_model, load_weights
 from ..probe import probe
-from ..stats.scan import DataLike, ModelLike
 from ..units import UnitLike, as_unit
 from .data import data_measures
 from .renders import render_measures

@@ -15,10 +15,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union, cast
 import torch
 
 from .. import runtime
+from ..data import DataLike, as_source, load_batches
 from ..errors import InputError
-from ..models import LoadedModel, forward
+from ..models import LoadedModel, ModelLike, forward
 from ..probe import Probe, probe
-from ..stats.scan import DataLike, ModelLike, as_source, load_batches
 
 Pair = Tuple[int, str]  # (later model i, layer)
 

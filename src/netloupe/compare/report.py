@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from .. import images, runtime
-from ..stats.scan import DataLike, Source, as_source, model_inputs
+from ..data import DataLike, Source, as_source, sample_inputs
 from .result import MEASURES, Comparison
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def _thumbs(result: Comparison, source: Optional[Source], i: int, layer: str, ch
     row = result.channels[layer].index(channel)
     pictures = []
     for index in result.top_images[(i, layer)][row][:top_k].tolist():
-        x = model_inputs(source.dataset[index], first.preprocess)[0]
+        x = sample_inputs(source.dataset[index], first.preprocess)[0]
         pictures.append(images.to_pil(first.preprocess.inverse(x[None].float())[0]))
     return pictures
 

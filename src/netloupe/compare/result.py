@@ -14,15 +14,15 @@ import numpy as np
 import torch
 
 from .. import images
+from ..data import IMAGE_SUFFIXES
 from ..errors import InputError
-from ..stats.result import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
 
+    from ..data import DataLike
     from ..models import LoadedModel
-    from ..stats.scan import DataLike
 
 #: Each measure as a dissimilarity in [0, 1] (0: unchanged), for the combined score.
 DISSIMILARITY: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {

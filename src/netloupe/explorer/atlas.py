@@ -29,14 +29,14 @@ import torch.nn as nn
 from PIL import Image
 
 from .. import runtime
+from ..data import DataLike, sample_inputs
 from ..errors import InputError, NetloupeError, UnitError
 from ..images import grid, to_pil
-from ..models import LoadedModel, as_loaded, forward
+from ..models import LoadedModel, ModelLike, as_loaded, forward
 from ..optvis import visualize
 from ..optvis.param import Size
 from ..probe import probe
 from ..stats import LayerStats, ReceptiveField, ScanResult, scan, top_patches
-from ..stats.scan import DataLike, ModelLike, model_inputs
 from ..units import Unit, UnitLike, as_unit, check_channel
 
 if TYPE_CHECKING:
@@ -184,7 +184,7 @@ def _patch_picture(result: ScanResult, loaded: LoadedModel, key: str, channel: i
         for i in stats.top_images[channel].tolist():
             if result.source is None:  # a result loaded from disk; the atlas's own scan has its data
                 raise NetloupeError("the scan result has no data to show its top images from")
-            parts = model_inputs(result.source.dataset[i], loaded.preprocess, result.to_inputs)
+            parts = sample_inputs(result.source.dataset[i], loaded.preprocess, result.to_inputs)
             tiles.append(to_pil(loaded.preprocess.inverse(parts[0].unsqueeze(0).float())[0]))
     return grid(tiles, ncol=3, pad=2, cell=PATCH_CELL), field
 

@@ -24,15 +24,14 @@ from PIL import Image
 
 from .. import images, runtime, samples
 from ..attribution import METHODS, grad_cam, lookup
+from ..data import IMAGE_SUFFIXES, DataLike, Source, as_source, sample_inputs
 from ..dropout import augment
 from ..errors import InputError, NetloupeError
 from ..layouts import Layout
-from ..models import LoadedModel, as_loaded
+from ..models import LoadedModel, ModelLike, as_loaded
 from ..optvis import visualize
 from ..probe import probe
-from ..stats import Patches, ScanResult, as_source, scan, top_patches
-from ..stats.result import IMAGE_SUFFIXES
-from ..stats.scan import DataLike, ModelLike, Source, model_inputs
+from ..stats import Patches, ScanResult, scan, top_patches
 from ..units import Unit, check_channel
 
 #: uploads larger than this many bytes are refused (413)
@@ -225,7 +224,7 @@ class Explorer:
 
     def inputs(self, ref: str) -> Tuple[torch.Tensor, ...]:
         """The model's inputs for an input name, each a batch of one on the model's device."""
-        parts = model_inputs(self._sample(ref), self.model.preprocess)
+        parts = sample_inputs(self._sample(ref), self.model.preprocess)
         return tuple(t.unsqueeze(0).to(self.model.device, self.model.dtype) for t in parts)
 
     def picture(self, ref: str, part: int = 0) -> Image.Image:

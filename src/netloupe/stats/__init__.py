@@ -4,7 +4,7 @@ receptive fields, top patches, reports."""
 from .receptive import Patches, ReceptiveField, receptive_field, top_patches
 from .report import report
 from .result import LayerStats, ScanResult
-from .scan import Source, as_source, scan
+from .scan import scan
 
-__all__ = ["LayerStats", "Patches", "ReceptiveField", "ScanResult", "Source", "as_source", "receptive_field",
-           "report", "scan", "top_patches"]
+__all__ = ["LayerStats", "Patches", "ReceptiveField", "ScanResult", "receptive_field", "report", "scan",
+           "top_patches"]

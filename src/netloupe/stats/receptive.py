@@ -19,15 +19,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from ..data import DataLike, as_source, sample_inputs
 from ..deprecation import renamed
 from ..errors import InputError, NetloupeError, UnitError
 from ..images import Picture, grid, overlay, shown, to_pil
 from ..layouts import infer
-from ..models import LoadedModel, as_loaded, forward
+from ..models import LoadedModel, ModelLike, as_loaded, forward
 from ..probe import probe
 from ..units import Unit, UnitLike, as_unit, check_channel
 from .result import ScanResult
-from .scan import DataLike, ModelLike, as_source, model_inputs
 
 
 @dataclass
@@ -308,7 +308,7 @@ def _sample_inputs(result: ScanResult, data: Optional[DataLike], model: LoadedMo
         raise InputError(f"image {index} of the scan is not in the data given; "
                          "pass the data that was scanned") from None
     try:
-        return model_inputs(sample, model.preprocess, result.to_inputs)
+        return sample_inputs(sample, model.preprocess, result.to_inputs)
     except InputError as e:
         raise InputError(f"cannot reload image {result.ids[index]!r} for its patch ({e}); pass data= with the "
                          "scanned images") from None

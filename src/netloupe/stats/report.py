@@ -14,11 +14,12 @@ import torch
 from PIL import Image
 
 from .. import runtime
+from ..data import DataLike
 from ..errors import NetloupeError
 from ..images import figure, figure_to_pil, grid
+from ..models import ModelLike
 from .receptive import ReceptiveField, top_patches
 from .result import LayerStats, ScanResult, histogram_grid, histogram_pages
-from .scan import DataLike, ModelLike
 
 if TYPE_CHECKING:
     import jinja2
@@ -172,10 +173,10 @@ def report(result: ScanResult, directory: Union[str, os.PathLike], *, layers: Op
             continue
         if key is not None:
             pictures[key].append(name)
-    layers = [{"name": key, "channels": stats.channels, "dead": stats.dead_channels, "dead_share": stats.dead_share,
+    rows = [{"name": key, "channels": stats.channels, "dead": stats.dead_channels, "dead_share": stats.dead_share,
                "note": notes[key], "pictures": pictures[key]} for key, stats in chosen.items()]
     page = _template("report.html").render(model_name=result.model_name, count=result.count, top_k=result.top_k,
-                                           skipped=result.skipped, layers=layers)
+                                           skipped=result.skipped, layers=rows)
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
     return index

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data import IMAGE_SUFFIXES
 from ..errors import InputError, UnitError
 from ..images import Picture, figure, figure_to_pil
 from ..models import LoadedModel
@@ -25,7 +26,6 @@ from ..units import check_channel
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # images a scan reads and a result saves to
 _FORMAT = 1  # of the saved folder's scan.json
 
 
