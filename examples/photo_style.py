@@ -2,6 +2,10 @@
 the default model, on the CPU (a few minutes):
 
     PYTHONPATH=src python examples/photo_style.py --out docs/images
+
+``--yosinski-steps 0`` makes the style transfer picture only, ``--style-steps 0`` the other.
+Style transfer: plain Gatys (smoothing "none") with tv_weight 3e-3, 300 Adam steps, the setting
+that measured best in benchmarks/style_quality.py (benchmarks/RESULTS.md, "Style transfer quality").
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from netloupe.optvis import classic
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="docs/images")
-    ap.add_argument("--style-steps", type=int, default=100)
+    ap.add_argument("--style-steps", type=int, default=300)
     ap.add_argument("--optimizer", default="adam")
+    ap.add_argument("--tv-weight", type=float, default=3e-3)
+    ap.add_argument("--smoothing", default="none", help="none, softmax (SWAG) or auto")
     ap.add_argument("--yosinski-steps", type=int, default=200)
     args = ap.parse_args()
     out = Path(args.out)
@@ -26,12 +32,15 @@ def main():
 
     if args.style_steps:  # 0 skips it
         content, style = nl.samples.path("chelsea"), nl.samples.path("hubble")
-        r = nl.style_transfer(m, content, style, steps=args.style_steps, optimizer=args.optimizer)
+        r = nl.style_transfer(m, content, style, steps=args.style_steps, optimizer=args.optimizer,
+                              tv_weight=args.tv_weight, smoothing=args.smoothing)
         photos = [images.to_pil(t) for t in m.preprocess.inverse(m.inputs([content, style]))]
-        captions = ["content: chelsea", "style: hubble", f"style_transfer ({args.optimizer})"]
+        captions = ["content: chelsea", "style: hubble", f"style_transfer ({args.optimizer}, tv_weight {args.tv_weight:g})"]
         images.grid(photos + [r.to_pil()], captions, ncol=3, cell=224).save(out / "photo_style.png")
         print(f"style transfer: loss {r.history[0, 0]:.4g} -> {r.history[-1, 0]:.4g}")
 
+    if not args.yosinski_steps:  # 0 skips it
+        return
     layer, channels = "blocks.4", [0, 1, 2, 3]  # the channels of the Lucid pictures above
     v = nl.visualize(m, [f"{layer}:{c}" for c in channels], method="yosinski", preset=3, size=128,
                      steps=args.yosinski_steps, seed=0)

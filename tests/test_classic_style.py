@@ -16,7 +16,7 @@ from model_state import leaves_unchanged
 from netloupe.cli import main as cli_main
 from netloupe.layouts import NHWC
 from netloupe.optvis import classic
-from netloupe.optvis.style import default_layers, gram
+from netloupe.optvis.style import default_layers, gram, smoothing_for, softmax_smoothing
 
 
 class TinyNet(nn.Module):
@@ -198,9 +198,14 @@ def test_style_loss_decreases_from_the_content_photo_with_both_optimizers(optimi
     content, style = photo(0), photo(1)
     with leaves_unchanged(m.module):
         r = nl.style_transfer(m, content, style, content_layers=["conv2"], style_layers=["conv1", "conv2"],
-                              steps=25, optimizer=optimizer, progress=False)
+                              steps=25, optimizer=optimizer, smoothing="none", tv_weight=0, progress=False)
     assert r.history.shape == (25, 1) and r.images.shape == (1, 3, 16, 16)
     assert r.history[0, 0].item() == pytest.approx(_loss_by_hand(m, content, [style], [1.0]), rel=1e-4)
+    x = nl.optvis.photo.photos(content, m)  # where it starts; the default adds 3e-3 x its total variation
+    tv = ((x[..., 1:, :] - x[..., :-1, :]).abs().sum() + (x[..., 1:] - x[..., :-1]).abs().sum()).item()
+    default = nl.style_transfer(m, content, style, content_layers=["conv2"], style_layers=["conv1", "conv2"], steps=1,
+                                progress=False)
+    assert default.history[0, 0].item() == pytest.approx(r.history[0, 0].item() + 3e-3 * tv, rel=1e-4)
     assert r.history[-1, 0] < 0.5 * r.history[0, 0]
     assert r.images.min() >= 0 and r.images.max() <= 1
 
@@ -208,7 +213,8 @@ def test_style_loss_decreases_from_the_content_photo_with_both_optimizers(optimi
 def test_style_blend_weights():
     m = tiny()
     content, a, b = photo(0), photo(1), photo(2)
-    kw = dict(content_layers=["conv2"], style_layers=["conv1", "conv2"], steps=5, progress=False)
+    kw = dict(content_layers=["conv2"], style_layers=["conv1", "conv2"], steps=5, smoothing="none", tv_weight=0,
+              progress=False)
     single = nl.style_transfer(m, content, a, **kw)
     assert torch.equal(nl.style_transfer(m, content, [a, b], style_weights=[1, 0], **kw).images, single.images)
     blend = nl.style_transfer(m, content, [a, b], style_weights=[0.7, 0.3], **kw)  # the Gram targets, blended
@@ -231,6 +237,7 @@ def test_style_bad_input_is_a_clear_error_and_leaves_the_model(tmp_path):
             (lambda: nl.style_transfer(m, photo(0), [photo(1), photo(2)], style_weights=[1, -1], **kw),
              "style_weights"),
             (lambda: nl.style_transfer(m, photo(0), photo(1), optimizer="sgd", **kw), "lbfgs"),
+            (lambda: nl.style_transfer(m, photo(0), photo(1), smoothing="swag", **kw), "smoothing is"),
             (lambda: nl.style_transfer(m, photo(0), photo(1), steps=1, progress=False), "no default"),
         ]:
             with pytest.raises(nl.NetloupeError, match=match):
@@ -265,3 +272,104 @@ def test_cli_style_and_yosinski(tmp_path, capsys):
     assert (tmp_path / "y" / "output_281.png").exists()
     assert cli_main(["style", "chelsea", str(tmp_path / "missing.jpg"), "--out", str(tmp_path / "bad")]) == 2
     assert "missing.jpg" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+# -- style transfer: SWAG's softmax smoothing; tensors smaller than the model's input ----------------
+
+class TinyVGG(nn.Module):
+    """VGG's shape in miniature: five conv blocks in ``features``, each ending at a max-pool."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        layers, c = [], 3
+        for convs in (1, 1, 1, 2, 1):
+            for _ in range(convs):
+                layers += [nn.Conv2d(c, 4, 3, padding=1), nn.ReLU()]
+                c = 4
+            layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.features(x).mean((2, 3))
+
+
+def test_auto_smoothing_is_none_on_vgg_style_nets_and_softmax_on_others():
+    vgg = nl.LoadedModel(TinyVGG().eval(), nl.Preprocess(size=32, resize=32))
+    assert default_layers(vgg) == (["features.11"], ["features.0", "features.3", "features.6", "features.9",
+                                                     "features.14"])
+    assert smoothing_for(vgg) == "none" and smoothing_for(vgg, "softmax") == "softmax"
+    assert smoothing_for(tiny()) == "softmax" and smoothing_for(tiny(), "none") == "none"
+    kw = dict(steps=3, progress=False)
+    for m, mode, layers in [(vgg, "none", {}),
+                            (tiny(), "softmax", dict(content_layers=["conv2"], style_layers=["conv1", "conv2"]))]:
+        auto = nl.style_transfer(m, photo(0), photo(1), smoothing="auto", **layers, **kw)
+        assert torch.equal(auto.history, nl.style_transfer(m, photo(0), photo(1), smoothing=mode, **layers,
+                                                           **kw).history)
+    plain = dict(content_layers=["conv2"], style_layers=["conv1", "conv2"], **kw)  # the default: plain Gatys
+    assert torch.equal(nl.style_transfer(tiny(), photo(0), photo(1), **plain).history,
+                       nl.style_transfer(tiny(), photo(0), photo(1), smoothing="none", **plain).history)
+    with pytest.raises(nl.NetloupeError, match="smoothing is"):
+        smoothing_for(vgg, "Softmax")
+
+
+def test_softmax_smoothing_is_a_softmax_over_every_entry_times_their_count():
+    a = torch.randn(2, 3, 4, 5)
+    s = softmax_smoothing(a)
+    assert s.shape == (2, 3, 20)
+    for n in range(2):
+        e = torch.exp(a[n].double())
+        assert torch.allclose(s[n].double(), (e / e.sum() * 60).reshape(3, 20), rtol=1e-5)
+    assert torch.allclose(softmax_smoothing(a + 7.0), s, rtol=1e-4)  # a constant shift changes nothing
+    assert torch.allclose(softmax_smoothing(torch.full((1, 2, 3, 3), 0.3)), torch.ones(1, 2, 9))  # flat: 1
+    assert torch.allclose(softmax_smoothing(a.permute(0, 2, 3, 1), NHWC), s)  # channels last, same values
+
+
+def test_softmax_smoothed_loss_at_the_start_equals_a_hand_computation():
+    m = tiny()
+    content, style = photo(0), photo(1)
+
+    def smoothed_grams(image):
+        with nl.probe(m.module, ["conv1", "conv2"], detach=True) as p:
+            m.module(m.inputs(image))
+            grams = {}
+            for n in ("conv1", "conv2"):
+                a = p.activations[n][0].double().reshape(p.activations[n].shape[1], -1)  # [C, P]
+                e = torch.exp(a)
+                s = e / e.sum() * a.numel()  # SWAG's softmax over all C * P entries, times C * P
+                grams[n] = s @ s.T / a.numel()
+        return grams
+
+    ours, targets = smoothed_grams(content), smoothed_grams(style)
+    hand = 1e6 * sum(((ours[n] - targets[n]) ** 2).mean() for n in ours).item()  # content loss: 0 at the start
+    r = nl.style_transfer(m, content, style, content_layers=["conv2"], style_layers=["conv1", "conv2"], steps=2,
+                          smoothing="softmax", tv_weight=0, progress=False)
+    assert r.history[0, 0].item() == pytest.approx(hand, rel=1e-4)
+    plain = nl.style_transfer(m, content, style, content_layers=["conv2"], style_layers=["conv1", "conv2"], steps=2,
+                              smoothing="none", tv_weight=0, progress=False)
+    assert plain.history[0, 0].item() == pytest.approx(_loss_by_hand(m, content, [style], [1.0]), rel=1e-4)
+    assert abs(plain.history[0, 0].item() - hand) > 1e-3 * hand  # the two losses differ
+
+
+def _small_cnn(which):
+    if which == "tiny":
+        return nl.LoadedModel(TinyNet().eval(), nl.Preprocess(size=96, resize=96)), "conv2"
+    import torchvision
+
+    torch.manual_seed(0)
+    return nl.LoadedModel(torchvision.models.resnet18(weights=None).eval(), nl.Preprocess()), "layer2"
+
+
+@pytest.mark.parametrize("which", ["tiny", "resnet18"])
+@pytest.mark.parametrize("smoothing", ["none", "softmax"])
+def test_a_tensor_smaller_than_the_models_input_is_compared_as_render_feeds_it(which, smoothing):
+    """Regression: the targets were computed on the 64 px tensors while render fed the model their
+    upsampling to its input size, so the content loss failed with a size mismatch."""
+    m, layer = _small_cnn(which)
+    g = torch.Generator().manual_seed(0)
+    content, style = torch.rand(1, 3, 64, 64, generator=g), torch.rand(1, 3, 64, 64, generator=g)
+    kw = dict(content_layers=[layer], style_layers=[layer], smoothing=smoothing, tv_weight=0, progress=False)
+    r = nl.style_transfer(m, content, style, steps=3, **kw)
+    assert r.images.shape == (1, 3, 64, 64) and torch.isfinite(r.history).all() and r.history[0, 0] > 0
+    # with the content photo as the style too, both targets are met exactly at the start
+    assert nl.style_transfer(m, content, content, steps=1, **kw).history[0, 0].item() == pytest.approx(0, abs=1e-9)
