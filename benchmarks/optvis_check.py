@@ -56,11 +56,11 @@ def main():
     photos = model.inputs([samples.path(n) for n in samples.names()])
     photo_max = channel_means(model, args.layer, photos, chans).max(0).values
     thresholds = sorted({t for t in args.curve if t < args.steps} | {args.steps})
-    objective = functools.reduce(operator.add, [objectives.channel(args.layer, c, batch=i) for i, c in enumerate(chans)])
+    objective = functools.reduce(operator.add, [objectives.channel(args.layer, c, index=i) for i, c in enumerate(chans)])
     results = {}
     for name, fft in (("fft+decorrelated", True), ("pixel", False)):
         t0 = time.time()
-        param = image(args.size, batch=len(chans), fft=fft, decorrelate=fft, seed=args.seed)
+        param = image(args.size, n=len(chans), fft=fft, decorrelate=fft, seed=args.seed)
         r = render(model, objective, param, steps=args.steps, seed=args.seed, thresholds=thresholds, progress=False)
         curve = {t: channel_means(model, args.layer, rendering_inputs(model, im), chans).diagonal()
                  for t, im in sorted(r.snapshots.items())}

@@ -175,23 +175,6 @@ def test_clear_errors():
         nl.augment(model, x, "fc9")
     with pytest.raises(nl.NetloupeError, match="no dropout acts before"):
         nl.augment(model, x, "features.0", n=2, progress=False)
-    with pytest.raises(nl.NetloupeError, match="model.to"), pytest.deprecated_call():
-        nl.augment(model, x, "fc1", device="meta")
-
-
-def test_dropviz_calls_keep_working_by_name_with_a_warning():
-    """dropviz's keyword call, and netloupe's own old order (layer before inputs)."""
-    model, x = tiny(), images01(2)
-    with pytest.deprecated_call():
-        old = nl.augment(model=model, layer=model.fc1, device="cpu", data=x, n=2, max_epochs=3, lr=0.01,
-                         loss_tolerance=None, verbosity=1, seed=0, progress=False)
-    new = nl.augment(model, x, model.fc1, n=2, steps=3, lr=0.01, seed=0, progress=False)
-    assert torch.equal(old.images, new.images) and old.steps.max() <= 3
-    with pytest.deprecated_call():
-        swapped = nl.augment(model, "fc1", x, n=2, steps=3, lr=0.01, seed=0, progress=False)
-    assert torch.equal(swapped.images, new.images)
-    with pytest.raises(TypeError, match="old name of steps"):
-        nl.augment(model, x, "fc1", steps=3, max_epochs=3)
 
 
 def test_cli(tmp_path, capsys):

@@ -217,7 +217,7 @@ def test_objective_values_and_algebra():
     v0, v1 = n0(ctx), n1(ctx)
     assert torch.allclose(combo(ctx), (2 * v0 + v1 - 1) / 4 - v1 / v0 + 3 + v0 * 0.5)
     assert torch.allclose((1 - n0)(ctx), 1 - v0) and torch.allclose((6 / n1)(ctx), 6 / v1)
-    assert "neuron(l:0)" in repr(combo)
+    assert "neuron(l, 0)" in repr(combo) and "channel(l, 2)" in repr(combo)
     with pytest.raises(nl.UnitError):
         obj.channel("l", 3)(ctx)
 
@@ -372,11 +372,11 @@ def test_visualize_renders_a_list_in_one_batch_one_unit_per_element():
     model = tiny(16)
     units = ["conv2:0", "conv2:1@2,3", "conv1"]
     r = nl.visualize(model, units, size=16, steps=3, seed=0, progress=False)
-    # 3 steps: each one forward of all 3 units
-    assert [x.shape[0] for x in model.module.seen] == [3, 3, 3]
+    # one blank image checks the units first, then 3 steps: each one forward of all 3 units
+    assert [x.shape[0] for x in model.module.seen] == [1, 3, 3, 3]
     assert r.images.shape == (3, 3, 16, 16) and r.captions == units
     split = nl.visualize(model, units, size=16, steps=2, seed=0, progress=False, batch_size=2)
-    assert [x.shape[0] for x in model.module.seen[3:]] == [2, 2, 1, 1]  # a batch of 2 for 2 steps, then 1
+    assert [x.shape[0] for x in model.module.seen[4:]] == [1, 2, 2, 1, 1]  # the check; 2 for 2 steps, then 1
     assert split.images.shape == (3, 3, 16, 16) and split.history.shape == (2, 3)
     assert isinstance(r.grid(), Image.Image)
     with pytest.raises(nl.UnitError):

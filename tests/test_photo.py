@@ -112,25 +112,14 @@ def test_dream_a_batch_of_photos_equals_single_calls_with_the_same_seed():
 def test_dream_objectives_from_layers_units_and_classes():
     m = spy()
     photo = smooth_photo()
-    for what, name in [("conv1", "deepdream(conv1)"), ("conv1:3", "channel(conv1:3)"), (2, "class_logit(2)"),
-                       (obj.neuron("conv2", 1), "neuron(conv2:1)")]:
+    for what, name in [("conv1", "deepdream(conv1)"), ("conv1:3", "channel(conv1, 3)"), (2, "class_logit(2)"),
+                       (obj.neuron("conv2", 1), "neuron(conv2, 1)")]:
         r = nl.dream(m, photo, what, octaves=1, steps_per_octave=4, progress=False)
         assert r.objective == name
         assert r.history[-1, 0] > r.history[0, 0]  # the objective rose
     with pytest.raises(nl.UnitError, match="layer with a grid"):
         nl.dream(m, photo, "fc", octaves=1, steps_per_octave=1, progress=False)
 
-
-def test_the_deprecated_dream_layer_is_one_octave_of_dream():
-    m = spy()
-    photo = smooth_photo()
-    with pytest.deprecated_call():
-        old = nl.dream_layer(m, "conv1", start=photo, size=16, steps=3, transforms=None, seed=0, progress=False)
-    new = nl.dream(m, photo, "conv1", octaves=1, steps_per_octave=3, jitter=0, seed=0, progress=False)
-    assert torch.equal(old.images, new.images)
-
-
-# -- the masked param --------------------------------------------------------------------------
 
 def test_masked_param_leaves_outside_pixels_bit_identical():
     photo = smooth_photo(12, 10)

@@ -29,7 +29,6 @@ from .optvis import (
     adversarial,
     caricature,
     dream,
-    dream_layer,
     gram,
     invert,
     render,
@@ -54,7 +53,7 @@ __all__ = [
     "gradient_rollout", "guided_backprop", "guided_grad_cam", "input_x_gradient", "integrated_gradients", "occlusion",
     "saliency", "smoothgrad",
     # feature visualization
-    "FeatureVisualizer", "dream_layer", "optvis", "render", "visualize", "visualize_channels", "visualize_class",
+    "FeatureVisualizer", "optvis", "render", "visualize", "visualize_channels", "visualize_class",
     "visualize_diverse",
     # photos: dream, invert, caricature, adversarial twins; style transfer
     "adversarial", "caricature", "dream", "invert", "gram", "style_transfer",

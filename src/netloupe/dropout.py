@@ -25,14 +25,13 @@ import torch.nn as nn
 from PIL import Image
 
 from . import images as _images
-from .deprecation import renamed
-from .errors import InputError, NetloupeError, UnitError
+from .errors import InputError, NetloupeError
 from .images import Picture, Preprocess
-from .models import Inputs, ModelLike, as_loaded, check_device, forward
+from .models import Inputs, ModelLike, as_loaded, forward
 from .outputs import first_tensor
 from .probe import Probe, probe
-from .runtime import DeviceLike, chunks
 from .runtime import batch_size as _batch_size
+from .runtime import chunks
 from .runtime import progress as _progress
 from .units import Unit, UnitLike, as_unit
 
@@ -355,31 +354,10 @@ class _Fit:
             self.bar.update(1)
 
 
-def _in_order(model: ModelLike, inputs: Any, layer: Any, name: str) -> Tuple[Any, Any]:
-    """(inputs, layer), also from a call in the old order ``name(model, layer, inputs)`` (deprecated)."""
-    if not _is_layer(model, layer) and _is_layer(model, inputs):
-        warnings.warn(f"{name}(model, layer, inputs) is deprecated; the inputs come second, as in every netloupe "
-                      f"function: {name}(model, inputs, layer)", DeprecationWarning, stacklevel=4)
-        return layer, inputs
-    return inputs, layer
-
-
-def _is_layer(model: ModelLike, value: object) -> bool:
-    """Whether ``value`` names a layer of the model (as a unit string, Unit or module of it)."""
-    if not isinstance(value, (str, Unit, nn.Module)):
-        return False
-    try:
-        as_unit(as_loaded(model).module, value)
-    except (UnitError, NetloupeError):
-        return False
-    return True
-
-
-@renamed(data="inputs", max_epochs="steps")
 def augment(model: ModelLike, inputs: Inputs, layer: UnitLike, *, n: int = 8, steps: int = 2000,
             loss_tolerance: Optional[float] = None, lr: Optional[float] = None, batch_size: Optional[int] = None,
-            seed: Optional[int] = None, clamp: bool = True, optimizer: str = "lbfgs", progress: bool = True,
-            device: Optional[DeviceLike] = None, verbosity: Optional[int] = None) -> DropoutAugmentation:
+            seed: Optional[int] = None, clamp: bool = True, optimizer: str = "lbfgs", progress: bool = True
+            ) -> DropoutAugmentation:
     """Show the augmentation that dropout performs in input space (Bouthillier et al. 2015).
 
     For each input x, draw n dropout samples h~ of ``layer``'s output (dropout on, BatchNorm in
@@ -399,19 +377,7 @@ def augment(model: ModelLike, inputs: Inputs, layer: UnitLike, *, n: int = 8, st
     move every pixel by about lr per step, so their size measures lr rather than dropout.
     progress: a bar over optimizer steps that counts the samples done.
     Samples that do not reach their tolerance in ``steps`` raise a warning.
-
-    dropviz's calls (``dropviz.augment(model=, layer=, device=, data=, n=, max_epochs=,
-    loss_tolerance=, lr=, verbosity=)``) keep working by name: ``data`` and ``max_epochs`` are
-    the old names of ``inputs`` and ``steps``; ``device`` must be the model's (netloupe never
-    moves it); ``verbosity`` is replaced by the progress bar.
     """
-    inputs, layer = _in_order(model, inputs, layer, "augment")
-    if device is not None:
-        warnings.warn("augment(device=...) is deprecated: netloupe runs on the model's device and never moves it",
-                      DeprecationWarning, stacklevel=3)
-    if verbosity is not None:
-        warnings.warn("augment(verbosity=...) is deprecated and has no effect; the progress bar counts the samples "
-                      "done (progress=False silences it)", DeprecationWarning, stacklevel=3)
     loaded = as_loaded(model)
     module = loaded.module
     if optimizer not in OPTIMIZERS:
@@ -425,7 +391,6 @@ def augment(model: ModelLike, inputs: Inputs, layer: UnitLike, *, n: int = 8, st
     if loss_tolerance is not None and not loss_tolerance >= 0:
         raise InputError(f"loss_tolerance must be >= 0 or None (automatic); got {loss_tolerance!r}")
     unit = as_unit(module, layer)
-    check_device(loaded, device)
     x = loaded.inputs(inputs).detach()
 
     clean, original_output = _eval_pass(module, unit, x)
@@ -510,7 +475,6 @@ def _set_rate(module: nn.Module, rate: float) -> int:
     return len(settings)
 
 
-@renamed(data="inputs")
 def sweep(model: ModelLike, inputs: Inputs, layer: UnitLike, *, rates: Sequence[float] = (0.1, 0.3, 0.5, 0.7),
           **kwargs: Any) -> DropoutSweep:
     """Augment ``inputs`` at each dropout rate and measure how far x~ moves from x.
@@ -518,7 +482,6 @@ def sweep(model: ModelLike, inputs: Inputs, layer: UnitLike, *, rates: Sequence[
     Runs on a copy of the model whose dropout rates are all set to each rate in turn (the model
     given is never changed); ``kwargs`` go to :func:`augment` (n, seed, steps, ...).
     """
-    inputs, layer = _in_order(model, inputs, layer, "sweep")
     rates = [float(r) for r in rates]
     if not rates or any(not 0 <= r < 1 for r in rates):
         raise InputError(f"rates must be dropout rates in [0, 1); got {rates}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import html
 import importlib
+import operator
 import os
 import pickle
 import re
@@ -21,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Final, Iterable, List, Op
 import torch
 import torch.nn as nn
 
-from .deprecation import renamed
 from .errors import InputError, ModelError
 from .images import ImageLike, Preprocess
 from .layouts import override
@@ -75,11 +75,26 @@ class LoadedModel:
         accepts, else its Preprocess's crop."""
         return fixed_input_size(self.module) or self.preprocess.hw
 
+    def class_index(self, c: Union[int, str]) -> int:
+        """A class given as an index or, where the model has labels, by its label."""
+        if isinstance(c, str):
+            labels = self.labels or []
+            if c not in labels:
+                near = [label for label in labels if c.lower() in label.lower()][:5]
+                raise InputError(f"no class named {c!r} in {self.name}'s labels; "
+                                 f"{'close: ' + ', '.join(near) if near else 'give the class index instead'}")
+            return labels.index(c)
+        try:
+            if not isinstance(c, bool):
+                return operator.index(c)
+        except TypeError:
+            pass
+        raise InputError(f"a class is an index (an int) or a label; got {c!r}")
+
     def inputs(self, data: Inputs) -> torch.Tensor:
         """Anything Preprocess accepts, as a batch on the model's device and dtype."""
         return self.preprocess(data, device=self.device, dtype=self.dtype)
 
-    @renamed(k="top_k")
     def predict(self, inputs: Inputs, top_k: int = 5) -> List[List[Tuple[str, float]]]:
         """The ``top_k`` (label, probability) per input."""
         if not isinstance(top_k, int) or top_k < 1:
@@ -444,7 +459,6 @@ class LayerTable(list[LayerRow]):
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-@renamed(example_input="inputs")
 def layers(model: ModelLike, inputs: Optional[Inputs] = None) -> LayerTable:
     """One row per module: name, type, output shape (from one forward pass) and the number of
     parameters in it, its submodules' included (the model's row is the whole model's count).

@@ -13,7 +13,6 @@ from .photo import (
     adversarial,
     caricature,
     dream,
-    dream_layer,
     invert,
 )
 from .recipes import (
@@ -28,6 +27,6 @@ from .render import Rendering, render
 from .style import gram, style_transfer
 
 __all__ = ["Adversarial", "Caricature", "FeatureVisualizer", "Inversion", "Objective", "Param", "PhotoRendering",
-           "Pixels", "Rendering", "adversarial", "caricature", "classic", "dream", "dream_layer", "from_image", "gram", "image",
+           "Pixels", "Rendering", "adversarial", "caricature", "classic", "dream", "from_image", "gram", "image",
            "invert", "masked", "min_size", "objectives", "param", "photo", "pixel", "pixels", "render", "style",
            "style_transfer", "transforms", "visualize", "visualize_channels", "visualize_class", "visualize_diverse"]

@@ -8,13 +8,11 @@ sigmoid keeps pixels in [0, 1]. A plain pixel parameterization is there for comp
 from __future__ import annotations
 
 import math
-import warnings
-from typing import Optional, Sequence, Tuple, Union, cast
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 
-from ..deprecation import renamed
 from ..errors import InputError
 from ..images import ImageLike, as_pil, pil_to01
 from ..runtime import generator
@@ -106,13 +104,8 @@ def pixels(start: torch.Tensor, zero: torch.Tensor | Sequence[float] = (0.0, 0.0
     return Pixels(start.detach().float().cpu().clamp(0, 1) - zero_t, zero_t).to(device)
 
 
-def hw(size: Size, w: Optional[int] = None, name: str = "size") -> Tuple[int, int]:
-    """(h, w) of an image size: an int (square) or (h, w); a separate ``w`` is the old way of
-    giving a width (deprecated)."""
-    if w is not None:
-        warnings.warn(f"giving the width as a second argument is deprecated; pass {name}=(h, w)", DeprecationWarning,
-                      stacklevel=3)
-        size = (cast(int, size), w)  # the old form: size is the height (checked below)
+def hw(size: Size, name: str = "size") -> Tuple[int, int]:
+    """(h, w) of an image size: an int (square) or (h, w)."""
     h, w = (size, size) if isinstance(size, int) else tuple(size) if isinstance(size, (tuple, list)) else (None, None)
     if not (isinstance(h, int) and isinstance(w, int)) or h < 2 or w < 2:
         raise InputError(f"image {name} must be an int or (h, w) of integers >= 2; got {size!r}")
@@ -125,23 +118,21 @@ def _count(n: int) -> int:
     return n
 
 
-@renamed(batch="n")
-def image(size: Size, w: Optional[int] = None, *, n: int = 1, fft: bool = True, decorrelate: bool = True,
+def image(size: Size, *, n: int = 1, fft: bool = True, decorrelate: bool = True,
           sd: float = 0.01, decay_power: float = 1.0, seed: Optional[int] = None, device: Device = None) -> Param:
     """``n`` random images of ``size`` (an int or (h, w)), parameterized as in Lucid's
     ``param.image``; ``fft=False, decorrelate=False`` is the plain pixel parameterization."""
-    h, w = hw(size, w)
+    h, w = hw(size)
     g = generator(seed, "cpu")
     shape = (_count(n), 3, h, w // 2 + 1, 2) if fft else (_count(n), 3, h, w)
     raw = torch.randn(shape, generator=g) * sd
     return Param(raw, h, w, fft, decorrelate, decay_power).to(device)
 
 
-@renamed(batch="n")
-def pixel(size: Size, w: Optional[int] = None, *, n: int = 1, sd: float = 0.01, seed: Optional[int] = None,
+def pixel(size: Size, *, n: int = 1, sd: float = 0.01, seed: Optional[int] = None,
           device: Device = None) -> Param:
     """The plain pixel parameterization: each pixel (through a sigmoid) is a free variable."""
-    return image(hw(size, w), n=n, fft=False, decorrelate=False, sd=sd, seed=seed, device=device)
+    return image(size, n=n, fft=False, decorrelate=False, sd=sd, seed=seed, device=device)
 
 
 def _image01(img: Union[ImageLike, torch.Tensor], size: Optional[Tuple[int, int]]) -> torch.Tensor:
@@ -160,13 +151,12 @@ def _image01(img: Union[ImageLike, torch.Tensor], size: Optional[Tuple[int, int]
     return pil_to01(pil)
 
 
-@renamed(batch="n")
-def from_image(img: ImageLike, size: Optional[Size] = None, w: Optional[int] = None, *, n: int = 1, fft: bool = True,
+def from_image(img: ImageLike, size: Optional[Size] = None, *, n: int = 1, fft: bool = True,
                decorrelate: bool = True, decay_power: float = 1.0, eps: float = 1e-3, device: Device = None) -> Param:
     """``n`` copies of a parameterization that starts at a photo (path, PIL, HWC array or
     [3, H, W] tensor in [0, 1]), resized to ``size`` (an int or (h, w)) when given: the exact
     inverse of sigmoid, colour matrix and spectrum scale."""
-    t = _image01(img, None if size is None else hw(size, w))
+    t = _image01(img, None if size is None else hw(size))
     h, w = t.shape[1:]
     x = torch.logit(t.clamp(eps, 1 - eps))
     if decorrelate:

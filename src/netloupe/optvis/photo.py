@@ -33,7 +33,7 @@ from . import transforms as tf
 from .param import Param, Size, as_mask, masked, pixels
 from .param import hw as size_hw
 from .param import image as noise
-from .recipes import ModelLike, _class_index, _on
+from .recipes import ModelLike
 from .render import Rendering, model_input, render
 from .transforms import TransformSpec
 
@@ -178,7 +178,7 @@ def _activations(loaded: LoadedModel, images01: torch.Tensor, names: Sequence[st
 
 def _indexed(objectives: Sequence[obj.Objective]) -> obj.Objective:
     """Objective i on batch element i (their sum, each restricted to its element)."""
-    return functools.reduce(operator.add, [_on(o, i) for i, o in enumerate(objectives)])
+    return functools.reduce(operator.add, [o.on(i) for i, o in enumerate(objectives)])
 
 
 # -- DeepDream with octaves --------------------------------------------------------------------
@@ -303,18 +303,6 @@ def dream(model: ModelLike, images: Photos, layer_or_objective: Union[obj.Object
                           photos=base, photo_captions=["photo"] * n, ncol=n)
 
 
-def dream_layer(model: ModelLike, layer: Union[obj.Objective, int, UnitLike], start: Optional[Photos] = None, *,
-                size: Size = 224, steps: int = 128, lr: float = 0.01, seed: Optional[int] = None, progress: bool = True,
-                transforms: TransformSpec = "standard") -> PhotoRendering:
-    """Deprecated: :func:`dream` with one octave, from ``start`` (resized to ``size``) or from
-    Lucid's noise image."""
-    warnings.warn("dream_layer is deprecated and will be removed; use dream(model, photo, layer), which dreams "
-                  "at several octaves", DeprecationWarning, stacklevel=2)
-    photo = noise(size, seed=seed)().detach() if start is None else photos(start)
-    return dream(model, photo, layer, octaves=1, steps_per_octave=steps, lr=lr, jitter=0, transforms=transforms,
-                 size=size, seed=seed, progress=progress)
-
-
 # -- feature inversion -------------------------------------------------------------------------
 
 def _one_photo(loaded: LoadedModel, image: Photos) -> torch.Tensor:
@@ -394,7 +382,7 @@ def adversarial(model: ModelLike, images: Photos, target: Union[int, str, None] 
         with torch.no_grad():
             start = _logits(loaded, x0)
         before = start.argmax(1)
-        goal = before if target is None else torch.full_like(before, _class_index(loaded, target))
+        goal = before if target is None else torch.full_like(before, loaded.class_index(target))
         if not 0 <= int(goal[0]) < start.shape[1]:
             raise NetloupeError(f"target class {int(goal[0])} is out of range for {start.shape[1]} classes")
         sign = 1.0 if target is None else -1.0

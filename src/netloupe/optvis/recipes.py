@@ -7,22 +7,20 @@ import functools
 import math
 import operator
 import re
-import warnings
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union, cast
 
 import torch
 from PIL import Image
 
 from .. import runtime
-from ..deprecation import renamed
 from ..errors import NetloupeError, UnitError
-from ..models import LoadedModel, ModelLike, as_loaded, check_device, forward, layers
+from ..models import ModelLike, as_loaded, forward, layers
 from ..probe import probe
 from ..runtime import chunks
 from ..units import Unit, UnitLike, as_unit
 from . import classic
 from . import objectives as obj
-from .param import Device, Param, Size, hw, image
+from .param import Param, Size, hw, image
 from .render import Rendering, model_input, render
 from .transforms import TransformSpec
 
@@ -47,7 +45,7 @@ def _render_units(model: ModelLike, objs: List[obj.Objective], captions: List[st
     param: Param
     for k, part in enumerate(chunks(len(objs), per_batch)):
         items = objs[part]
-        total = functools.reduce(operator.add, [o if len(items) == 1 else _on(o, i) for i, o in enumerate(items)])
+        total = functools.reduce(operator.add, [o if len(items) == 1 else o.on(i) for i, o in enumerate(items)])
         chunk_seed = None if seed is None else seed + k
         if method == "yosinski":
             param = classic.start(len(items), hw(size), loaded.preprocess.mean, settings, chunk_seed)
@@ -63,11 +61,6 @@ def _render_units(model: ModelLike, objs: List[obj.Objective], captions: List[st
     return Rendering(torch.cat([p.images for p in parts]), torch.cat([p.history for p in parts], 1),
                      {s: torch.cat([p.snapshots[s] for p in parts]) for s in parts[0].snapshots},
                      " | ".join(p.objective for p in parts), captions)
-
-
-def _on(objective: obj.Objective, i: int) -> obj.Objective:
-    """``objective`` restricted to batch element i."""
-    return obj._make(objective, objective.name, objective.needs, i)
 
 
 def file_name(caption: str) -> str:
@@ -134,32 +127,15 @@ def visualize(model: ModelLike, units: Union[str, Unit, Sequence[Union[str, Unit
                          decorrelate, transforms, lr, seed, progress, batch_size, method, preset, precision)
 
 
-def visualize_channels(model: ModelLike, layer: UnitLike, channels: Union[Iterable[int], int] = range(16),
+def visualize_channels(model: ModelLike, layer: UnitLike, channels: Iterable[int] = range(16),
                        **kw: Any) -> Rendering:
     """One image per channel of ``layer`` (``channels``: the channel numbers; the first 16 by
     default); the keywords of :func:`visualize`."""
     loaded = as_loaded(model)
     name = as_unit(loaded.module, layer).layer
-    if isinstance(channels, int):
-        warnings.warn("visualize_channels(channels=k) as a count is deprecated; pass range(k)", DeprecationWarning,
-                      stacklevel=2)
-        channels = range(channels)
     return visualize(loaded, [Unit(name, c) for c in channels], **kw)
 
 
-def _class_index(loaded: LoadedModel, c: Union[int, str]) -> int:
-    """A class given as an index or, where the model has labels, by its label."""
-    if isinstance(c, str):
-        labels = loaded.labels or []
-        if c not in labels:
-            near = [label for label in labels if c.lower() in label.lower()][:5]
-            raise NetloupeError(f"no class named {c!r} in {loaded.name}'s labels; "
-                                f"{'close: ' + ', '.join(near) if near else 'give the class index instead'}")
-        return labels.index(c)
-    return int(c)
-
-
-@renamed(n="classes")
 def visualize_class(model: ModelLike, classes: Union[int, str, Sequence[Union[int, str]]], *, size: Size = 128,
                     steps: int = 512, seed: Optional[int] = None, progress: bool = True,
                     batch_size: Optional[int] = None, fft: bool = True, decorrelate: bool = True,
@@ -169,7 +145,7 @@ def visualize_class(model: ModelLike, classes: Union[int, str, Sequence[Union[in
     loaded = as_loaded(model)
     # a list, tuple or range holds several classes; anything else is one
     many = classes if isinstance(classes, (list, tuple, range)) else [cast(Union[int, str], classes)]
-    indices = [_class_index(loaded, c) for c in many]
+    indices = [loaded.class_index(c) for c in many]
     labels = loaded.labels
     label: Callable[[int], str] = (lambda c: labels[c]) if labels else str
     return _render_units(loaded, [obj.class_logit(c) for c in indices], [label(c) for c in indices], size, steps,
@@ -200,18 +176,14 @@ class FeatureVisualizer:
     is a volume), or the output of ``layer`` when one is given, so no model surgery is needed.
     """
 
-    @renamed(img_shape="size")
     def __init__(self, model: ModelLike, size: Size = (224, 224), layer: Optional[UnitLike] = None, fft: bool = True,
-                 decorrelate: bool = True, transforms: TransformSpec = "standard", device: Device = None,
-                 seed: Optional[int] = None) -> None:
+                 decorrelate: bool = True, transforms: TransformSpec = "standard", seed: Optional[int] = None) -> None:
         self.model = as_loaded(model)
-        check_device(self.model, device)
         self.size = hw(size if isinstance(size, int) else tuple(size)[:2])  # (h, w, 3) as the seed wrote it
         self.layer = "" if layer is None else as_unit(self.model.module, layer).layer
         self.fft, self.decorrelate, self.transforms, self.seed = fft, decorrelate, transforms, seed
         self.last: Optional[Rendering] = None
 
-    @renamed(epochs="steps", optim="optimizer")
     def __call__(self, act_idx: int, steps: int = 200, lr: float = 0.05,
                  optimizer: Optional[Callable[..., torch.optim.Optimizer]] = None, maximize: bool = True,
                  progress: bool = True) -> Image.Image:

@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from ..data import DataLike, as_source, sample_inputs
-from ..deprecation import renamed
 from ..errors import InputError, NetloupeError, UnitError
 from ..images import Picture, grid, overlay, shown, to_pil
 from ..layouts import infer
@@ -128,7 +127,6 @@ def _input_shapes(loaded: LoadedModel, size: Union[int, Sequence[int], None],
     return [(channels, *hw)]
 
 
-@renamed(input_size="size", example="inputs")
 def receptive_field(model: ModelLike, layer: UnitLike, size: Union[int, Sequence[int], None] = None, *, call: int = 0,
                     inputs: Union[torch.Tensor, Sequence[torch.Tensor], None] = None, seed: int = 0) -> ReceptiveField:
     """Measure the receptive field of ``layer`` at ``size`` ((H, W) or an int; default the

@@ -21,7 +21,6 @@ import torch.distributed as dist
 
 from .. import runtime
 from ..data import DataLike, ToInputs, as_source, load_batches
-from ..deprecation import renamed
 from ..errors import InputError, NetloupeError, UnitError
 from ..layouts import Layout
 from ..models import ModelLike, as_loaded, forward
@@ -195,7 +194,6 @@ def _gather(states: Dict[str, _LayerState], skipped: List[Tuple[int, str]], worl
     return merged, sorted(all_skipped)
 
 
-@renamed(inputs="to_inputs")
 def scan(model: ModelLike, data: DataLike, layers: Union[str, Sequence[UnitLike]], *, top_k: int = 9,
          bottom_k: int = 0, bins: int = 50, batch_size: Optional[int] = None, num_workers: int = 0,
          device: Union[str, torch.device, None] = None, progress: bool = True, to_inputs: Optional[ToInputs] = None,
