@@ -57,8 +57,8 @@ def cases(model, layer_name, layer, x, target, device):
     yield ("saliency", "same", lambda: nl.saliency(model, x, target), "captum",
            lambda: ca.Saliency(model).attribute(x, target=target))
     yield ("integrated_gradients n=50", "same",
-           lambda: nl.integrated_gradients(model, x, target, steps=50, method="gausslegendre", batch_size=ig_bs),
-           "captum", lambda: ca.IntegratedGradients(model).attribute(x, target=target, n_steps=50, method="gausslegendre",
+           lambda: nl.integrated_gradients(model, x, target, steps=50, quadrature="gausslegendre", batch_size=ig_bs),
+           "captum", lambda: ca.IntegratedGradients(model).attribute(x, target=target, n_steps=50, quadrature="gausslegendre",
                                                                       internal_batch_size=ig_bs))
     if torch.device(device).type == "cpu" and n * 50 * x[0].numel() > 200 * 3 * 224 * 224:
         # captum's default puts all 50 steps of every input in one batch: at batch 8 on the

@@ -61,7 +61,7 @@ def main():
     photos = [nl.samples.path(n) for n in ("chelsea", "coffee")]
     checks = {
         "saliency": {}, "input_x_gradient": {}, "guided_backprop": {}, "deconvnet": {},
-        "integrated_gradients": {"steps": 20, "method": "gausslegendre"}, "smoothgrad": {"n": 4, "seed": 0},
+        "integrated_gradients": {"steps": 20, "quadrature": "gausslegendre"}, "smoothgrad": {"n": 4, "seed": 0},
         "grad_cam": {}, "grad_cam_pp": {}, "guided_grad_cam": {}, "occlusion": {"window": 32, "stride": 32},
     }
     for method, kw in checks.items():

@@ -30,11 +30,11 @@ def reference(model: nl.LoadedModel, photo: str, panels: int) -> nl.Attribution:
     """Composite 16-point Gauss-Legendre over panels [0, 1e-3, ..., 1] spaced geometrically."""
     edges = np.concatenate([[0.0], np.geomspace(1e-3, 1.0, panels)])
     x = model.inputs(nl.samples.path(photo))
-    ends = nl.integrated_gradients(model, x, steps=2, method="riemann_trapezoid")  # the top class, f(x) - f(0)
+    ends = nl.integrated_gradients(model, x, steps=2, quadrature="riemann_trapezoid")  # the top class, f(x) - f(0)
     total = torch.zeros_like(x, dtype=torch.float64)
     for a, b in zip(edges[:-1], edges[1:]):
         # the panel from a*x to b*x: its unmultiplied IG is the mean gradient there
-        r = nl.integrated_gradients(model, b * x, ends.target, baseline=a * x, steps=16, method="gausslegendre",
+        r = nl.integrated_gradients(model, b * x, ends.target, baseline=a * x, steps=16, quadrature="gausslegendre",
                                     multiply_by_inputs=False)
         total += (b - a) * r.values.double()
     values = (x * total).float()
@@ -59,7 +59,7 @@ def main() -> None:
         cells = [photo, f"{float(ref.delta[0] / ref.extra['gap'][0]):+.2%}"]
         for method in methods:
             for s in steps:
-                r = nl.integrated_gradients(model, nl.samples.path(photo), ref.target, steps=s, method=method)
+                r = nl.integrated_gradients(model, nl.samples.path(photo), ref.target, steps=s, quadrature=method)
                 err = float((r.values - ref.values).abs().sum() / ref.values.abs().sum())
                 cells.append(f"{float(r.delta[0] / r.extra['gap'][0]):+.2%}, {err:.1%}")
         print("| " + " | ".join(cells) + " |", flush=True)

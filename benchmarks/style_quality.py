@@ -39,7 +39,7 @@ import netloupe as nl
 from common import table
 from netloupe import images
 from netloupe.optvis import style as style_module
-from netloupe.optvis.photo import photos
+from netloupe.optvis.photo import as_photos
 from style import CONTENT, STYLE, Recipe, gram
 
 # a ResNet's counterparts of the default layers: the stem and each stage's output for style, the
@@ -125,7 +125,7 @@ def main():
     for pair in args.pairs.split(","):
         content_name, style_name = pair.split(":")
         # the same 224 px tensors for every model (the default model's resize and crop)
-        content01, style01 = (photos(nl.samples.path(n), default) for n in (content_name, style_name))
+        content01, style01 = (as_photos(nl.samples.path(n), default) for n in (content_name, style_name))
         scorer = scorer_for(content01, style01)
         print(f"\n{content_name} in the style of {style_name}, Adam: content luma "
               f"{luma(content01):.3f}, style luma {luma(style01):.3f}; style HF / content's "

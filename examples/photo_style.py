@@ -42,7 +42,7 @@ def main():
     if not args.yosinski_steps:  # 0 skips it
         return
     layer, channels = "blocks.4", [0, 1, 2, 3]  # the channels of the Lucid pictures above
-    v = nl.visualize(m, [f"{layer}:{c}" for c in channels], method="yosinski", preset=3, size=128,
+    v = nl.visualize(m, [f"{layer}:{c}" for c in channels], algorithm="yosinski", preset=3, size=128,
                      steps=args.yosinski_steps, seed=0)
     shown = [images.to_pil(t) for t in classic.stretch(v.images, m.preprocess.mean)]
     images.grid(shown, [f"{layer}:{c} (preset 3)" for c in channels], ncol=4, cell=160).save(out / "yosinski.png")

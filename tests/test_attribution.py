@@ -53,7 +53,7 @@ def test_integrated_gradients_match_captum(case, method):
     result on vgg11_bn on some CPUs (oneDNN's algorithm for that batch), ours in chunks of 8 not."""
     name, model, x = case
     model, x = copy.deepcopy(model).double(), x.double()
-    ours = nl.integrated_gradients(model, x, TARGETS, steps=16, method=method)
+    ours = nl.integrated_gradients(model, x, TARGETS, steps=16, quadrature=method)
     ref = captum_attr.IntegratedGradients(model).attribute(x, target=TARGETS, n_steps=16, method=method)
     assert rel(ours.values, ref) <= 1e-6  # captum keeps its Gauss-Legendre nodes in float32: 7e-8 apart
 
@@ -65,8 +65,8 @@ def test_trapezoid_rule_is_captum_rescaled_because_captum_weights_sum_to_less_th
     model, _ = zoo.build("resnet18")
     model, x = model.double(), torch.randn(2, 3, 64, 64, dtype=torch.float64)
     n = 10
-    ours = nl.integrated_gradients(model, x, TARGETS, steps=n, method="riemann_trapezoid")
-    ref = captum_attr.IntegratedGradients(model).attribute(x, target=TARGETS, n_steps=n, method="riemann_trapezoid")
+    ours = nl.integrated_gradients(model, x, TARGETS, steps=n, quadrature="riemann_trapezoid")
+    ref = captum_attr.IntegratedGradients(model).attribute(x, target=TARGETS, n_steps=n, quadrature="riemann_trapezoid")
     assert rel(ours.values, ref * n / (n - 1)) <= 1e-5
     alphas, weights = nl.attribution.integrated.path_points(n, "riemann_trapezoid")
     assert abs(sum(weights) - 1) < 1e-12 and alphas[0] == 0 and alphas[-1] == 1
@@ -209,10 +209,10 @@ def test_adaptive_rule_is_closer_to_the_converged_attribution_than_fixed_rules()
     with torch.no_grad():
         net[1].weight.mul_(4)
     x = torch.randn(2, 3, 4, 4)
-    ref = nl.integrated_gradients(net, x, [0, 2], steps=4000, method="riemann_middle").values
+    ref = nl.integrated_gradients(net, x, [0, 2], steps=4000, quadrature="riemann_middle").values
 
     def error(method: str) -> torch.Tensor:
-        v = nl.integrated_gradients(net, x, [0, 2], steps=32, method=method).values
+        v = nl.integrated_gradients(net, x, [0, 2], steps=32, quadrature=method).values
         return (v - ref).abs().flatten(1).sum(1) / ref.abs().flatten(1).sum(1)
 
     adaptive = error("adaptive")
@@ -226,7 +226,7 @@ def test_adaptive_rule_is_exact_for_a_linear_path_and_refines_where_the_score_be
     r = nl.integrated_gradients(net, x, [0, 2], steps=10)
     assert torch.allclose(r.delta, torch.zeros(2), atol=1e-5)  # linear model: exact
     bent = nn.Sequential(nn.Flatten(), nn.Linear(12, 64), nn.ReLU(), nn.Linear(64, 1)).eval()
-    fixed = nl.integrated_gradients(bent, x, 0, steps=12, method="riemann_trapezoid")
+    fixed = nl.integrated_gradients(bent, x, 0, steps=12, quadrature="riemann_trapezoid")
     adaptive = nl.integrated_gradients(bent, x, 0, steps=12)
     assert adaptive.delta.abs().sum() < fixed.delta.abs().sum()
 
@@ -278,7 +278,7 @@ def test_adaptive_rule_costs_its_steps_and_nothing_more():
     adaptive = nl.integrated_gradients(net, x, [0, 2], steps=12)
     assert sum(rows) == 2 * 12
     rows.clear()
-    fixed = nl.integrated_gradients(net, x, [0, 2], steps=12, method="riemann_trapezoid")
+    fixed = nl.integrated_gradients(net, x, [0, 2], steps=12, quadrature="riemann_trapezoid")
     assert sum(rows) == 2 * 12 + 2 * 2
     assert torch.allclose(adaptive.extra["gap"], fixed.extra["gap"], atol=1e-6)  # the same f(x) - f(baseline)
 
@@ -435,7 +435,7 @@ def test_bad_attribution_arguments():
     with pytest.raises(nl.UnitError, match="channels 0..511"):
         nl.saliency(model, x, "layer4:600")
     with pytest.raises(nl.InputError, match="unknown integration"):
-        nl.integrated_gradients(model, x, 1, method="simpson")
+        nl.integrated_gradients(model, x, 1, quadrature="simpson")
     with pytest.raises(nl.InputError, match="baseline"):
         nl.integrated_gradients(model, x, 1, baseline="zeros")
     with pytest.raises(nl.InputError, match="does not fit"):
@@ -521,5 +521,5 @@ def test_adaptive_rule_on_a_gpu_runs_two_passes(monkeypatch):
     x = torch.randn(2, 3, 2, 2)
     r = nl.integrated_gradients(net, x, [0, 2], steps=20, batch_size=64)
     assert passes == [20, 20]  # two samples x 10 points, twice
-    ref = nl.integrated_gradients(net, x, [0, 2], steps=2000, method="riemann_middle")
+    ref = nl.integrated_gradients(net, x, [0, 2], steps=2000, quadrature="riemann_middle")
     assert torch.allclose(r.values, ref.values, atol=0.05 * float(ref.values.abs().max()))

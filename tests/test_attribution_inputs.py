@@ -91,7 +91,7 @@ def test_two_input_gradient_methods_match_captum(two, method, captum_cls):
 def test_two_input_integrated_gradients_match_captum(two, method):
     model, (img, meta) = two
     baselines = (torch.full_like(img, 0.1), torch.full_like(meta, -0.2))
-    ours = nl.integrated_gradients(model, (img, meta), TARGETS, baseline=(0.1, -0.2), steps=12, method=method)
+    ours = nl.integrated_gradients(model, (img, meta), TARGETS, baseline=(0.1, -0.2), steps=12, quadrature=method)
     ref, delta = captum_attr.IntegratedGradients(model).attribute(
         (img, meta), baselines=baselines, target=TARGETS, n_steps=12, method=method, return_convergence_delta=True)
     _pairs(ours, ref, tol=1e-6)  # captum weights its steps in float32
@@ -197,7 +197,7 @@ class _Fixed(nn.Module):
 
 
 @pytest.mark.parametrize("method,kw", [
-    ("integrated_gradients", {"steps": 10, "method": "riemann_middle", "batch_size": 4}),
+    ("integrated_gradients", {"steps": 10, "quadrature": "riemann_middle", "batch_size": 4}),
     ("integrated_gradients", {"steps": 10, "batch_size": 3}),
     ("smoothgrad", {"n": 4, "seed": 0, "batch_size": 3}),
     ("occlusion", {"window": 4, "stride": 2, "batch_size": 5, "progress": False}),
@@ -218,11 +218,11 @@ def test_per_sample_forward_args_follow_their_sample_when_rebatched(scaled, meth
 
 def test_forward_args_match_captum_additional_forward_args(scaled):
     model, x, scale = scaled
-    ours = nl.integrated_gradients(model, x, [0, 2, 3], steps=8, method="gausslegendre", forward_args=(scale, 0.25))
-    ref = captum_attr.IntegratedGradients(model).attribute(x, target=[0, 2, 3], n_steps=8, method="gausslegendre",
+    ours = nl.integrated_gradients(model, x, [0, 2, 3], steps=8, quadrature="gausslegendre", forward_args=(scale, 0.25))
+    ref = captum_attr.IntegratedGradients(model).attribute(x, target=[0, 2, 3], n_steps=8, quadrature="gausslegendre",
                                                            additional_forward_args=(scale, 0.25))
     assert rel(ours.values, ref) <= 1e-6
-    keywords = nl.integrated_gradients(model, x, [0, 2, 3], steps=8, method="gausslegendre",
+    keywords = nl.integrated_gradients(model, x, [0, 2, 3], steps=8, quadrature="gausslegendre",
                                        forward_args={"scale": scale, "shift": 0.25})
     assert rel(keywords.values, ref) <= 1e-6
 
@@ -240,7 +240,7 @@ def test_feature_vectors_with_gradient_methods(method, captum_cls):
 def test_feature_vectors_with_integrated_gradients_and_a_1d_occlusion_window():
     torch.manual_seed(3)
     model, x = Features().double().eval(), torch.randn(4, 10, dtype=torch.float64)
-    ig = nl.integrated_gradients(model, x, 1, steps=9, method="riemann_trapezoid", baseline="noise", seed=0)
+    ig = nl.integrated_gradients(model, x, 1, steps=9, quadrature="riemann_trapezoid", baseline="noise", seed=0)
     ours = nl.occlusion(model, x, 1, window=3, stride=2, baseline=0.0, progress=False)
     ref = captum_attr.Occlusion(model).attribute(x, sliding_window_shapes=(3,), strides=2, target=1)
     assert rel(ours.values, ref) <= 1e-6 and ours.extra["window"] == (3,)
@@ -256,7 +256,7 @@ def test_token_embeddings_as_a_one_input_tuple():
     ours = nl.occlusion(model, (emb,), 2, window=2, stride=1, progress=False)
     ref = captum_attr.Occlusion(model).attribute((emb,), sliding_window_shapes=((2, 5),), strides=1, target=2)
     assert rel(ours.values[0], ref[0]) <= 1e-6
-    ig = nl.integrated_gradients(model, (emb,), 2, steps=6, method="riemann_left")
+    ig = nl.integrated_gradients(model, (emb,), 2, steps=6, quadrature="riemann_left")
     assert ig.values[0].shape == emb.shape
 
 
@@ -309,12 +309,12 @@ def test_occlusion_edges_of_an_odd_sized_image_match_captum():
 def test_integrated_gradients_without_multiplying_by_inputs_matches_captum():
     torch.manual_seed(6)
     model, x = Features().double().eval(), torch.randn(3, 10, dtype=torch.float64)
-    ours = nl.integrated_gradients(model, x, 2, steps=10, method="riemann_right", baseline=0.3,
+    ours = nl.integrated_gradients(model, x, 2, steps=10, quadrature="riemann_right", baseline=0.3,
                                    multiply_by_inputs=False)
     ref = captum_attr.IntegratedGradients(model, multiply_by_inputs=False).attribute(
         x, baselines=0.3, target=2, n_steps=10, method="riemann_right")
     assert rel(ours.values, ref) <= 1e-6
-    full = nl.integrated_gradients(model, x, 2, steps=10, method="riemann_right", baseline=0.3)
+    full = nl.integrated_gradients(model, x, 2, steps=10, quadrature="riemann_right", baseline=0.3)
     assert torch.allclose(full.values, ours.values * (x - 0.3)) and torch.allclose(full.delta, ours.delta)
 
 

@@ -132,11 +132,11 @@ def test_ascent_steps_by_the_rate_or_by_the_wanted_progress():
 def test_yosinski_visualize_applies_the_regularizers_between_render_steps():
     m = tiny()
     start = classic.start(1, (16, 16), m.preprocess.mean, classic.PRESETS[2], seed=0).raw.detach().clone()
-    r = nl.visualize(m, "conv2:1", method="yosinski", preset=classic.preset(2, lr=0.0, decay=0.5, norm_pct=0),
+    r = nl.visualize(m, "conv2:1", algorithm="yosinski", preset=classic.preset(2, lr=0.0, decay=0.5, norm_pct=0),
                      size=16, steps=3, seed=0, progress=False)
     mean = torch.tensor(m.preprocess.mean).view(1, 3, 1, 1)
     assert torch.allclose(r.images, (start * 0.125 + mean).clamp(0, 1), atol=1e-6)  # three decays of 1/2
-    grown = nl.visualize(m, ["conv2:1", "conv2:3"], method="yosinski", preset=classic.preset(1, lr=1e3), size=16,
+    grown = nl.visualize(m, ["conv2:1", "conv2:3"], algorithm="yosinski", preset=classic.preset(1, lr=1e3), size=16,
                          steps=30, seed=0, progress=False)  # a rate cap that lets "progress" rule this weak net
     assert grown.images.shape == (2, 3, 16, 16) and grown.images.min() >= 0 and grown.images.max() <= 1
     assert torch.all(grown.history[-1] > grown.history[0] + 0.3)
@@ -145,7 +145,7 @@ def test_yosinski_visualize_applies_the_regularizers_between_render_steps():
 def test_yosinski_bad_preset_is_a_clear_error_and_leaves_the_model():
     m = tiny()
     with leaves_unchanged(m.module), pytest.raises(nl.NetloupeError, match="use 1, 2, 3 or 4"):
-        nl.visualize(m, "conv2:1", method="yosinski", preset=9, size=16, steps=1, progress=False)
+        nl.visualize(m, "conv2:1", algorithm="yosinski", preset=9, size=16, steps=1, progress=False)
     with pytest.raises(nl.NetloupeError, match="unknown visualization method"):
         nl.visualize(m, "conv2:1", method="magic", size=16, steps=1, progress=False)
 
@@ -201,7 +201,7 @@ def test_style_loss_decreases_from_the_content_photo_with_both_optimizers(optimi
                               steps=25, optimizer=optimizer, smoothing="none", tv_weight=0, progress=False)
     assert r.history.shape == (25, 1) and r.images.shape == (1, 3, 16, 16)
     assert r.history[0, 0].item() == pytest.approx(_loss_by_hand(m, content, [style], [1.0]), rel=1e-4)
-    x = nl.optvis.photo.photos(content, m)  # where it starts; the default adds 3e-3 x its total variation
+    x = nl.optvis.photo.as_photos(content, m)  # where it starts; the default adds 3e-3 x its total variation
     tv = ((x[..., 1:, :] - x[..., :-1, :]).abs().sum() + (x[..., 1:] - x[..., :-1]).abs().sum()).item()
     default = nl.style_transfer(m, content, style, content_layers=["conv2"], style_layers=["conv1", "conv2"], steps=1,
                                 progress=False)
@@ -267,7 +267,7 @@ def test_cli_style_and_yosinski(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["contact_sheet.png", "style_transfer.png"]
     assert Image.open(out / "style_transfer.png").size == (224, 224)
     assert Image.open(out / "contact_sheet.png").size[0] > 3 * 200  # content, style, result
-    assert cli_main(["visualize", ":281", "--method", "yosinski", "--preset", "2", "--size", "32", "--steps", "1",
+    assert cli_main(["visualize", ":281", "--algorithm", "yosinski", "--preset", "2", "--size", "32", "--steps", "1",
                      "--quiet", "--device", "cpu", "--out", str(tmp_path / "y")]) == 0
     assert (tmp_path / "y" / "output_281.png").exists()
     assert cli_main(["style", "chelsea", str(tmp_path / "missing.jpg"), "--out", str(tmp_path / "bad")]) == 2

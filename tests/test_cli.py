@@ -28,7 +28,7 @@ UNLOADABLE = "nosuchpackage.mod:factory"
 
 
 def test_predict_sample_photos(capsys):
-    code, out, _ = run(capsys, "predict", "chelsea", "coffee", "--top", "3", "--device", "cpu")
+    code, out, _ = run(capsys, "predict", "chelsea", "coffee", "--top-k", "3", "--device", "cpu")
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "chelsea" and lines[1].split(None, 1)[1] in {"tiger cat", "Egyptian cat", "tabby"}
@@ -40,7 +40,7 @@ def test_predict_file_path(capsys, tmp_path):
 
     path = tmp_path / "cup.jpg"
     nl.samples.image("coffee").save(path)
-    code, out, _ = run(capsys, "predict", str(path), "--top", "1")
+    code, out, _ = run(capsys, "predict", str(path), "--top-k", "1")
     assert code == 0 and "espresso" in out
 
 
@@ -177,8 +177,8 @@ def test_predict_top_zero_and_visualize_below_the_models_stride_are_refused(caps
     import netloupe as nl
     from netloupe.optvis.recipes import min_size
 
-    err = error_line(*run(capsys, "predict", "chelsea", "--top", "0", "--model", UNLOADABLE)[::2])
-    assert "argument --top-k/--top: must be 1 or more; got 0 (see `netloupe predict --help`)" in err
+    err = error_line(*run(capsys, "predict", "chelsea", "--top-k", "0", "--model", UNLOADABLE)[::2])
+    assert "argument --top-k: must be 1 or more; got 0 (see `netloupe predict --help`)" in err
     err = error_line(*run(capsys, "visualize", "blocks.2", "--size", "3", "--out", str(tmp_path / "vis"))[::2])
     assert ("--size 3 is below this model's minimum of 32 px (one cell of its coarsest layer); use --size 32 or more"
             in err) and not (tmp_path / "vis").exists()
@@ -203,7 +203,7 @@ def test_max_pixels_sets_pillows_limit_for_the_run(capsys, tmp_path, monkeypatch
     assert "argument --max-pixels: must be 1 or more" in err
     err = error_line(*run(capsys, "scan", "samples", "--layers", "bn1", "--workers", "-1", "--model", UNLOADABLE)[::2])
     assert "argument --workers: must be 0 or more" in err
-    assert "is not a whole number" in error_line(*run(capsys, "predict", "chelsea", "--top", "abc")[::2])
+    assert "is not a whole number" in error_line(*run(capsys, "predict", "chelsea", "--top-k", "abc")[::2])
 
 
 def test_files_that_are_not_pytorch_files(capsys, tmp_path):
@@ -229,7 +229,7 @@ def test_help_lists_verbs_in_readme_order_the_methods_and_every_default(capsys):
         options = [a for a in p._actions if a.option_strings and a.dest != "help"]
         assert helps[name].count("(default: ") + helps[name].count("(required)") == len(options), name
     assert ", ".join(METHODS) + ", or all (default: all)" in helps["attribute"]
-    assert "--top K how many classes to list per image (default: 5)" in helps["predict"]
+    assert "--top-k K how many classes to list per image (default: 5)" in helps["predict"]
     assert "--quiet no progress bar (default: off)" in helps["visualize"]
     assert "--layer LAYER the layer (unit) whose dropout samples are matched, e.g. classifier (required)" in helps["dropout"]
 

@@ -178,7 +178,7 @@ def test_clear_errors():
 
 
 def test_cli(tmp_path, capsys):
-    assert main(["dropout", "chelsea", "--layer", "classifier", "-n", "2", "--max-epochs", "2",
+    assert main(["dropout", "chelsea", "--layer", "classifier", "-n", "2", "--steps", "2",
                  "--out", str(tmp_path), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert out.count("sample ") == 2 and "top-1" in out and "loss" in out

@@ -148,7 +148,7 @@ def test_a_layer_the_forward_never_reaches_is_an_error_that_says_so():
 def test_torchscript_models_take_the_methods_that_need_no_hooks():
     model = _scripted()
     x = torch.randn(3, 4)
-    ours = nl.integrated_gradients(model, x, 1, steps=8, method="riemann_middle").values
+    ours = nl.integrated_gradients(model, x, 1, steps=8, quadrature="riemann_middle").values
     assert ours.shape == (3, 4) and torch.isfinite(ours).all()
     xi = x.clone().requires_grad_(True)
     model(xi)[:, 1].sum().backward()

@@ -15,7 +15,7 @@ from netloupe.optvis import objectives as obj
 from netloupe.optvis import transforms as tf
 from netloupe.optvis.objectives import Context
 from netloupe.optvis.param import image, masked, pixels
-from netloupe.optvis.photo import photos
+from netloupe.optvis.photo import as_photos
 
 
 class Spy(nn.Module):
@@ -221,7 +221,7 @@ def test_caricature_of_a_photo_and_its_twin_in_one_batch_laid_out_by_layer():
     m.module.seen.clear()
     r = nl.caricature(m, photo, ["conv1", "conv2"], adversarial=True, eps=0.1, attack_steps=2, steps=4, seed=0,
                       progress=False)
-    assert r.captions == ["conv1 (photo)", "conv1 (twin)", "conv2 (photo)", "conv2 (twin)"]
+    assert r.captions == ["conv1", "conv1 twin", "conv2", "conv2 twin"]
     assert r.photos.shape == (2, 3, 16, 16) and r.photo_captions[0].startswith("photo: ")
     assert r.photo_captions[1].startswith("twin: ")
     assert (2 * 2, 3, 16, 16) in m.module.seen  # four renderings, one batch
@@ -297,7 +297,7 @@ def test_cli_dream_invert_caricature_write_pngs_and_a_contact_sheet(tmp_path, mo
     small = tmp_path / "small.png"
     Image.fromarray((smooth_photo(40, 48).permute(1, 2, 0).numpy() * 255).astype("uint8")).save(small)
     common = ["--model", "tinymodels:tiny", "--quiet"]
-    assert cli_main(["dream", str(small), "--layer", "0", "--octaves", "2", "--steps", "2", "--out",
+    assert cli_main(["dream", str(small), "--layer", "0", "--octaves", "2", "--steps-per-octave", "2", "--out",
                      str(tmp_path / "d"), *common]) == 0
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["contact_sheet.png", "small_dream.png"]
     assert Image.open(tmp_path / "d" / "small_dream.png").size == (48, 40)  # the photo's own size
@@ -312,5 +312,5 @@ def test_cli_dream_invert_caricature_write_pngs_and_a_contact_sheet(tmp_path, mo
     assert cli_main(["dream", str(small), "--layer", "0", "--octaves", "0", *common]) == 2
     assert cli_main(["invert", str(small), "--layers", "9", "--out", str(tmp_path / "bad"), *common]) == 2
     assert not (tmp_path / "bad").exists()
-    assert photos(str(small)).shape == (1, 3, 40, 48)
-    assert pixels(photos(str(small)))().shape == (1, 3, 40, 48)
+    assert as_photos(str(small)).shape == (1, 3, 40, 48)
+    assert pixels(as_photos(str(small)))().shape == (1, 3, 40, 48)

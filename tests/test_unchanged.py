@@ -135,7 +135,7 @@ PUBLIC_CALLS = {
         m, x[:1], [x[1:], x[:1]], style_weights=[0.7, 0.3], content_layers=[layer], style_layers=[layer], steps=2,
         progress=False)),
     "visualize_yosinski": _photo(lambda m, x, layer: nl.visualize(  # every regularizer on
-        m, [f"{layer}:0", f"{layer}:1"], method="yosinski", preset=nl.optvis.classic.preset(
+        m, [f"{layer}:0", f"{layer}:1"], algorithm="yosinski", preset=nl.optvis.classic.preset(
             4, steps=2, decay=0.1, norm_pct=50), size=tuple(x.shape[-2:]), progress=False)),
 }
 

@@ -15,10 +15,12 @@ input range. benchmarks/dropout_bound.py shows how close that comes to the best 
 
 from __future__ import annotations
 
+import argparse
 import copy
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, Tuple, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, cast
 
 import torch
 import torch.nn as nn
@@ -34,6 +36,7 @@ from .runtime import batch_size as _batch_size
 from .runtime import chunks
 from .runtime import progress as _progress
 from .units import Unit, UnitLike, as_unit
+from .verbs import IMAGES, Arg, Option, image_paths, model_of, verb
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -496,3 +499,30 @@ def sweep(model: ModelLike, inputs: Inputs, layer: UnitLike, *, rates: Sequence[
         _set_rate(copy_.module, r)
         results.append(augment(copy_, inputs, str(unit), **kwargs))
     return DropoutSweep(rates, torch.stack([r.strength for r in results]), results, str(unit))
+
+
+@verb("dropout", "what dropout does to images, in input space (Bouthillier et al.)", function=augment,
+      out="netloupe-dropout", order=60,
+      args=(IMAGES, Arg.of("--layer", required=True, help="the layer (unit) whose dropout samples are matched, e.g. "
+                           "classifier")),
+      options={"n": Option("dropout samples per image", minimum=1, flag="-n"),
+               "steps": Option("optimizer steps per sample at most", minimum=0),
+               "optimizer": Option("how each sample is matched", choices=OPTIMIZERS)})
+def _dropout_verb(args: argparse.Namespace, keywords: Dict[str, Any]) -> None:
+    paths = image_paths(args.images)
+    model = model_of(args)
+    result = augment(model, paths, args.layer, **keywords)
+    grid = result.save(Path(args.out) / "dropout_grid.png")
+    labels = model.labels
+    name = lambda i: labels[i] if labels and i < len(labels) else str(i)  # noqa: E731
+    for b, image in enumerate(args.images):
+        print(image)
+        top = None if result.original_output is None else int(result.original_output[b].flatten().argmax())
+        for i in range(args.n):
+            reached = "converged" if result.converged[b, i] else "NOT converged"
+            line = f"  sample {i + 1}: loss {float(result.loss[b, i]):.4g} ({reached})"
+            if top is not None and result.augmented_output is not None:
+                new = int(result.augmented_output[b, i].flatten().argmax())
+                line += f", top-1 {'changed to ' + name(new) if new != top else 'unchanged (' + name(top) + ')'}"
+            print(line)
+    print(f"wrote {grid.resolve()}")

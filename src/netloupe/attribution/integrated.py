@@ -27,28 +27,29 @@ from .engine import (
 )
 from .registry import register
 
-RULES = ("adaptive", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle", "gausslegendre")
+QUADRATURES = ("adaptive", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle", "gausslegendre")
 
 
 @functools.lru_cache(maxsize=64)  # Gauss-Legendre's nodes take a root-finding per call
-def path_points(steps: int, method: str) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+def path_points(steps: int, quadrature: str) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
     """(alphas, weights) of a quadrature rule for the integral over [0, 1] (tuples: they are cached)."""
-    if steps < 1 or (method == "riemann_trapezoid" and steps < 2):
-        raise InputError(f"integrated gradients needs steps >= {2 if method == 'riemann_trapezoid' else 1}; got {steps}")
+    if steps < 1 or (quadrature == "riemann_trapezoid" and steps < 2):
+        raise InputError(f"integrated gradients needs steps >= {2 if quadrature == 'riemann_trapezoid' else 1}; "
+                         f"got {steps}")
     n = steps
-    if method == "riemann_trapezoid":
+    if quadrature == "riemann_trapezoid":
         alphas = np.linspace(0, 1, n)
         weights = np.full(n, 1.0 / (n - 1))
         weights[[0, -1]] /= 2
-    elif method in ("riemann_left", "riemann_right", "riemann_middle"):
-        offset = {"riemann_left": 0.0, "riemann_right": 1.0, "riemann_middle": 0.5}[method]
+    elif quadrature in ("riemann_left", "riemann_right", "riemann_middle"):
+        offset = {"riemann_left": 0.0, "riemann_right": 1.0, "riemann_middle": 0.5}[quadrature]
         alphas = (np.arange(n) + offset) / n
         weights = np.full(n, 1.0 / n)
-    elif method == "gausslegendre":
+    elif quadrature == "gausslegendre":
         nodes, w = np.polynomial.legendre.leggauss(n)
         alphas, weights = (nodes + 1) / 2, w / 2
     else:
-        raise InputError(f"unknown integration method {method!r}; choose one of {', '.join(RULES)}")
+        raise InputError(f"unknown quadrature {quadrature!r}; choose one of {', '.join(QUADRATURES)}")
     return tuple(alphas.tolist()), tuple(weights.tolist())
 
 
@@ -159,12 +160,12 @@ def _adaptive_path(module: torch.nn.Module, xs: Tensors, bases: Tensors, t: Targ
     return tuple((g * w.to(g).view(n, -1, *([1] * (g.dim() - 2)))).sum(1) for g in grads), ends
 
 
-def _fixed_path(module: torch.nn.Module, xs: Tensors, bases: Tensors, t: Target, steps: int, method: str, bs: int,
+def _fixed_path(module: torch.nn.Module, xs: Tensors, bases: Tensors, t: Target, steps: int, quadrature: str, bs: int,
                 extra: ForwardArgs) -> Tensors:
     """A fixed quadrature rule: path points built a chunk at a time (row r is step r // n of
     sample r % n), weighted gradients summed per sample."""
     n = xs[0].shape[0]
-    alphas, weights = (torch.tensor(v, dtype=torch.float64) for v in path_points(steps, method))
+    alphas, weights = (torch.tensor(v, dtype=torch.float64) for v in path_points(steps, quadrature))
     totals = tuple(torch.zeros_like(x) for x in xs)
     for sl in chunks(steps * n, bs):
         r = torch.arange(sl.start, sl.stop)
@@ -179,12 +180,12 @@ def _fixed_path(module: torch.nn.Module, xs: Tensors, bases: Tensors, t: Target,
 @register(quick={"steps": 3}, rank=50)
 def integrated_gradients(model: ModelLike, inputs: MethodInputs, target: TargetLike = "top", *,
                          baseline: Union[float, torch.Tensor, str, Tuple[Any, ...]] = 0,
-                         steps: int = 50, method: str = "adaptive", batch_size: Optional[int] = None,
+                         steps: int = 50, quadrature: str = "adaptive", batch_size: Optional[int] = None,
                          seed: Optional[int] = None, multiply_by_inputs: bool = True,
                          forward_args: Any = None) -> Attribution:
     """(x - baseline) times the path integral of the gradient from baseline to x.
 
-    method: "adaptive" (the default) spends the ``steps`` gradients where the attribution and
+    quadrature: "adaptive" (the default) spends the ``steps`` gradients where the attribution and
     the score are least resolved along the path, in rounds (see round_size: up to ten on a
     CPU, two on a GPU, so results differ slightly between the two); "riemann_*" and
     "gausslegendre" are the fixed rules (captum's names; our trapezoid's weights sum to 1,
@@ -200,12 +201,12 @@ def integrated_gradients(model: ModelLike, inputs: MethodInputs, target: TargetL
     bases = make_baselines(c.xs, baseline, seed)
     n, module = c.n, c.loaded.module
     bs = pick_batch_size(batch_size, c.xs[0].device, "integrated_gradients")
-    if method == "adaptive":
+    if quadrature == "adaptive":
         if steps < 3:
             raise InputError(f"adaptive integrated gradients needs steps >= 3; got {steps}")
         totals, ends = _adaptive_path(module, c.xs, bases, c.target, steps, bs, c.extra)
     else:
-        totals = _fixed_path(module, c.xs, bases, c.target, steps, method, bs, c.extra)
+        totals = _fixed_path(module, c.xs, bases, c.target, steps, quadrature, bs, c.extra)
         f = target_scores(module, tuple(torch.cat([x, b]) for x, b in zip(c.xs, bases)), c.target,
                           torch.arange(n).repeat(2), batch_size=bs, extra=c.extra)
         ends = torch.stack([f[:n], f[n:]], 1)
@@ -213,5 +214,5 @@ def integrated_gradients(model: ModelLike, inputs: MethodInputs, target: TargetL
     gap = ends[:, 0] - ends[:, 1]
     delta = sum(v.flatten(1).sum(1) for v in full) - gap
     return c.result(full if multiply_by_inputs else totals, "integrated_gradients", delta=delta.detach(),
-                    extra={"baseline": unpack(bases, c.several), "steps": steps, "method": method, "gap": gap,
+                    extra={"baseline": unpack(bases, c.several), "steps": steps, "quadrature": quadrature, "gap": gap,
                            "multiply_by_inputs": multiply_by_inputs})

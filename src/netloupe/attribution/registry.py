@@ -96,8 +96,8 @@ def lookup(method: Union[str, MethodFn]) -> MethodFn:
 def attribute(model: ModelLike, inputs: MethodInputs, *name: str, **kw: Any) -> Attribution:
     """Run an attribution method by name (a key of METHODS) with its keyword arguments:
     ``attribute(model, x, method="grad_cam")``, or with the name third,
-    ``attribute(model, x, "integrated_gradients", method="gausslegendre")`` where the
-    method's own ``method=`` argument is needed."""
+    ``attribute(model, x, "smoothgrad", method="guided_backprop")`` where the method has a
+    ``method=`` of its own (SmoothGrad's base method)."""
     if len(name) > 1:
         raise InputError("attribute takes one method name")
     method = name[0] if name else kw.pop("method", "saliency")

@@ -3,8 +3,11 @@ its colour bar, so that methods can be compared at a glance."""
 
 from __future__ import annotations
 
+import argparse
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from PIL import Image
@@ -13,6 +16,7 @@ from .. import images
 from ..errors import InputError
 from ..models import Inputs, ModelLike, as_loaded
 from ..units import UnitLike
+from ..verbs import IMAGES, Arg, image_paths, model_of, target_of, verb
 from .registry import METHODS, lookup
 from .result import Attribution
 from .targets import TargetLike
@@ -31,13 +35,15 @@ class ContactSheet(images.Picture):
         """The kind a method's tile is drawn as: its registered view (overlay for other functions)."""
         return METHODS[method].view if method in METHODS else "overlay"
 
-    def to_pil(self, ncol: int = 6, cell: float = 2.3, **kw: Any) -> Image.Image:
-        """The sheet as one picture: the input first, then a tile per method with its colour bar."""
+    def to_pil(self, ncol: int = 6, cell: int = 230, **kw: Any) -> Image.Image:
+        """The sheet as one picture: the input first, then a tile per method with its colour bar,
+        each ``cell`` pixels high."""
         first = next(iter(self.results.values()))
         tiles = len(self.results) + 1
         ncol = min(ncol, tiles)
         nrow = math.ceil(tiles / ncol)
-        fig, axes = images.figure(nrow, ncol, figsize=(ncol * cell * 1.2, nrow * cell + 0.4), dpi=100)
+        inches = cell / 100
+        fig, axes = images.figure(nrow, ncol, figsize=(ncol * inches * 1.2, nrow * inches + 0.4), dpi=100)
         for ax in axes.flat:
             ax.set_axis_off()
         axes.flat[0].imshow(images.to_pil(first.image(0)))
@@ -48,6 +54,16 @@ class ContactSheet(images.Picture):
             fig.suptitle(self.title, fontsize=9)
         fig.tight_layout()
         return images.figure_to_pil(fig)
+
+    def write(self, folder: Union[str, os.PathLike], stem: str) -> List[Path]:
+        """One PNG per method (drawn as the sheet shows it) and, for several methods, the sheet
+        itself (``{stem}_all.png``), into ``folder``; returns their paths."""
+        folder = Path(folder)
+        written = [result.save(folder / f"{stem}_{method}.png", kind=self.view(method))
+                   for method, result in self.results.items()]
+        if len(self.results) > 1:
+            written.append(self.save(folder / f"{stem}_all.png"))
+        return written
 
 
 def contact_sheet(model: ModelLike, inputs: Inputs, methods: Union[str, Sequence[str]] = "all", *,
@@ -75,3 +91,20 @@ def contact_sheet(model: ModelLike, inputs: Inputs, methods: Union[str, Sequence
     if hasattr(classes, "shape") and loaded.labels and classes.numel() == 1:
         label = f"{loaded.labels[int(classes[0])]} ({int(classes[0])})"
     return ContactSheet(results, title, label)
+
+
+@verb("attribute", "attribution maps (overlay PNGs; --method all: a contact sheet)", out="netloupe-out", order=30,
+      args=(IMAGES, Arg.of("--method", default="all", help=lambda: f"{', '.join(METHODS)}, or all"),
+            Arg.of("--target", default="top", help="top (the predicted class), a class index, or a unit like "
+                   "blocks.6.0:12"),
+            Arg.of("--layer", default=None, help="layer for the CAM methods (default: the last spatial layer)")))
+def _attribute_verb(args: argparse.Namespace, keywords: Dict[str, Any]) -> None:
+    methods = "all" if args.method == "all" else [lookup(args.method).name]
+    paths = image_paths(args.images)
+    model = model_of(args)
+    x = model.inputs(paths)
+    for i, name in enumerate(args.images):
+        sheet = contact_sheet(model, x[i:i + 1], methods, target=target_of(args.target), layer=args.layer,
+                              title=Path(name).stem)
+        sheet.write(args.out, Path(name).stem)
+        print(f"{name}: wrote {len(sheet.results)} attribution(s) to {Path(args.out).resolve()}")

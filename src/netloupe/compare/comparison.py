@@ -95,7 +95,7 @@ def _channel_counts(model: LoadedModel, layers: Sequence[str]) -> Dict[str, int]
 def compare(models: Sequence[Union[str, os.PathLike, LoadedModel, torch.nn.Module]],
             layers: Union[str, Sequence[UnitLike]], data: Optional[DataLike] = None, *, channels: Channels = None,
             renders: bool = True, spec: Optional[ModelLike] = None, reference: Optional[ModelLike] = None,
-            gram_layer: Optional[str] = None, steps: int = 256, size: int = 64, seed: int = 0, top_k: int = 9,
+            gram_layer: Optional[str] = None, steps: int = 256, size: int = 64, seed: Optional[int] = None, top_k: int = 9,
             cka_layers: Union[Sequence[str], Dict[int, List[str]], None] = None, batch_size: Optional[int] = None,
             precision: str = "auto", progress: bool = True) -> Comparison:
     """What changed in each channel of ``layers`` between the first model and every later one.
@@ -103,7 +103,8 @@ def compare(models: Sequence[Union[str, os.PathLike, LoadedModel, torch.nn.Modul
     models: two or more models (specs, modules, LoadedModels) of one architecture, or a base and
     weights files (a checkpoint sequence: epoch 0, 1, 2, ...; files take ``spec``'s architecture,
     by default the first model's). channels: None (all), N (the first N), "0-63" or a list.
-    Render-based (``renders=True``): every model renders the channels with the same seed,
+    Render-based (``renders=True``): every model renders the channels with the same seed (``seed``, or
+    one drawn for the call),
     parameterization and transforms (one batched optimization per model); the renders are
     compared by the cosine of their embeddings in ``reference`` (default: the first model; its
     penultimate features), the distance of their Gram matrices at ``gram_layer`` of the reference
@@ -138,6 +139,7 @@ def compare(models: Sequence[Union[str, os.PathLike, LoadedModel, torch.nn.Modul
             result.measures[(i, name)] = {"weight_drift": drift(loaded[0].module, loaded[i].module, name,
                                                                 counts[0][name])[chosen[name]]}
     if renders:
+        seed = int(torch.randint(0, 2 ** 31 - 1, ())) if seed is None else seed  # one for every model
         ref = as_loaded(reference) if reference is not None else loaded[0]
         ref_layers = dict(ref.module.named_modules())
         for name in runtime.progress(names, desc="compare (renders)", enabled=progress):

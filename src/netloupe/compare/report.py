@@ -3,6 +3,7 @@ images side by side, the score distributions, the CKA matrix and a checkpoint tr
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
@@ -12,6 +13,10 @@ from PIL import Image
 
 from .. import images, runtime
 from ..data import DataLike, Source, as_source, sample_inputs
+from ..models import LoadedModel
+from ..optvis.recipes import check_size
+from ..verbs import Arg, Option, data_of, model_of, verb
+from .comparison import compare
 from .result import MEASURES, Comparison
 
 if TYPE_CHECKING:
@@ -96,3 +101,27 @@ def report(result: Comparison, directory: Union[str, os.PathLike], *, data: Opti
     index.write_text(page, encoding="utf-8")
     return index
 
+
+@verb("compare", "what changed in each unit between models (a base and its fine-tuned weights, or checkpoints)",
+      function=compare, out="netloupe-compare", order=80,
+      args=(Arg.of("models", nargs="+", metavar="MODEL", help="model specs, or weights files for --model's "
+                   "architecture (a checkpoint sequence: base first)"),
+            Arg.of("--layers", required=True, help="comma-separated layer names (see `netloupe layers`)"),
+            Arg.of("--data", default=None, help="images for the data-based measures and CKA: a folder, a list file, "
+                   "or 'samples'"),
+            Arg.of("--channels", default=None, help="channels to compare: N (the first N) or A-B (default: all)")),
+      options={"steps": Option("render steps per channel", minimum=1),
+               "size": Option("render size in pixels: at least 7 (SSIM's window) and the model's total stride",
+                              minimum=7),
+               "renders": Option("skip the render-based measures", flag="--no-renders")})
+def _compare_verb(args: argparse.Namespace, keywords: Dict[str, Any]) -> None:
+    spec = model_of(args) if any(Path(m).is_file() for m in args.models) else None
+    models = [m if Path(m).is_file() else model_of(args, m) for m in args.models]
+    if keywords["renders"]:
+        check_size(spec or [m for m in models if isinstance(m, LoadedModel)][0], keywords["size"])
+    channels = int(args.channels) if args.channels and args.channels.isdigit() else args.channels
+    result = compare(models, args.layers, data_of(args.data), channels=channels, spec=spec, **keywords)
+    result.save(args.out)
+    for row in result.top(5):
+        print(f"{row['layer']}:{row['channel']}  score {row['score']:.3f}")
+    print(report(result, args.out, progress=keywords["progress"]).resolve())

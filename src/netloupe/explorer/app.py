@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,7 +19,8 @@ from fastapi.staticfiles import StaticFiles
 
 from .. import samples
 from ..errors import InputError, NetloupeError, UnitError
-from .service import MAX_UPLOAD_BYTES, Explorer, Job, NotFound, TooLarge, png
+from ..verbs import Arg, Option, data_of, model_of, port, verb
+from .service import MAX_UPLOAD_BYTES, Explorer, Job, NotFound, TooLarge, check_saved, png
 
 STATIC = Path(__file__).parent / "static"
 
@@ -181,3 +184,42 @@ def serve(explorer: Explorer, host: str = "127.0.0.1", port: int = 0) -> Iterato
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def _check_address(host: str, port: int) -> None:
+    """Refuse an address this machine cannot serve on (not its own, or a port in use) before the
+    model loads."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as e:
+        raise NetloupeError(f"cannot serve on {host}:{port} ({e.strerror or e}); give --host an address of this "
+                            "machine (127.0.0.1, or 0.0.0.0 for every interface) and --port a free port") from None
+
+
+@verb("explore", "the live explorer: a web page over the model (the Deep Visualization Toolbox)", function=Explorer,
+      order=90,
+      args=(Arg.of("--data", default=None, help="images to browse and scan: a folder, an image or pair list file, or "
+                   "'samples'"),
+            Arg.of("--scan", default=None, metavar="DIR", help="a saved scan (netloupe scan --out DIR) for top "
+                   "patches, histograms and correlations"),
+            Arg.of("--atlas", default=None, metavar="DIR", help="an atlas (netloupe atlas --out DIR) whose renders "
+                   "to show"),
+            Arg.of("--host", default="127.0.0.1", help="address to serve on (another than this machine's own is "
+                   "reachable by others)"),
+            Arg.of("--port", type=port, default=8000, help="port to serve on (1-65535)")),
+      options={"render_steps": Option("optimization steps of a unit's feature visualization", minimum=1)})
+def _explore_verb(args: argparse.Namespace, keywords: Dict[str, Any]) -> None:
+    import uvicorn
+
+    _check_address(args.host, args.port)
+    check_saved(args.scan, args.atlas)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"netloupe: warning: serving on {args.host}: anyone who can reach this machine can use the explorer",
+              file=sys.stderr)
+    explorer = Explorer(model_of(args), data=data_of(args.data), scan_dir=args.scan, atlas_dir=args.atlas, **keywords)
+    explorer.layers()  # the first forward pass, before the URL is printed
+    print(f"netloupe explorer for {explorer.model.name}: open http://{args.host}:{args.port}/ (Ctrl-C stops it)")
+    uvicorn.run(create_app(explorer), host=args.host, port=args.port, log_level="warning")

@@ -18,6 +18,7 @@ render is on disk, so the site equals a one-process run.
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +36,11 @@ from ..images import grid, to_pil
 from ..models import LoadedModel, ModelLike, as_loaded, forward
 from ..optvis import visualize
 from ..optvis.param import Size
+from ..optvis.recipes import check_size
 from ..probe import probe
 from ..stats import LayerStats, ReceptiveField, ScanResult, scan, top_patches
 from ..units import Unit, UnitLike, as_unit, check_channel
+from ..verbs import Arg, Option, data_of, model_of, verb
 
 if TYPE_CHECKING:
     import jinja2
@@ -286,7 +289,7 @@ def _pages(out: Path, loaded: LoadedModel, layers: List[_Layer], result: Optiona
 
 def atlas(model: ModelLike, layers: Union[str, UnitLike, Sequence[UnitLike]], *, data: Optional[DataLike] = None,
           out: Union[str, os.PathLike] = "netloupe-atlas", channels: Channels = None, steps: int = 256,
-          size: Size = 128, top_k: int = 9, batch_size: Optional[int] = None, seed: Optional[int] = 0,
+          size: Size = 128, top_k: int = 9, batch_size: Optional[int] = None, seed: Optional[int] = None,
           progress: bool = True) -> Path:
     """Write a static site of every channel of ``layers`` into ``out`` and return its index.html.
 
@@ -359,3 +362,20 @@ def atlas(model: ModelLike, layers: Union[str, UnitLike, Sequence[UnitLike]], *,
         if started:
             dist.destroy_process_group()
     return index
+
+
+@verb("atlas", "a static site of every channel of some layers: renders, top patches, histograms", function=atlas,
+      out="netloupe-atlas", order=100,
+      args=(Arg.of("--layers", required=True, help="comma-separated layer names (see `netloupe layers`)"),
+            Arg.of("--data", default=None, help="images for top patches and histograms: a folder, a list file, or "
+                   "'samples' (default: renders only)")),
+      options={"channels": Option("the first N channels of each layer (default: all)", type=int, minimum=1),
+               "steps": Option("optimization steps per render", minimum=1),
+               "size": Option("render size in pixels; at least the model's total stride", type=int, minimum=2),
+               "top_k": Option("top patches per channel", minimum=1),
+               "batch_size": Option("units rendered together (default: 8 on the CPU, 64 on a GPU)", type=int,
+                                    minimum=1)})
+def _atlas_verb(args: argparse.Namespace, keywords: Dict[str, Any]) -> None:
+    model = model_of(args)
+    check_size(model, keywords["size"])
+    print(atlas(model, args.layers, data=data_of(args.data), out=args.out, **keywords).resolve())

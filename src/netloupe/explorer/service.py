@@ -396,7 +396,7 @@ class Explorer:
     def unit_channel(self, ref: str, layer: str, channel: int, cmap: str = "viridis") -> bytes:
         """The unit's channel map on the input, enlarged in nearest-neighbour blocks, with its colour bar."""
         self._unit(layer, channel)
-        return png(images.scaled_map(self._maps(ref, layer)[channel], cmap, side=196))
+        return png(images.scaled_map(self._maps(ref, layer)[channel], cmap, side=180))
 
     def unit_histogram(self, layer: str, channel: int) -> bytes:
         self._unit(layer, channel)

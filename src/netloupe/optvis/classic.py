@@ -7,7 +7,7 @@ mean colour (0 is the mean, as in the paper's mean-subtracted images), each imag
 L2 decay, Gaussian blur, clipping pixels of small norm and clipping pixels of small
 contribution. :func:`regularizer` chains them into render's ``after_step`` hook, :class:`Ascent`
 is the paper's plain gradient step, and :data:`PRESETS` holds the four hyperparameter sets of the
-paper's Table 1. ``visualize(model, unit, method="yosinski", preset=3)`` puts them together.
+paper's Table 1. ``visualize(model, unit, algorithm="yosinski", preset=3)`` puts them together.
 """
 
 from __future__ import annotations

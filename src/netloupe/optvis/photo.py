@@ -9,18 +9,21 @@ pictures resized and cropped by the model's Preprocess, tensors taken as they ar
 
 from __future__ import annotations
 
+import argparse
 import functools
 import operator
+import os
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Union, cast, overload
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Union, cast, overload
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import InputError, NetloupeError, UnitError
-from ..images import ImageLike, as_pil, pil_to01
+from ..images import ImageLike, as_pil, pil_to01, save
 from ..images import grid as image_grid
 from ..images import to_pil as tensor_to_pil
 from ..models import LoadedModel, as_loaded, forward
@@ -28,12 +31,13 @@ from ..probe import probe
 from ..runtime import generator
 from ..runtime import progress as progress_bar
 from ..units import UnitLike, as_unit
+from ..verbs import IMAGE, IMAGES, Arg, Option, image_paths, layer_list, model_of, verb
 from . import objectives as obj
 from . import transforms as tf
 from .param import Param, Size, as_mask, masked, pixels
 from .param import hw as size_hw
 from .param import image as noise
-from .recipes import ModelLike
+from .recipes import ModelLike, file_name
 from .render import Rendering, model_input, render
 from .transforms import TransformSpec
 
@@ -64,6 +68,14 @@ class PhotoRendering(Rendering):
         caps += list(captions if captions is not None else self.captions or [""] * len(self))
         return image_grid(pictures, caps, ncol=ncol or self.ncol or len(pictures), cell=cell)
 
+    def write(self, folder: Union[str, os.PathLike], stem: str) -> List[Path]:
+        """Each rendering as ``{stem}_{caption}.png`` (its first caption line) and the sheet as
+        ``contact_sheet.png``, into ``folder``; returns their paths."""
+        folder = Path(folder)
+        names = [file_name(c.splitlines()[0]) for c in (self.captions or [str(i) for i in range(len(self))])]
+        written = [save(pil, folder / f"{stem}_{name}.png") for pil, name in zip(self.pils(), names)]
+        return written + [save(self.grid(), folder / "contact_sheet.png")]
+
 
 @dataclass
 class Inversion(PhotoRendering):
@@ -76,7 +88,7 @@ class Inversion(PhotoRendering):
 
 @dataclass
 class Adversarial(PhotoRendering):
-    """Adversarial twins of photos (``images``) within ``eps`` of them (L-inf, in [0, 1] pixels);
+    """Adversarial twins of ``photos`` within ``eps`` of them (L-inf, in [0, 1] pixels);
     ``before`` / ``after``: the predicted class of each photo and of its twin; ``history``: the
     attack's objective per step."""
 
@@ -115,12 +127,12 @@ def _tensor01(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def photos(images: Photos, loaded: Optional[LoadedModel] = None, max_side: Optional[int] = None) -> torch.Tensor:
+def as_photos(photos: Photos, loaded: Optional[LoadedModel] = None, max_side: Optional[int] = None) -> torch.Tensor:
     """[n, 3, h, w] in [0, 1] on the CPU: each photo at its own size, or with ``loaded``, files and
     pictures resized and cropped as that model's Preprocess does. All must end up one size.
     ``max_side``: a photo (not a tensor) whose longer side is larger is first scaled down to it,
     with a warning, so that a huge photo never reaches the model at full size."""
-    items = list(images) if isinstance(images, list) else [images]
+    items = list(photos) if isinstance(photos, list) else [photos]
     if not items:
         raise InputError("no photo given; pass an image path, PIL image, numpy array or tensor in [0, 1]")
     batch: List[torch.Tensor] = []
@@ -239,7 +251,7 @@ def _resized(x: torch.Tensor, hw: Sequence[int]) -> torch.Tensor:
     return F.interpolate(x, size=tuple(hw), mode="bilinear", align_corners=False, antialias=True)
 
 
-def dream(model: ModelLike, images: Photos, layer_or_objective: Union[obj.Objective, int, UnitLike], *,
+def dream(model: ModelLike, photos: Photos, layer_or_objective: Union[obj.Objective, int, UnitLike], *,
           octaves: int = 4, octave_scale: float = 1.4, steps_per_octave: int = 10, lr: float = 0.01, jitter: int = 32,
           transforms: TransformSpec = None, mask: Optional[ImageLike] = None, size: Optional[Size] = None,
           max_side: int = MAX_SIDE, seed: Optional[int] = None, progress: bool = True) -> PhotoRendering:
@@ -251,7 +263,7 @@ def dream(model: ModelLike, images: Photos, layer_or_objective: Union[obj.Object
     and its colours wherever nothing was dreamed.
 
     layer_or_objective: a layer (its mean squared activation), a unit ``"layer:channel"``, a
-    class index, or any objective. images: one photo or several of one size (``size=(h, w)``
+    class index, or any objective. photos: one photo or several of one size (``size=(h, w)``
     resizes them), dreamed in one batch, each as it would be alone with the same seed.
     max_side: photos (files, pictures, arrays) with a longer side are scaled down to it first,
     with a warning (memory grows with the photo's area: an 8000 x 8000 photo would need gigabytes
@@ -266,7 +278,7 @@ def dream(model: ModelLike, images: Photos, layer_or_objective: Union[obj.Object
         raise NetloupeError(f"octave_scale is how much smaller each octave is and must be >= 1; got {octave_scale!r}")
     if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 2:
         raise NetloupeError(f"max_side is the longest photo side dreamed at, an integer >= 2; got {max_side!r}")
-    base = photos(images, max_side=max_side)
+    base = as_photos(photos, max_side=max_side)
     if size is not None:
         base = _resized(base, size_hw(size)).clamp(0, 1)
     objective = _dream_objective(loaded, layer_or_objective)
@@ -305,14 +317,14 @@ def dream(model: ModelLike, images: Photos, layer_or_objective: Union[obj.Object
 
 # -- feature inversion -------------------------------------------------------------------------
 
-def _one_photo(loaded: LoadedModel, image: Photos) -> torch.Tensor:
-    photo = photos(image, loaded)
+def _one_photo(loaded: LoadedModel, photo: Photos) -> torch.Tensor:
+    photo = as_photos(photo, loaded)
     if photo.shape[0] != 1:
         raise InputError(f"this takes one photo and got {photo.shape[0]}; call it once per photo")
     return photo
 
 
-def invert(model: ModelLike, image: Photos, layers: Union[UnitLike, Sequence[UnitLike]], *, steps: int = 300,
+def invert(model: ModelLike, photo: Photos, layers: Union[UnitLike, Sequence[UnitLike]], *, steps: int = 300,
            lr: float = 0.1, tv_weight: float = 0.1, range_weight: float = 0.05, fft: bool = True,
            decorrelate: bool = True, transforms: TransformSpec = None, mask: Optional[ImageLike] = None,
            seed: Optional[int] = None, progress: bool = True) -> Inversion:
@@ -327,7 +339,7 @@ def invert(model: ModelLike, image: Photos, layers: Union[UnitLike, Sequence[Uni
     names = _layer_names(loaded, layers)
     _count(steps=steps)
     _non_negative(lr=lr, tv_weight=tv_weight, range_weight=range_weight)
-    photo = _one_photo(loaded, image)
+    photo = _one_photo(loaded, photo)
     h, w = photo.shape[2:]
     targets = _activations(loaded, photo, names)
     matches = [obj.match(n, targets[n][0]) for n in names]
@@ -362,7 +374,7 @@ def _label(loaded: LoadedModel, logits: torch.Tensor) -> List[str]:
     return [f"{names[i] if names else i} {q:.0%}" for q, i in zip(p.tolist(), c.tolist())]
 
 
-def adversarial(model: ModelLike, images: Photos, target: Union[int, str, None] = None, *, eps: float = 4 / 255,
+def adversarial(model: ModelLike, photos: Photos, target: Union[int, str, None] = None, *, eps: float = 4 / 255,
                 steps: int = 10,
                 step_size: Optional[float] = None, seed: Optional[int] = None, progress: bool = True) -> Adversarial:
     """Adversarial twins by projected gradient descent in input space (Madry et al.): from a random
@@ -373,7 +385,7 @@ def adversarial(model: ModelLike, images: Photos, target: Union[int, str, None] 
     loaded = as_loaded(model)
     _count(steps=steps)
     _non_negative(eps=eps, **({} if step_size is None else {"step_size": step_size}))
-    x0 = photos(images, loaded).to(loaded.device)
+    x0 = as_photos(photos, loaded).to(loaded.device)
     alpha = 2.5 * eps / steps if step_size is None else step_size
     g = generator(seed, "cpu")
     delta = ((torch.rand(x0.shape, generator=g) * 2 - 1) * eps).to(x0)
@@ -406,7 +418,7 @@ def adversarial(model: ModelLike, images: Photos, target: Union[int, str, None] 
 _attack = adversarial  # inside caricature, its adversarial= flag hides the function's name
 
 
-def caricature(model: ModelLike, image: Photos, layers: Union[UnitLike, Sequence[UnitLike]], *,
+def caricature(model: ModelLike, photo: Photos, layers: Union[UnitLike, Sequence[UnitLike]], *,
                cossim_pow: float = 1.0, adversarial: bool = False, target: Union[int, str, None] = None,
                eps: float = 4 / 255, attack_steps: int = 10, steps: int = 256, lr: float = 0.05, fft: bool = True,
                decorrelate: bool = True, transforms: TransformSpec = "standard", mask: Optional[ImageLike] = None,
@@ -423,7 +435,7 @@ def caricature(model: ModelLike, image: Photos, layers: Union[UnitLike, Sequence
     names = _layer_names(loaded, layers)
     _count(steps=steps)
     _non_negative(lr=lr, cossim_pow=cossim_pow)
-    photo = _one_photo(loaded, image)
+    photo = _one_photo(loaded, photo)
     h, w = photo.shape[2:]
     sources, labels = photo, ["photo"]
     twin: Optional[Adversarial] = None
@@ -440,8 +452,65 @@ def caricature(model: ModelLike, image: Photos, layers: Union[UnitLike, Sequence
         param = masked(sources.repeat(len(names), 1, 1, 1), mask, param)
     r = render(loaded, objective, param, transforms=tf.compose(transforms, tf.fit(h, w)), steps=steps, lr=lr,
                seed=seed, progress=progress)
-    captions = [f"{n}" + (f" ({'photo' if j == 0 else 'twin'})" if s > 1 else "") for n in names for j in range(s)]
+    captions = [n + (" twin" if j == 1 else "") for n in names for j in range(s)]
     return Caricature(r.images, r.history, r.snapshots, r.objective, captions, photos=sources, photo_captions=labels,
                       ncol=s if s > 1 else len(names) + 1, layers=names, adversarial=twin)
 
 
+# -- the command line ------------------------------------------------------------------------------
+
+_LAYERS = Arg.of("--layers", required=True, help="comma-separated layer names, rendered in one batch")
+
+
+@verb("dream", "DeepDream on photos, octave by octave (a PNG each + a contact sheet)", function=dream,
+      out="netloupe-dream", order=50,
+      args=(IMAGES, Arg.of("--layer", required=True, help="what to amplify: a layer, layer:channel, or :N for class N")),
+      options={"octaves": Option("scales to dream at, each --octave-scale times smaller", minimum=1),
+               "octave_scale": Option("size ratio of one octave to the next", minimum=1),
+               "steps_per_octave": Option("optimization steps at each octave", minimum=1),
+               "lr": Option("mean change of a pixel per step (pixels in [0, 1])", minimum=0),
+               "max_side": Option("larger photos are scaled down to this longest side first", minimum=2,
+                                  metavar="PX")})
+def _dream_verb(args: argparse.Namespace, keywords: Dict[str, Any]) -> None:
+    paths = image_paths(args.images)
+    model = model_of(args)
+    pictures: List[Image.Image] = []
+    captions: List[str] = []
+    for name, path in zip(args.images, paths):  # one call per photo: photos keep their own sizes
+        r = dream(model, path, args.layer, **keywords)
+        save(r.to_pil(), Path(args.out) / f"{Path(name).stem}_dream.png")
+        assert r.photos is not None  # a dream holds its photo
+        pictures += [tensor_to_pil(r.photos[0]), r.pils()[0]]
+        captions += [Path(name).stem, f"dream {args.layer}"]
+    image_grid(pictures, captions, ncol=2).save(Path(args.out) / "contact_sheet.png")
+    print(f"wrote {len(paths)} dream(s) and contact_sheet.png to {Path(args.out).resolve()}")
+
+
+@verb("invert", "feature inversion: images whose activations match a photo's at layers", function=invert,
+      out="netloupe-invert", order=51, args=(IMAGE, _LAYERS),
+      options={"steps": Option("optimization steps", minimum=1),
+               "tv_weight": Option("weight of the total-variation prior", minimum=0)})
+def _invert_verb(args: argparse.Namespace, keywords: Dict[str, Any]) -> None:
+    (path,) = image_paths([args.image])
+    r = invert(model_of(args), path, layer_list(args.layers), **keywords)
+    assert r.layers is not None and r.errors is not None  # an inversion names its layers and their errors
+    for layer, error in zip(r.layers, r.errors.tolist()):
+        print(f"{layer}: relative activation error {error:.3f}")
+    r.write(args.out, Path(args.image).stem)
+    print(f"wrote {len(r.layers)} inversion(s) and contact_sheet.png to {Path(args.out).resolve()}")
+
+
+@verb("caricature", "caricatures: what layers see in a photo, exaggerated (Lucid)", function=caricature,
+      out="netloupe-caricature", order=52, args=(IMAGE, _LAYERS),
+      options={"adversarial": Option("also caricature the photo's adversarial twin"),
+               "eps": Option("the twin's largest pixel change, pixels in [0, 1] (default: 4/255)", minimum=0),
+               "steps": Option("optimization steps", minimum=1)})
+def _caricature_verb(args: argparse.Namespace, keywords: Dict[str, Any]) -> None:
+    (path,) = image_paths([args.image])
+    r = caricature(model_of(args), path, layer_list(args.layers), **keywords)
+    if r.adversarial is not None:
+        assert r.photos is not None and r.photo_captions is not None  # the photo and its twin, captioned
+        save(r.photos[1], Path(args.out) / f"{Path(args.image).stem}_twin.png")
+        print(" | ".join(r.photo_captions))
+    r.write(args.out, Path(args.image).stem)
+    print(f"wrote {len(r)} caricature(s) and contact_sheet.png to {Path(args.out).resolve()}")

@@ -3,10 +3,12 @@ FeatureVisualizer for its users (renderings that start from a photo are in optvi
 
 from __future__ import annotations
 
+import argparse
 import functools
 import math
 import operator
 import re
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union, cast
 
 import torch
@@ -14,29 +16,36 @@ from PIL import Image
 
 from .. import runtime
 from ..errors import NetloupeError, UnitError
+from ..images import grid, save, to_pil
 from ..models import ModelLike, as_loaded, forward, layers
 from ..probe import probe
 from ..runtime import chunks
 from ..units import Unit, UnitLike, as_unit
+from ..verbs import Arg, Option, model_of, number, verb
 from . import classic
 from . import objectives as obj
 from .param import Param, Size, hw, image
 from .render import Rendering, model_input, render
 from .transforms import TransformSpec
 
+#: optimization steps of a Lucid render when ``steps=None`` (Yosinski's come from its preset)
+LUCID_STEPS = 512
+#: how visualize optimizes: Lucid's way, or Yosinski et al.'s regularized pixels
+ALGORITHMS = ("lucid", "yosinski")
+
 
 def _render_units(model: ModelLike, objs: List[obj.Objective], captions: List[str], size: Size,
                   steps: Optional[int], fft: bool, decorrelate: bool, transforms: TransformSpec, lr: Optional[float],
-                  seed: Optional[int], progress: bool, batch_size: Optional[int], method: str = "lucid",
+                  seed: Optional[int], progress: bool, batch_size: Optional[int], algorithm: str = "lucid",
                   preset: Union[int, str, classic.Preset] = 3, precision: str = "auto") -> Rendering:
     """Render objective i on element i, ``batch_size`` elements per optimization batch (None:
-    the device's default, runtime.BATCH_SIZES["render"]), the way ``method`` optimizes: "lucid"
+    the device's default, runtime.BATCH_SIZES["render"]), the way ``algorithm`` optimizes: "lucid"
     (Adam on an FFT image under random transforms) or "yosinski" (see optvis.classic)."""
     loaded = as_loaded(model)
     per_batch = runtime.batch_size(batch_size, loaded.device, "render")
-    if method not in ("lucid", "yosinski"):
-        raise NetloupeError(f"unknown visualization method {method!r}; use 'lucid' or 'yosinski'")
-    if method == "yosinski":
+    if algorithm not in ALGORITHMS:
+        raise NetloupeError(f"unknown visualization algorithm {algorithm!r}; use 'lucid' or 'yosinski'")
+    if algorithm == "yosinski":
         settings = classic.preset(preset, **({} if lr is None else {"lr": lr}))
         steps = settings.steps if steps is None else steps
         transforms = None if transforms == "standard" else transforms  # the paper's images had none
@@ -47,14 +56,14 @@ def _render_units(model: ModelLike, objs: List[obj.Objective], captions: List[st
         items = objs[part]
         total = functools.reduce(operator.add, [o if len(items) == 1 else o.on(i) for i, o in enumerate(items)])
         chunk_seed = None if seed is None else seed + k
-        if method == "yosinski":
+        if algorithm == "yosinski":
             param = classic.start(len(items), hw(size), loaded.preprocess.mean, settings, chunk_seed)
             kw = dict(optimizer=lambda params: classic.Ascent(params, settings.lr, settings.progress),
                       after_step=classic.regularizer(settings))
         else:
             param = image(size, n=len(items), fft=fft, decorrelate=decorrelate, seed=chunk_seed)
             kw = dict(lr=0.05 if lr is None else lr)
-        parts.append(render(loaded, total, param, transforms=transforms, steps=512 if steps is None else steps,
+        parts.append(render(loaded, total, param, transforms=transforms, steps=LUCID_STEPS if steps is None else steps,
                             seed=chunk_seed, progress=progress, captions=captions[part], precision=precision, **kw))
     if len(parts) == 1:
         return parts[0]
@@ -107,7 +116,7 @@ def check_units(model: ModelLike, units: Union[str, Unit, Iterable[Union[str, Un
     return checked
 
 
-def visualize(model: ModelLike, units: Union[str, Unit, Sequence[Union[str, Unit]]], *, method: str = "lucid",
+def visualize(model: ModelLike, units: Union[str, Unit, Sequence[Union[str, Unit]]], *, algorithm: str = "lucid",
               preset: Union[int, str, classic.Preset] = 3, size: Size = 128, steps: Optional[int] = None,
               fft: bool = True, decorrelate: bool = True, transforms: TransformSpec = "standard",
               lr: Optional[float] = None, seed: Optional[int] = None, progress: bool = True,
@@ -116,7 +125,7 @@ def visualize(model: ModelLike, units: Union[str, Unit, Sequence[Union[str, Unit
     is the model output, so ``":309"`` is logit 309), one image per unit, ``batch_size`` units
     per optimization batch (None: the device's default, 8 on the CPU and 64 on a GPU).
 
-    method: "lucid" (Adam at ``lr`` 0.05 for 512 steps on an FFT, decorrelated image under
+    algorithm: "lucid" (Adam at ``lr`` 0.05 for 512 steps on an FFT, decorrelated image under
     Lucid's standard transforms) or "yosinski" (Yosinski et al. 2015: gradient ascent on pixels
     with the regularizers of ``preset``, a row 1-4 of the paper's Table 1 or an
     optvis.classic.Preset; ``steps`` and ``lr`` default to the preset's, "standard" transforms
@@ -124,7 +133,7 @@ def visualize(model: ModelLike, units: Union[str, Unit, Sequence[Union[str, Unit
     passes' ("auto": bfloat16 autocast on a GPU that has it, float32 on the CPU; runtime.autocast)."""
     us = check_units(model, units, size)
     return _render_units(model, [obj.from_unit(u) for u in us], [str(u) for u in us], size, steps, fft,
-                         decorrelate, transforms, lr, seed, progress, batch_size, method, preset, precision)
+                         decorrelate, transforms, lr, seed, progress, batch_size, algorithm, preset, precision)
 
 
 def visualize_channels(model: ModelLike, layer: UnitLike, channels: Iterable[int] = range(16),
@@ -137,7 +146,7 @@ def visualize_channels(model: ModelLike, layer: UnitLike, channels: Iterable[int
 
 
 def visualize_class(model: ModelLike, classes: Union[int, str, Sequence[Union[int, str]]], *, size: Size = 128,
-                    steps: int = 512, seed: Optional[int] = None, progress: bool = True,
+                    steps: Optional[int] = None, seed: Optional[int] = None, progress: bool = True,
                     batch_size: Optional[int] = None, fft: bool = True, decorrelate: bool = True,
                     transforms: TransformSpec = "standard", lr: float = 0.05, precision: str = "auto") -> Rendering:
     """What the model takes for each of ``classes`` (indices or labels; one image each): the
@@ -153,7 +162,7 @@ def visualize_class(model: ModelLike, classes: Union[int, str, Sequence[Union[in
 
 
 def visualize_diverse(model: ModelLike, unit: Union[str, Unit], *, n: int = 4, weight: float = 10.0,
-                      diversity_layer: Optional[obj.LayerRef] = None, size: Size = 128, steps: int = 512,
+                      diversity_layer: Optional[obj.LayerRef] = None, size: Size = 128, steps: Optional[int] = None,
                       seed: Optional[int] = None, progress: bool = True, fft: bool = True, decorrelate: bool = True,
                       transforms: TransformSpec = "standard", lr: float = 0.05, precision: str = "auto") -> Rendering:
     """``n`` different images that all excite ``unit``: its objective on every element plus
@@ -165,8 +174,8 @@ def visualize_diverse(model: ModelLike, unit: Union[str, Unit], *, n: int = 4, w
         raise NetloupeError(f"visualize_diverse needs n >= 2 images; got {n!r}")
     objective = obj.from_unit(u) + weight * obj.diversity(diversity_layer or u.layer)
     param = image(size, n=n, fft=fft, decorrelate=decorrelate, seed=seed)
-    return render(loaded, objective, param, transforms=transforms, steps=steps, lr=lr, seed=seed,
-                  progress=progress, captions=[f"{u} #{i}" for i in range(n)], precision=precision)
+    return render(loaded, objective, param, transforms=transforms, steps=LUCID_STEPS if steps is None else steps,
+                  lr=lr, seed=seed, progress=progress, captions=[f"{u} #{i}" for i in range(n)], precision=precision)
 
 
 class FeatureVisualizer:
@@ -192,3 +201,52 @@ class FeatureVisualizer:
         self.last = render(self.model, objective if maximize else -objective, param, transforms=self.transforms,
                            steps=steps, lr=lr, optimizer=optimizer, seed=self.seed, progress=progress)
         return self.last.to_pil()
+
+
+def check_size(model: ModelLike, size: int) -> None:
+    """Refuse a render side below the model's :func:`min_size` (one cell of its coarsest layer)."""
+    smallest = min_size(model)
+    if size < smallest:
+        raise NetloupeError(f"--size {size} is below this model's minimum of {smallest} px (one cell of its "
+                            f"coarsest layer); use --size {smallest} or more")
+
+
+@verb("visualize", "feature visualizations of units (one PNG each + a contact sheet)", function=visualize,
+      out="netloupe-visualize", order=40,
+      args=(Arg.of("units", nargs="+", metavar="UNIT", help="layer, layer:channel or layer:channel@y,x (':N' is "
+                   "output N)"),
+            Arg.of("--diverse", type=number(int, 0), default=0, metavar="N", help="N diverse images per unit (0: one image per "
+                   "unit; lucid only)")),
+      options={"algorithm": Option("lucid (FFT image, random transforms) or yosinski (regularized pixels, Yosinski et "
+                                   "al. 2015)", choices=ALGORITHMS),
+               "preset": Option("with yosinski: the row of the paper's Table 1 (decay, blur, clipping)", type=int,
+                                choices=(1, 2, 3, 4)),
+               "size": Option("image side in pixels; at least the model's total stride (32 for the default model)",
+                              type=int, minimum=2),
+               "steps": Option("optimization steps (default: 512; with yosinski, the preset's)", type=int, minimum=1),
+               "batch_size": Option("units per optimization batch (default: the device's, 8 on the CPU)", type=int,
+                                    minimum=1)})
+def _visualize_verb(args: argparse.Namespace, keywords: Dict[str, Any]) -> None:
+    if args.diverse < 0 or (args.diverse and args.algorithm != "lucid"):
+        raise NetloupeError("--diverse N takes N >= 0 images, with --algorithm lucid only")
+    for unit in args.units:  # the syntax, before the model loads
+        Unit.parse(unit)
+    model = model_of(args)
+    check_units(model, args.units, args.size)  # layers, channels and positions, before any rendering
+    check_size(model, args.size)
+    if args.diverse:
+        common = {k: keywords[k] for k in ("size", "steps", "seed", "progress")}
+        results = [visualize_diverse(model, u, n=args.diverse, **common) for u in args.units]
+    else:
+        results = [visualize(model, args.units, **keywords)]
+    pictures: List[Image.Image] = []
+    captions: List[str] = []
+    for r in results:
+        assert r.captions is not None  # every render of visualize is captioned with its unit
+        shown = r.images if args.algorithm == "lucid" else classic.stretch(r.images, model.preprocess.mean)
+        for pil, caption in zip(map(to_pil, shown), r.captions):
+            save(pil, Path(args.out) / f"{file_name(caption)}.png")
+            pictures.append(pil)
+            captions.append(caption)
+    grid(pictures, captions, ncol=args.diverse or None, cell=min(args.size, 224)).save(Path(args.out) / "contact_sheet.png")
+    print(f"wrote {len(pictures)} PNGs and contact_sheet.png to {Path(args.out).resolve()}")

@@ -128,7 +128,7 @@ def render(model_or_models: Any, objective: Any, param: Optional[Param] = None, 
            steps: int = 512, lr: float = 0.05, optimizer: Any = None, thresholds: Optional[Sequence[int]] = None,
            seed: Optional[int] = None, progress: bool = True, callback: Optional[Callable[..., Any]] = None,
            captions: Optional[Sequence[str]] = None, after_step: Optional[Callable[..., Any]] = None,
-           resize: bool = True, precision: str = "float32") -> Rendering:
+           resize: bool = True, precision: str = "auto") -> Rendering:
     """Optimize ``param`` (default: one 128 px FFT, decorrelated image) to maximize ``objective``.
 
     model_or_models: a model or a list of them; objectives with ``model=`` name which one they

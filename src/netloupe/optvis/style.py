@@ -22,21 +22,25 @@ in nine of ten comparisons, and diverged on the ResNet.
 
 from __future__ import annotations
 
+import argparse
 import functools
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import NetloupeError
+from ..images import ImageLike, grid, save, to_pil
 from ..layouts import Layout, guess
 from ..models import LoadedModel, as_loaded, forward
 from ..probe import probe
 from ..units import UnitLike, as_unit
+from ..verbs import IMAGE_HELP, Arg, Option, image_paths, model_of, verb
 from . import objectives as obj
 from .param import pixels
-from .photo import Photos, photos
+from .photo import Photos, as_photos
 from .recipes import ModelLike
 from .render import Rendering, model_input, render
 
@@ -44,6 +48,8 @@ from .render import Rendering, model_input, render
 # conv1_1 .. conv5_1 (at 1/2 .. 1/16 of the input side), the one at 1/8 for conv4_2's content
 EFFICIENTNET_LITE0 = (["blocks.3.0.bn1"], ["bn1", "blocks.1.0.bn1", "blocks.2.0.bn1", "blocks.3.0.bn1", "blocks.5.0.bn1"])
 SMOOTHINGS = ("auto", "softmax", "none")
+#: how style_transfer optimizes the image
+OPTIMIZERS = ("adam", "lbfgs")
 SOFTMAX_TEMPERATURE = 1.0  # SWAG's softmax(F / T); benchmarks/style_quality.py measures others
 
 
@@ -192,7 +198,7 @@ def style_transfer(model: ModelLike, content: Photos, style: Photos, *,
     """
     loaded = as_loaded(model)
     _check_weights(style_weight=style_weight, content_weight=content_weight, tv_weight=tv_weight)
-    if optimizer not in ("lbfgs", "adam"):
+    if optimizer not in OPTIMIZERS:
         raise NetloupeError(f"optimizer is 'lbfgs' or 'adam'; got {optimizer!r}")
     smooth = smoothing_for(loaded, smoothing) == "softmax"
     styles = list(style) if isinstance(style, list) else [style]
@@ -205,14 +211,14 @@ def style_transfer(model: ModelLike, content: Photos, style: Photos, *,
     style_names = [as_unit(loaded.module, n).layer for n in style_layers]
     if not style_names and not content_names:
         raise NetloupeError("give at least one layer in content_layers= or style_layers=")
-    content01 = photos(content, loaded)
+    content01 = as_photos(content, loaded)
     if content01.shape[0] != 1:
         raise NetloupeError(f"style_transfer takes one content image; got {content01.shape[0]}")
     acts, layouts = _features(loaded, content01, content_names)
     targets = {n: _content_features(acts[n], layouts[n], smooth) for n in content_names}
     grams: Dict[str, torch.Tensor] = {}  # each the blend of the style images' Gram matrices
     for image, w in zip(styles, blend):
-        acts, layouts = _features(loaded, photos(image, loaded)[:1], style_names)
+        acts, layouts = _features(loaded, as_photos(image, loaded)[:1], style_names)
         for n in style_names:
             grams[n] = grams.get(n, 0) + w * _style_gram(acts[n], layouts[n], smooth)
 
@@ -236,3 +242,27 @@ def style_transfer(model: ModelLike, content: Photos, style: Photos, *,
                after_step=lambda step, param: param.clamp_(), captions=["style transfer"])
     r.history, r.objective = -r.history, "style transfer loss"
     return r
+
+
+@verb("style", "style transfer (Gatys et al.): a photo painted in the style of others", function=style_transfer,
+      out="netloupe-style", order=53,
+      args=(Arg.of("content", metavar="CONTENT", help="the content photo: " + IMAGE_HELP),
+            Arg.of("style", nargs="+", metavar="STYLE", help="the style photo(s), blended: " + IMAGE_HELP),
+            Arg.of("--style-weights", default=None, metavar="W,W", help="comma-separated blend of the style photos "
+                   "(default: equal)")),
+      options={"style_weight": Option("weight of the style loss against content 1", minimum=0),
+               "tv_weight": Option("weight of the image's total variation (takes the pixel noise away)", minimum=0),
+               "steps": Option("optimization steps (function evaluations)", minimum=1),
+               "optimizer": Option("how the image is optimized", choices=OPTIMIZERS),
+               "smoothing": Option("none (plain Gatys), softmax (SWAG) or auto (softmax off VGG)", choices=SMOOTHINGS)})
+def _style_verb(args: argparse.Namespace, keywords: Dict[str, Any]) -> None:
+    content, *styles = image_paths([args.content] + args.style)
+    model = model_of(args)
+    weights = None if args.style_weights is None else [float(w) for w in args.style_weights.split(",")]
+    r = style_transfer(model, content, list[ImageLike](styles), style_weights=weights, **keywords)
+    out = Path(args.out)
+    save(r.to_pil(), out / "style_transfer.png")
+    photos = [to_pil(t) for t in model.preprocess.inverse(model.inputs([content] + styles))]
+    captions = [f"content {Path(args.content).stem}"] + [f"style {Path(s).stem}" for s in args.style] + ["result"]
+    grid(photos + [r.to_pil()], captions, ncol=len(captions)).save(out / "contact_sheet.png")
+    print(f"final loss {r.history[-1, 0]:.4g}; wrote style_transfer.png and contact_sheet.png to {out.resolve()}")

@@ -4,10 +4,11 @@ index.html that links them all."""
 
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -18,8 +19,10 @@ from ..data import DataLike
 from ..errors import NetloupeError
 from ..images import figure, figure_to_pil, grid
 from ..models import ModelLike
+from ..verbs import Arg, Option, data_of, model_of, verb
 from .receptive import ReceptiveField, top_patches
 from .result import LayerStats, ScanResult, histogram_grid, histogram_pages
+from .scan import scan
 
 if TYPE_CHECKING:
     import jinja2
@@ -180,3 +183,19 @@ def report(result: ScanResult, directory: Union[str, os.PathLike], *, layers: Op
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
     return index
+
+
+@verb("scan", "dataset-wide statistics and top-k patches of layers' channels", function=scan, out="netloupe-scan",
+      order=70,
+      args=(Arg.of("data", help="a folder of images, an image list or pair list file, or 'samples'"),
+            Arg.of("--layers", required=True, help="comma-separated layer names (see `netloupe layers`)")),
+      options={"top_k": Option("highest-activating patches kept per channel", minimum=1),
+               "bottom_k": Option("lowest-activating patches kept per channel", minimum=0),
+               "bins": Option("histogram bins per channel", minimum=2),
+               "batch_size": Option("images per batch (default: 32 on the CPU, 128 on a GPU)", type=int, minimum=1),
+               "num_workers": Option("DataLoader worker processes for reading images", minimum=0, flag="--workers")})
+def _scan_verb(args: argparse.Namespace, keywords: Dict[str, Any]) -> None:
+    result = scan(model_of(args), data_of(args.data), args.layers, **keywords)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank holds the merged result; one writes
+        result.save(args.out)
+        print(report(result, args.out, progress=keywords["progress"]).resolve())

@@ -196,7 +196,8 @@ def _gather(states: Dict[str, _LayerState], skipped: List[Tuple[int, str]], worl
 
 def scan(model: ModelLike, data: DataLike, layers: Union[str, Sequence[UnitLike]], *, top_k: int = 9,
          bottom_k: int = 0, bins: int = 50, batch_size: Optional[int] = None, num_workers: int = 0,
-         device: Union[str, torch.device, None] = None, progress: bool = True, to_inputs: Optional[ToInputs] = None,
+         stats_device: Union[str, torch.device, None] = None, progress: bool = True,
+         to_inputs: Optional[ToInputs] = None,
          precision: str = "auto") -> ScanResult:
     """Statistics of every channel of ``layers`` over a dataset, in one streaming pass.
 
@@ -208,7 +209,7 @@ def scan(model: ModelLike, data: DataLike, layers: Union[str, Sequence[UnitLike]
     to_inputs: builds the model's inputs from one sample, e.g. ``lambda pair: (pair[0], pair[1])``
     for a two-input model; by default a sample's leading images are its inputs.
     bins: target number of histogram bins per channel (widths are powers of two, see _Histogram).
-    device: where the running statistics live (default: the model's device; the model is never moved).
+    stats_device: where the running statistics live (default: the model's device; the model is never moved).
     Under ``torchrun`` each process scans every world_size-th batch and all get the merged result.
     precision: the forward passes' (runtime.autocast): "auto" is bfloat16 on a GPU that has it,
     float32 on the CPU; the statistics are kept in float64 either way.
@@ -225,7 +226,7 @@ def scan(model: ModelLike, data: DataLike, layers: Union[str, Sequence[UnitLike]
         raise UnitError("give at least one layer to scan, e.g. layers=['blocks.3', 'blocks.5']")
     source = as_source(data)
     model_device = loaded.device
-    stats_device = torch.device(device) if device is not None else model_device
+    stats_device = torch.device(stats_device) if stats_device is not None else model_device
     dtype = loaded.dtype
     size = runtime.batch_size(batch_size, model_device, "scan")
     cast = runtime.autocast(precision, model_device)
