@@ -414,7 +414,7 @@ def test_save_load_roundtrip_without_pickle(tmp_path):
     model = _small_model()
     result = nl.scan(model, tmp_path / "imgs", ["1", "3"], top_k=3, bottom_k=1, progress=False)
     result.save(tmp_path / "out")
-    with np.load(tmp_path / "out" / "stats.npz", allow_pickle=False) as npz:
+    with np.load(tmp_path / "out" / "scan.npz", allow_pickle=False) as npz:
         assert all(npz[k].dtype != object for k in npz.files)
     json.loads((tmp_path / "out" / "scan.json").read_text())
     back = ScanResult.load(tmp_path / "out")
@@ -445,7 +445,7 @@ def test_save_writes_what_the_path_says(tmp_path):
         assert im.format == "JPEG" and im.size == result.to_pil(layer="1").size
     for name in ("x", "scan.v1"):  # no suffix, or one that is no image: the folder load reads
         folder = result.save(tmp_path / name)
-        assert sorted(p.name for p in folder.iterdir()) == ["scan.json", "stats.npz"]
+        assert sorted(p.name for p in folder.iterdir()) == ["scan.json", "scan.npz"]
         assert torch.equal(ScanResult.load(folder)["1"].top_images, result["1"].top_images)
     with pytest.raises(nl.InputError, match="picture"):
         result.save(tmp_path / "y", layer="1")

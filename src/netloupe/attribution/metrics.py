@@ -114,7 +114,7 @@ def blocks_top_down(model: ModelLike) -> List[str]:
     return names[::-1]
 
 
-def _randomize(module: nn.Module, generator: torch.Generator) -> None:
+def _randomize(module: nn.Module, generator: Optional[torch.Generator]) -> None:
     """Re-initialize every parameter of ``module`` (a copy) with Gaussian noise of the
     parameter's own scale."""
     with torch.no_grad():
@@ -171,7 +171,7 @@ class Randomization(images.Chart):
 def randomization_check(model: ModelLike, inputs: Inputs,
                         method: Union[MethodLike, List[MethodLike], Tuple[MethodLike, ...]] = "saliency", *,
                         mode: str = "cascade", target: TargetLike = "top", blocks: Optional[Sequence[str]] = None,
-                        seed: int = 0, progress: bool = True, **method_kw: Any) -> Randomization:
+                        seed: Optional[int] = None, progress: bool = True, **method_kw: Any) -> Randomization:
     """Adebayo et al.'s sanity check on a copy of the model (never the user's): randomize the
     weights block by block from the top ("cascade") or one block at a time ("independent")
     and compare each attribution with the trained model's by Spearman rank correlation of
@@ -190,7 +190,7 @@ def randomization_check(model: ModelLike, inputs: Inputs,
     if missing:
         raise InputError(f"unknown blocks {missing}; see netloupe.layers(model)")
     pristine = copy.deepcopy(copy_model.module.state_dict())
-    g = torch.Generator().manual_seed(seed)
+    g = runtime.generator(seed, "cpu")
     reference = {name: fn(copy_model, x, target=classes, **method_kw).map() for name, fn in fns.items()}
     corr = {name: [[1.0] * x.shape[0]] for name in fns}
     for block in runtime.progress(blocks, desc="randomizing", enabled=progress):

@@ -133,11 +133,18 @@ class Attribution(images.Picture):
         heat = images.heatmap(m, cmap or _CMAPS[kind], vmin=0.0, vmax=1.0).resize(base.size, Image.Resampling.BILINEAR)
         return Image.blend(base, heat, alpha)
 
-    def plot(self, ax: Optional[Axes] = None, kind: str = "heatmap", index: int = 0, cmap: Optional[str] = None,
-             alpha: float = 0.5, colorbar: bool = True, title: Optional[str] = None) -> Axes:
+    def plot(self, ax: Optional[Axes] = None, kind: str = "heatmap", index: Optional[int] = None,
+             cmap: Optional[str] = None, alpha: float = 0.5, colorbar: bool = True, title: Optional[str] = None) -> Axes:
         """Draw sample ``index`` on a matplotlib axis (a new figure if none) with a colour bar in
         attribution units: |values| summed over channels, from 0 to the robust maximum (the
-        99.5th percentile; brighter values saturate); for ``raw``, the signed value per channel."""
+        99.5th percentile; brighter values saturate); for ``raw``, the signed value per channel.
+        ``index=None`` (as in to_pil) is the sample of a one-sample attribution; with several, one
+        axis holds one sample: give its index."""
+        if index is None:
+            if len(self) != 1:
+                raise InputError(f"this attribution holds {len(self)} samples and an axis shows one: pass "
+                                 "plot(index=i), or to_pil() to draw them all")
+            index = 0
         import matplotlib.pyplot as plt
         from matplotlib.cm import ScalarMappable
         from matplotlib.colors import Normalize

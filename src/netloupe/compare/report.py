@@ -13,6 +13,7 @@ from PIL import Image
 
 from .. import images, runtime
 from ..data import DataLike, Source, as_source, sample_inputs
+from ..folders import template
 from ..models import LoadedModel
 from ..optvis.recipes import check_size
 from ..verbs import Arg, Option, data_of, model_of, verb
@@ -20,15 +21,7 @@ from .comparison import compare
 from .result import MEASURES, Comparison
 
 if TYPE_CHECKING:
-    import jinja2
-
-
-def _template(name: str) -> jinja2.Template:
-    import jinja2
-
-    env = jinja2.Environment(loader=jinja2.PackageLoader("netloupe.compare"), autoescape=True,
-                             undefined=jinja2.StrictUndefined)
-    return env.get_template(name)
+    pass
 
 
 def _thumbs(result: Comparison, source: Optional[Source], i: int, layer: str, channel: int, top_k: int
@@ -95,8 +88,8 @@ def report(result: Comparison, directory: Union[str, os.PathLike], *, data: Opti
             units.append({"layer": row["layer"], "channel": row["channel"], "score": row["score"],
                           "row": {m: row[m] for m in MEASURES if m in row}, "picture": name or ""})
         sections.append({"title": f"{title} of {result.names[last]}", "units": units})
-    page = _template("report.html").render(names=result.names, layers=result.layers, overview=overview,
-                                           sections=sections, measures=MEASURES)
+    page = template("netloupe.compare", "report.html").render(
+        names=result.names, layers=result.layers, overview=overview, sections=sections, measures=MEASURES)
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
     return index

@@ -3,19 +3,16 @@ score, tables, pictures and its own persistence."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
 from .. import images
-from ..data import IMAGE_SUFFIXES
 from ..errors import InputError
+from ..folders import Contents, Stored
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,11 +32,10 @@ DISSIMILARITY: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 #: The measures' names, in the order rows and tables give them.
 MEASURES = tuple(DISSIMILARITY)
-_FORMAT = 1
 
 
 @dataclass
-class Comparison(images.Chart):
+class Comparison(images.Chart, Stored):
     """Against the first model (``names[0]``), for each later model i and layer: ``measures[(i,
     layer)][name]`` is a [C] tensor over the compared ``channels[layer]`` (measures: MEASURES,
     those computed), ``gray[(i, layer)]`` which renders had no contrast (i = 0 included),
@@ -143,14 +139,11 @@ class Comparison(images.Chart):
         return ax
 
     # -- persistence -------------------------------------------------------------------------
-    def save(self, path: Union[str, os.PathLike], **kw: Any) -> Path:
-        """Write what ``path`` says: an image suffix gets ``to_pil(**kw)``; any other path is a folder
-        with comparison.json and arrays.npz (no pickle) that :meth:`load` reads back."""
-        if Path(path).suffix.lower() in IMAGE_SUFFIXES:
-            return super().save(path, **kw)
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        arrays: Dict[str, Any] = {}  # arrays; Any, or mypy matches **arrays to savez_compressed's allow_pickle
+    KIND = "comparison"
+
+    def contents(self) -> Contents:
+        """What save writes: every measure, render, top-image list and CKA matrix (no models)."""
+        arrays: Dict[str, np.ndarray] = {}
         for (i, layer), measures in self.measures.items():
             for name, v in measures.items():
                 arrays[f"measure/{i}/{layer}/{name}"] = v.numpy()
@@ -159,34 +152,25 @@ class Comparison(images.Chart):
                 arrays[f"{prefix}/{i}/{layer}"] = v.numpy()
         for i, v in self.cka.items():
             arrays[f"cka/{i}"] = v.numpy()
-        np.savez_compressed(out / "arrays.npz", **arrays)
-        meta = {"format": _FORMAT, "names": self.names, "layers": self.layers, "channels": self.channels,
+        meta = {"names": self.names, "layers": self.layers, "channels": self.channels,
                 "cka_layers": {str(i): v for i, v in self.cka_layers.items()}, "ids": self.ids}
-        (out / "comparison.json").write_text(json.dumps(meta, indent=1))
-        return out
+        return meta, arrays
 
     @classmethod
-    def load(cls, directory: Union[str, os.PathLike]) -> Comparison:
-        d = Path(directory)
-        if not (d / "comparison.json").is_file():
-            raise InputError(f"{d} holds no saved comparison (comparison.json); write one with result.save(dir)")
-        meta = json.loads((d / "comparison.json").read_text())
-        if meta.get("format") != _FORMAT:
-            raise InputError(f"{d}/comparison.json has format {meta.get('format')}; this netloupe reads {_FORMAT}")
+    def from_contents(cls, meta: Dict[str, Any], arrays: Dict[str, np.ndarray]) -> Comparison:
         result = cls(meta["names"], meta["layers"], meta["channels"],
                      cka_layers={int(i): v for i, v in meta["cka_layers"].items()}, ids=meta["ids"])
-        with np.load(d / "arrays.npz", allow_pickle=False) as npz:
-            for key in npz.files:
-                kind, _, rest = key.partition("/")
-                value = torch.from_numpy(npz[key].copy())
-                if kind == "cka":
-                    result.cka[int(rest)] = value
-                    continue
-                i, _, rest = rest.partition("/")
-                if kind == "measure":
-                    layer, _, name = rest.rpartition("/")
-                    result.measures.setdefault((int(i), layer), {})[name] = value
-                else:
-                    store = {"gray": result.gray, "render": result.renders, "top": result.top_images}[kind]
-                    store[(int(i), rest)] = value
+        for key, array in arrays.items():
+            kind, _, rest = key.partition("/")
+            value = torch.from_numpy(array)
+            if kind == "cka":
+                result.cka[int(rest)] = value
+                continue
+            i, _, rest = rest.partition("/")
+            if kind == "measure":
+                layer, _, name = rest.rpartition("/")
+                result.measures.setdefault((int(i), layer), {})[name] = value
+            else:
+                store = {"gray": result.gray, "render": result.renders, "top": result.top_images}[kind]
+                store[(int(i), rest)] = value
         return result

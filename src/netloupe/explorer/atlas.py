@@ -32,6 +32,7 @@ from PIL import Image
 from .. import runtime
 from ..data import DataLike, sample_inputs
 from ..errors import InputError, NetloupeError, UnitError
+from ..folders import template
 from ..images import grid, to_pil
 from ..models import LoadedModel, ModelLike, as_loaded, forward
 from ..optvis import visualize
@@ -43,7 +44,7 @@ from ..units import Unit, UnitLike, as_unit, check_channel
 from ..verbs import Arg, Option, data_of, model_of, verb
 
 if TYPE_CHECKING:
-    import jinja2
+    pass
 
 Channels = Union[None, int, Sequence[int]]  # None: all; N: the first N; or those listed
 
@@ -225,18 +226,10 @@ def _correlated(stats: LayerStats, channel: int, among: Optional[Sequence[int]] 
 
 # -- pages -----------------------------------------------------------------------------------
 
-def _template(name: str) -> jinja2.Template:
-    """A page template of the explorer package (Jinja2, every value HTML-escaped)."""
-    import jinja2
-
-    env = jinja2.Environment(loader=jinja2.PackageLoader("netloupe.explorer"), autoescape=True,
-                             undefined=jinja2.StrictUndefined)
-    return env.get_template(name)
-
-
 def _pages(out: Path, loaded: LoadedModel, layers: List[_Layer], result: Optional[ScanResult],
            notes: Dict[Tuple[str, int], str], settings: Dict[str, Any], top_k: int) -> Path:
-    index_page, layer_page, unit_page = (_template(n) for n in ("index.html", "layer.html", "unit.html"))
+    index_page, layer_page, unit_page = (template("netloupe.explorer", n)
+                                         for n in ("index.html", "layer.html", "unit.html"))
     data = None
     if result is not None:
         data = {"count": result.count, "skipped": len(result.skipped), "top_k": top_k}

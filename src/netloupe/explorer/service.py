@@ -507,7 +507,7 @@ def check_saved(scan_dir: Union[str, os.PathLike, None], atlas_dir: Union[str, o
     """Refuse a saved scan or atlas folder that is not one, before any work: a scan folder holds
     what ScanResult.save writes, an atlas folder what netloupe.atlas writes."""
     if scan_dir is not None and not (Path(scan_dir) / "scan.json").is_file():
-        raise InputError(f"--scan {scan_dir} is not a saved scan (a folder with scan.json and stats.npz, written by "
+        raise InputError(f"--scan {scan_dir} is not a saved scan (a folder with scan.json and scan.npz, written by "
                          "`netloupe scan --out DIR` or result.save(DIR))")
     if atlas_dir is not None and not (Path(atlas_dir).is_dir() and (Path(atlas_dir) / "index.html").is_file()
                                       and (Path(atlas_dir) / "renders").is_dir()):

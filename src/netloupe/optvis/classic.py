@@ -178,11 +178,15 @@ def stretch(images: torch.Tensor, zero: torch.Tensor | Sequence[float]) -> torch
 
 
 class Ascent(torch.optim.Optimizer):
-    """The paper's update x += lr * gradient of the objective (render minimizes its negative), with a
-    rate of its own for each image under the "progress" policy (see :class:`Preset`)."""
+    """Plain gradient ascent on a batch of images (render minimizes minus the objective), a step
+    size for each image: ``lr`` per unit of gradient (the paper's update x += lr * gradient); with
+    ``progress``, chosen so that a linear objective grows by ``progress``, at most ``lr`` (the
+    toolbox's "progress" policy, see :class:`Preset`); with ``normalize``, ``lr`` over the
+    gradient's mean absolute value, so every step moves the image about as much whatever the
+    layer (DeepDream's step)."""
 
-    def __init__(self, params: ParamsT, lr: float, progress: Optional[float] = None) -> None:
-        super().__init__(params, dict(lr=lr, progress=progress))
+    def __init__(self, params: ParamsT, lr: float, progress: Optional[float] = None, normalize: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, progress=progress, normalize=normalize))
 
     @overload
     def step(self, closure: None = None) -> None: ...
@@ -204,5 +208,7 @@ class Ascent(torch.optim.Optimizer):
                 if group["progress"] is not None:
                     squared = p.grad.flatten(1).pow(2).sum(1)
                     rate = torch.where(squared > 0, group["progress"] / squared, rate).clamp(max=group["lr"])
+                if group["normalize"]:
+                    rate = rate / p.grad.abs().flatten(1).mean(1).clamp(min=1e-12)
                 p.sub_(rate.view(-1, *[1] * (p.dim() - 1)) * p.grad)
         return loss

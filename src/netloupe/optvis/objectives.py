@@ -98,6 +98,14 @@ def _layer_name(module: nn.Module, layer: LayerRef) -> str:
     return as_unit(module, layer).layer
 
 
+def _arithmetic(op: Callable[[Any, Any], Any], symbol: str, reflected: bool = False
+                ) -> Callable[["Objective", "Objective | float"], "Objective"]:
+    """An arithmetic operator of objectives (``a + b``, ``2 * a``, ...), with numbers or each other."""
+    def apply(self: Objective, other: Objective | float) -> Objective:
+        return self._combine(other, op, symbol, reflected)
+    return apply
+
+
 class Objective:
     """A function of a :class:`Context` giving one value per batch element, to be maximized.
 
@@ -129,29 +137,14 @@ class Objective:
         names = (right_name, self.name) if reflected else (self.name, right_name)
         return Objective(lambda ctx: op(a(ctx), b(ctx)), f"({names[0]} {symbol} {names[1]})", needs)
 
-    def __add__(self, other: Objective | float) -> Objective:
-        return self._combine(other, operator.add, "+")
-
-    def __radd__(self, other: Objective | float) -> Objective:
-        return self._combine(other, operator.add, "+", reflected=True)
-
-    def __sub__(self, other: Objective | float) -> Objective:
-        return self._combine(other, operator.sub, "-")
-
-    def __rsub__(self, other: Objective | float) -> Objective:
-        return self._combine(other, operator.sub, "-", reflected=True)
-
-    def __mul__(self, other: Objective | float) -> Objective:
-        return self._combine(other, operator.mul, "*")
-
-    def __rmul__(self, other: Objective | float) -> Objective:
-        return self._combine(other, operator.mul, "*", reflected=True)
-
-    def __truediv__(self, other: Objective | float) -> Objective:
-        return self._combine(other, operator.truediv, "/")
-
-    def __rtruediv__(self, other: Objective | float) -> Objective:
-        return self._combine(other, operator.truediv, "/", reflected=True)
+    __add__ = _arithmetic(operator.add, "+")
+    __radd__ = _arithmetic(operator.add, "+", reflected=True)
+    __sub__ = _arithmetic(operator.sub, "-")
+    __rsub__ = _arithmetic(operator.sub, "-", reflected=True)
+    __mul__ = _arithmetic(operator.mul, "*")
+    __rmul__ = _arithmetic(operator.mul, "*", reflected=True)
+    __truediv__ = _arithmetic(operator.truediv, "/")
+    __rtruediv__ = _arithmetic(operator.truediv, "/", reflected=True)
 
     def __neg__(self) -> Objective:
         return Objective(lambda ctx: -self(ctx), f"-{self.name}", self.needs)

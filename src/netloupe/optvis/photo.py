@@ -16,7 +16,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Union, cast, overload
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union, cast
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +34,7 @@ from ..units import UnitLike, as_unit
 from ..verbs import IMAGE, IMAGES, Arg, Option, image_paths, layer_list, model_of, verb
 from . import objectives as obj
 from . import transforms as tf
+from .classic import Ascent
 from .param import Param, Size, as_mask, masked, pixels
 from .param import hw as size_hw
 from .param import image as noise
@@ -42,7 +43,7 @@ from .render import Rendering, model_input, render
 from .transforms import TransformSpec
 
 if TYPE_CHECKING:
-    from torch.optim.optimizer import ParamsT
+    pass
 
 #: dream's default largest photo side: larger photos are scaled down to it
 MAX_SIDE = 1024
@@ -195,33 +196,6 @@ def _indexed(objectives: Sequence[obj.Objective]) -> obj.Objective:
 
 # -- DeepDream with octaves --------------------------------------------------------------------
 
-class _NormalizedAscent(torch.optim.Optimizer):
-    """DeepDream's step: each image moves by ``lr`` times its gradient over the gradient's mean
-    absolute value, so every step changes it by about the same amount, whatever the layer."""
-
-    def __init__(self, params: ParamsT, lr: float) -> None:
-        super().__init__(params, dict(lr=lr))
-
-    @overload
-    def step(self, closure: None = None) -> None: ...
-
-    @overload
-    def step(self, closure: Callable[[], float]) -> float: ...
-
-    @torch.no_grad()
-    def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:
-        if closure is None:
-            raise TypeError("DeepDream's step needs the closure that evaluates the objective")
-        with torch.enable_grad():
-            loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    scale = p.grad.abs().flatten(1).mean(1).clamp(min=1e-12).view(-1, *[1] * (p.dim() - 1))
-                    p.sub_(group["lr"] * p.grad / scale)  # render minimizes minus the objective
-        return loss
-
-
 def _dream_objective(loaded: LoadedModel, what: Union[obj.Objective, int, UnitLike]) -> obj.Objective:
     """An objective as given; a class index as its logit; a unit as from_unit; a bare layer as
     DeepDream's mean squared activation, which needs a layer with a grid."""
@@ -299,7 +273,7 @@ def dream(model: ModelLike, photos: Photos, layer_or_objective: Union[obj.Object
         param = start if where is None else masked(octave, _resized(where, hw).clamp(0, 1), start)
         try:
             r = render(loaded, objective, param, transforms=transform, steps=steps_per_octave, progress=progress,
-                       optimizer=lambda ps: _NormalizedAscent(ps, lr), after_step=lambda step, p: start.clamp_(),
+                       optimizer=lambda ps: Ascent(ps, lr, normalize=True), after_step=lambda step, p: start.clamp_(),
                        seed=None if seed is None else seed + k, resize=False)
         except InputError as e:
             if k == len(sizes) - 1:

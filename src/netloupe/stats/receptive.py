@@ -25,6 +25,7 @@ from ..images import Picture, grid, overlay, shown, to_pil
 from ..layouts import infer
 from ..models import LoadedModel, ModelLike, as_loaded, forward
 from ..probe import probe
+from ..runtime import generator
 from ..units import Unit, UnitLike, as_unit, check_channel
 from .result import ScanResult
 
@@ -128,7 +129,8 @@ def _input_shapes(loaded: LoadedModel, size: Union[int, Sequence[int], None],
 
 
 def receptive_field(model: ModelLike, layer: UnitLike, size: Union[int, Sequence[int], None] = None, *, call: int = 0,
-                    inputs: Union[torch.Tensor, Sequence[torch.Tensor], None] = None, seed: int = 0) -> ReceptiveField:
+                    inputs: Union[torch.Tensor, Sequence[torch.Tensor], None] = None, seed: Optional[int] = None
+                    ) -> ReceptiveField:
     """Measure the receptive field of ``layer`` at ``size`` ((H, W) or an int; default the
     model's input size). ``inputs``: input tensors (a tuple for several inputs) whose shapes to
     use instead; ``call``: which call of a module run several times per forward (a shared branch)."""
@@ -138,7 +140,7 @@ def receptive_field(model: ModelLike, layer: UnitLike, size: Union[int, Sequence
     twin = _positive_copy(loaded.module)
     device = loaded.device
     reps = 2  # random positive inputs per unit; the union of their masks is taken
-    g = torch.Generator(device="cpu").manual_seed(seed)
+    g = generator(seed, "cpu")
     dtype = next(twin.parameters()).dtype
     xs = tuple((torch.rand((2 * reps, *s), generator=g, dtype=dtype) + 0.5).to(device).requires_grad_(True)
                for s in shapes)

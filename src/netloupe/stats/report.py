@@ -17,6 +17,7 @@ from PIL import Image
 from .. import runtime
 from ..data import DataLike
 from ..errors import NetloupeError
+from ..folders import template
 from ..images import figure, figure_to_pil, grid
 from ..models import ModelLike
 from ..verbs import Arg, Option, data_of, model_of, verb
@@ -25,7 +26,6 @@ from .result import LayerStats, ScanResult, histogram_grid, histogram_pages
 from .scan import scan
 
 if TYPE_CHECKING:
-    import jinja2
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
@@ -131,15 +131,6 @@ def montage(result: ScanResult, layer: str, channels: Optional[Sequence[int]] = 
     return grid(rows, ncol=1, pad=2)
 
 
-def _template(name: str) -> jinja2.Template:
-    """A page template of this package (Jinja2, every value HTML-escaped)."""
-    import jinja2
-
-    env = jinja2.Environment(loader=jinja2.PackageLoader("netloupe.stats"), autoescape=True,
-                             undefined=jinja2.StrictUndefined)
-    return env.get_template(name)
-
-
 def report(result: ScanResult, directory: Union[str, os.PathLike], *, layers: Optional[Sequence[str]] = None,
            model: Optional[ModelLike] = None, data: Optional[DataLike] = None, per_page: int = 64,
            montage_channels: int = 16, progress: bool = True) -> Path:
@@ -178,8 +169,8 @@ def report(result: ScanResult, directory: Union[str, os.PathLike], *, layers: Op
             pictures[key].append(name)
     rows = [{"name": key, "channels": stats.channels, "dead": stats.dead_channels, "dead_share": stats.dead_share,
                "note": notes[key], "pictures": pictures[key]} for key, stats in chosen.items()]
-    page = _template("report.html").render(model_name=result.model_name, count=result.count, top_k=result.top_k,
-                                           skipped=result.skipped, layers=rows)
+    page = template("netloupe.stats", "report.html").render(
+        model_name=result.model_name, count=result.count, top_k=result.top_k, skipped=result.skipped, layers=rows)
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
     return index

@@ -6,27 +6,23 @@ the rest."""
 from __future__ import annotations
 
 import functools
-import json
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..data import IMAGE_SUFFIXES
 from ..errors import InputError, UnitError
-from ..images import Picture, figure, figure_to_pil
+from ..folders import Contents, Stored
+from ..images import figure, figure_to_pil
 from ..models import LoadedModel
 from ..units import check_channel
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-_FORMAT = 1  # of the saved folder's scan.json
 
 
 def _cluster_order(corr: torch.Tensor) -> torch.Tensor:
@@ -114,7 +110,7 @@ class LayerStats:
 
 
 @dataclass
-class ScanResult(Picture):
+class ScanResult(Stored):
     """What :func:`scan` found: ``layers`` maps a layer name (``name#i`` for the i-th call of a
     module run several times per forward, e.g. a shared siamese branch) to its LayerStats;
     ``ids`` names every image of the source (top_images index into it); ``skipped`` lists
@@ -139,45 +135,28 @@ class ScanResult(Picture):
             raise UnitError(f"layer {layer!r} was not scanned; scanned: {', '.join(self.layers)}")
         return self.layers[layer]
 
-    def save(self, path: Union[str, os.PathLike], **kw: Any) -> Path:
-        """Write what ``path`` says: a path ending in an image suffix (.png, .jpg, .jpeg, .webp,
-        .bmp) gets the picture, ``to_pil(**kw)``, as every result's save does; any other path is a
-        folder of ``stats.npz`` and ``scan.json`` (no pickle) that :meth:`load` reads back."""
-        if Path(path).suffix.lower() in IMAGE_SUFFIXES:
-            return super().save(path, **kw)
-        if kw:
-            raise InputError(f"{', '.join(kw)}: options of the picture; save it to a path ending in .png, or "
-                             "leave them out to save the statistics folder")
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
+    KIND = "scan"
+
+    def contents(self) -> Contents:
+        """What save writes: the statistics of every layer (no model, no data)."""
         arrays = {f"{key}/{name}": getattr(stats, name).numpy() for key, stats in self.layers.items()
                   for name in LayerStats.ARRAYS}
-        np.savez_compressed(out / "stats.npz", **arrays)
         meta = {
-            "format": _FORMAT, "model_name": self.model_name, "ids": self.ids,
+            "model_name": self.model_name, "ids": self.ids,
             "skipped": [list(s) for s in self.skipped], "count": self.count, "top_k": self.top_k,
             "bottom_k": self.bottom_k, "bins": self.bins, "input_shapes": [list(s) for s in self.input_shapes],
             "layers": {key: {"layer": s.layer, "call": s.call, "shape": list(s.shape), "count": s.count,
                              "layout": s.layout} for key, s in self.layers.items()},
         }
-        (out / "scan.json").write_text(json.dumps(meta, indent=1))
-        return out
+        return meta, arrays
 
     @classmethod
-    def load(cls, directory: Union[str, os.PathLike]) -> ScanResult:
-        """The result that ``save`` wrote into ``directory`` (without the model and data it came from)."""
-        d = Path(directory)
-        if not (d / "scan.json").is_file() or not (d / "stats.npz").is_file():
-            raise InputError(f"{d} holds no saved scan (scan.json and stats.npz); write one with result.save(dir)")
-        meta = json.loads((d / "scan.json").read_text())
-        if meta.get("format") != _FORMAT:
-            raise InputError(f"{d}/scan.json has format {meta.get('format')}; this netloupe reads format {_FORMAT}")
+    def from_contents(cls, meta: Dict[str, Any], arrays: Dict[str, np.ndarray]) -> ScanResult:
         layers = {}
-        with np.load(d / "stats.npz", allow_pickle=False) as npz:
-            for key, info in meta["layers"].items():
-                arrays = {name: torch.from_numpy(npz[f"{key}/{name}"].copy()) for name in LayerStats.ARRAYS}
-                layers[key] = LayerStats(info["layer"], info["call"], tuple(info["shape"]), info["count"], **arrays,
-                                         layout=info.get("layout", "nchw"))
+        for key, info in meta["layers"].items():
+            values = {name: torch.from_numpy(arrays[f"{key}/{name}"]) for name in LayerStats.ARRAYS}
+            layers[key] = LayerStats(info["layer"], info["call"], tuple(info["shape"]), info["count"], **values,
+                                     layout=info.get("layout", "nchw"))
         return cls(meta["model_name"], layers, meta["ids"], [tuple(s) for s in meta["skipped"]], meta["count"],
                    meta["top_k"], meta["bottom_k"], meta["bins"], [tuple(s) for s in meta["input_shapes"]])
 
