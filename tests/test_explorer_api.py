@@ -74,6 +74,28 @@ def wait(c, job, timeout=120):
     raise AssertionError(f"job {job} did not end")
 
 
+def test_a_view_declared_on_the_service_is_served(data, tmp_path):
+    """A new explorer view is one decorated method: its route, parameters and answer come from it."""
+    class Mine(Explorer):
+        @service.view("GET", "/api/unit/mean")
+        def unit_mean(self, ref: str, layer: str, channel: int) -> dict:
+            return {"mean": float(self._maps(ref, layer)[channel].mean())}
+
+        @service.view("GET", "/api/unit/negative.png", "png")
+        def negative(self, ref: str) -> Image.Image:
+            return Image.eval(self.picture(ref), lambda v: 255 - v)
+
+    c = fastapi_testclient.TestClient(create_app(Mine(tiny(), data=data, cache_dir=tmp_path / "cache")))
+    r = c.get("/api/unit/mean", params={"input": "sample:chelsea", "layer": "features.2", "channel": 3})
+    assert r.status_code == 200 and isinstance(r.json()["mean"], float)
+    assert c.get("/api/unit/mean", params={"input": "sample:chelsea", "layer": "features.2", "channel": "x"}
+                 ).status_code == 422
+    assert c.get("/api/unit/mean", params={"input": "sample:nope", "layer": "features.2", "channel": 3}
+                 ).status_code == 404  # the service's own errors, as every view's
+    png = c.get("/api/unit/negative.png", params={"input": "sample:chelsea"})
+    assert png.headers["content-type"] == "image/png" and Image.open(io.BytesIO(png.content)).size == (32, 32)
+
+
 def test_page_info_and_data(client):
     c, explorer = client
     page = c.get("/")
@@ -90,7 +112,7 @@ def test_page_info_and_data(client):
     listing = c.get("/api/data", params={"page": 0, "per_page": 2}).json()
     assert listing["total"] == 3 and [i["input"] for i in listing["items"]] == ["data:0", "data:1"]
     assert {i["name"] for i in c.get("/api/data").json()["items"]} == {"chelsea.png", "coffee.png", "rocket.png"}
-    assert c.get("/api/data", params={"per_page": 1000}).status_code == 422
+    assert c.get("/api/data", params={"per_page": 1000}).status_code == 400
 
 
 def test_inputs_and_predictions(client):
@@ -144,7 +166,7 @@ def _claimed_png(width, height):
 def test_layer_grid(client):
     c, explorer = client
     r = c.get("/api/layer.png", params={"input": "sample:chelsea", "layer": "features.2", "cmap": "gray"})
-    assert r.status_code == 200 and "grid;dur=" in r.headers["server-timing"]
+    assert r.status_code == 200 and "view;dur=" in r.headers["server-timing"]
     grid = json.loads(r.headers["x-netloupe-grid"])
     assert grid == {"channels": 12, "cols": 4, "tile": [16, 16], "pad": 1}
     picture = Image.open(io.BytesIO(r.content))

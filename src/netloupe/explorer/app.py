@@ -5,35 +5,70 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 import json
 import socket
 import sys
 import threading
 import time
+import typing
 from pathlib import Path
-from typing import Any, AsyncIterator, Dict, Iterator
+from typing import Any, AsyncIterator, Callable, Dict, Iterator, cast
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from PIL import Image
 
-from .. import samples
 from ..errors import InputError, NetloupeError, UnitError
 from ..verbs import Arg, Option, data_of, model_of, port, verb
-from .service import MAX_UPLOAD_BYTES, Explorer, Job, NotFound, TooLarge, check_saved, png
+from .service import MAX_UPLOAD_BYTES, Explorer, Job, NotFound, TooLarge, View, check_saved, png
 
 STATIC = Path(__file__).parent / "static"
-
-# Routes that return JSON say so with -> Dict[str, Any] and response_model=None: FastAPI would
-# otherwise make their return annotation a response model, validating and re-serializing the JSON.
-
 
 def _png(data: bytes, **headers: str) -> Response:
     return Response(data, media_type="image/png", headers={"Cache-Control": "no-store", **headers})
 
 
+def _answer(result: Any, kind: str, started: float) -> Any:
+    """A view's result as its kind answers: JSON as is, a job by its status, a picture as PNG."""
+    if kind == "job":
+        return cast(Job, result).status()
+    if kind != "png":
+        return result
+    data, headers = result if isinstance(result, tuple) else (result, {})
+    spent = (time.perf_counter() - started) * 1000
+    timing = {"Server-Timing": f"view;dur={spent:.1f}"}
+    return _png(png(data) if isinstance(data, Image.Image) else data, **headers, **timing)
+
+
+def _endpoint(explorer: Explorer, name: str, declared: View) -> Callable[..., Any]:
+    """The route function of an Explorer method: its parameters (those the view lets a request set)
+    as the request's, ``ref`` as ``input``; the call; its result as the view's kind answers it."""
+    method = getattr(type(explorer), name)
+    hints = typing.get_type_hints(method)
+    params = []
+    for p in list(inspect.signature(method).parameters.values())[1:]:  # after self
+        if declared.params is not None and p.name not in declared.params:
+            continue
+        default: Any = p.default if p.default is not p.empty else ...
+        if p.name == "ref":
+            default = Query(default, alias="input")
+        params.append(p.replace(kind=p.KEYWORD_ONLY, annotation=hints.get(p.name, str), default=default))
+
+    def endpoint(**kw: Any) -> Any:
+        started = time.perf_counter()
+        return _answer(getattr(explorer, name)(**kw), declared.kind, started)
+
+    endpoint.__name__ = name
+    endpoint.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]  # what FastAPI reads
+    return endpoint
+
+
 def create_app(explorer: Explorer) -> FastAPI:
-    """The FastAPI app of one explorer (its page, its JSON and its pictures)."""
+    """The FastAPI app of one explorer: its page, and a route for every view the Explorer declares
+    (service.view), besides the two that are not one call: the upload's streamed body and a job's
+    event stream."""
     app = FastAPI(title="netloupe explorer", docs_url=None, redoc_url=None)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -46,24 +81,17 @@ def create_app(explorer: Explorer) -> FastAPI:
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
-    @app.get("/api/info", response_model=None)
-    def info() -> Dict[str, Any]:
-        m = explorer.model
-        return {"model": m.name, "input_size": list(m.input_size), "start": explorer.sample_input(),
-                "samples": [f"sample:{n}" for n in samples.names()],
-                "data": len(explorer.source) if explorer.source is not None else 0,
-                "layers": explorer.layers(), "methods": explorer.class_methods(),
-                "backprop": list(explorer.BACKPROP), "scanned": sorted(explorer.scans)}
-
-    @app.get("/api/data", response_model=None)
-    def data(page: int = 0, per_page: int = Query(24, ge=1, le=200)) -> Dict[str, Any]:
-        return explorer.data_page(page, per_page)
+    for name in dir(type(explorer)):  # its class's views and those of the classes it extends
+        declared = getattr(getattr(type(explorer), name), "__view__", None)
+        if isinstance(declared, View):
+            app.add_api_route(declared.path, _endpoint(explorer, name, declared), methods=[declared.verb],
+                              response_model=None)
 
     @app.post("/api/upload", response_model=None)
     async def upload(request: Request) -> Dict[str, str]:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
-            raise TooLarge(f"the upload has {int(declared):,} bytes; the limit is {MAX_UPLOAD_BYTES:,}")
+        declared_length = request.headers.get("content-length")
+        if declared_length is not None and declared_length.isdigit() and int(declared_length) > MAX_UPLOAD_BYTES:
+            raise TooLarge(f"the upload has {int(declared_length):,} bytes; the limit is {MAX_UPLOAD_BYTES:,}")
         body = bytearray()
         async for chunk in request.stream():
             body.extend(chunk)
@@ -72,69 +100,6 @@ def create_app(explorer: Explorer) -> FastAPI:
         if not body:
             raise InputError("the upload is empty; send the image's bytes as the request body")
         return {"input": await asyncio.to_thread(explorer.upload, bytes(body))}
-
-    @app.get("/api/input.png")
-    def input_picture(input: str, part: int = 0) -> Response:
-        return _png(png(explorer.picture(input, part)))
-
-    @app.get("/api/predict", response_model=None)
-    def predict(input: str) -> Dict[str, Any]:
-        return {"input": input, "predictions": explorer.predictions(input)}
-
-    @app.get("/api/layer.png")
-    def layer(input: str, layer: str, cmap: str = "viridis", norm: str = "channel") -> Response:
-        start = time.perf_counter()
-        data, grid = explorer.layer_grid(input, layer, cmap, norm)
-        spent = (time.perf_counter() - start) * 1000
-        return _png(data, **{"X-Netloupe-Grid": json.dumps(grid), "Server-Timing": f"grid;dur={spent:.1f}"})
-
-    @app.get("/api/unit", response_model=None)
-    def unit(layer: str, channel: int) -> Dict[str, Any]:
-        return explorer.unit_info(layer, channel)
-
-    @app.get("/api/unit/map.png")
-    def unit_map(input: str, layer: str, channel: int) -> Response:
-        return _png(explorer.unit_map(input, layer, channel))
-
-    @app.get("/api/unit/backprop.png")
-    def unit_backprop(input: str, layer: str, channel: int, method: str) -> Response:
-        return _png(explorer.unit_backprop(input, layer, channel, method))
-
-    @app.get("/api/unit/channel.png")
-    def unit_channel(input: str, layer: str, channel: int, cmap: str = "viridis") -> Response:
-        return _png(explorer.unit_channel(input, layer, channel, cmap))
-
-    @app.get("/api/unit/patches", response_model=None)
-    def unit_patches(layer: str, channel: int) -> Dict[str, Any]:
-        return explorer.unit_patches(layer, channel)
-
-    @app.get("/api/unit/patch.png")
-    def unit_patch(layer: str, channel: int, index: int, size: int = 160) -> Response:
-        return _png(explorer.unit_patch(layer, channel, index, size))
-
-    @app.get("/api/unit/histogram.png")
-    def unit_histogram(layer: str, channel: int) -> Response:
-        return _png(explorer.unit_histogram(layer, channel))
-
-    @app.post("/api/render", response_model=None)
-    def render(layer: str, channel: int, auto: bool = False, again: bool = False) -> Dict[str, Any]:
-        return explorer.start_render(layer, channel, auto=auto, again=again).status()
-
-    @app.post("/api/scan", response_model=None)
-    def scan(layer: str, auto: bool = False, again: bool = False) -> Dict[str, Any]:
-        return explorer.start_scan(layer, auto=auto, again=again).status()
-
-    @app.post("/api/class", response_model=None)
-    def class_map(input: str, method: str, target: str = "top") -> Dict[str, Any]:
-        return explorer.start_class_map(input, method, int(target) if target.lstrip("-").isdigit() else target).status()
-
-    @app.post("/api/dropout", response_model=None)
-    def dropout(input: str, layer: str, n: int = 4) -> Dict[str, Any]:
-        return explorer.start_dropout(input, layer, n).status()
-
-    @app.get("/api/jobs/{job_id}", response_model=None)
-    def job(job_id: str) -> Dict[str, Any]:
-        return explorer.worker.get(job_id).status()
 
     @app.get("/api/jobs/{job_id}/events")
     def job_events(job_id: str) -> StreamingResponse:
@@ -152,10 +117,6 @@ def create_app(explorer: Explorer) -> FastAPI:
                     return
                 await asyncio.sleep(0.2)
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
-
-    @app.get("/api/jobs/{job_id}/result.png")
-    def job_result(job_id: str) -> Response:
-        return _png(explorer.job_picture(job_id))
 
     return app
 

@@ -11,13 +11,14 @@ import copy
 import hashlib
 import io
 import itertools
+import json
 import os
 import queue
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import torch
 from PIL import Image
@@ -38,6 +39,31 @@ from ..units import Unit, check_channel
 MAX_UPLOAD_BYTES = 16 * 2 ** 20
 #: and so are those with more pixels than this (decompression bombs included)
 MAX_UPLOAD_PIXELS = 40_000_000
+
+
+@dataclass(frozen=True)
+class View:
+    """How a method of the Explorer is served (app.create_app reads these): its HTTP ``verb`` and
+    ``path``, and what it answers with (``kind``): "json" (a dict or list), "png" (PNG bytes, a
+    picture, or PNG bytes with headers) or "job" (a Job, answered by its status). ``params``: the
+    method's parameters a request may set (default: all); a parameter ``ref`` is the request's
+    ``input``."""
+
+    verb: str
+    path: str
+    kind: str = "json"
+    params: Optional[Tuple[str, ...]] = None
+
+
+_M = TypeVar("_M", bound=Callable[..., Any])
+
+
+def view(verb: str, path: str, kind: str = "json", params: Optional[Tuple[str, ...]] = None) -> Callable[[_M], _M]:
+    """Declare the decorated Explorer method as a route (see :class:`View`)."""
+    def declare(method: _M) -> _M:
+        method.__view__ = View(verb, path, kind, params)  # type: ignore[attr-defined]
+        return method
+    return declare
 
 
 class NotFound(NetloupeError):
@@ -175,13 +201,23 @@ class Explorer:
         self._patches: "collections.OrderedDict[Tuple[str, int], Patches]" = collections.OrderedDict()
 
     # -- inputs ------------------------------------------------------------------------------
+    @view("GET", "/api/info")
+    def info(self) -> dict:
+        """What the page needs first: the model, its layers and methods, the inputs to choose from."""
+        return {"model": self.model.name, "input_size": list(self.model.input_size), "start": self.sample_input(),
+                "samples": [f"sample:{n}" for n in samples.names()],
+                "data": len(self.source) if self.source is not None else 0,
+                "layers": self.layers(), "methods": self.class_methods(),
+                "backprop": list(self.BACKPROP), "scanned": sorted(self.scans)}
+
     def sample_input(self) -> str:
         """The input the page starts with: a pair from the data for a two-input model, else a photo."""
         if self.source is not None and isinstance(self.source.dataset[0], tuple):
             return "data:0"
         return "sample:chelsea" if "chelsea" in samples.names() else f"sample:{samples.names()[0]}"
 
-    def data_page(self, page: int, per_page: int) -> dict:
+    @view("GET", "/api/data")
+    def data_page(self, page: int = 0, per_page: int = 24) -> dict:
         if self.source is None:
             return {"total": 0, "items": []}
         if page < 0 or not 1 <= per_page <= 200:
@@ -227,6 +263,7 @@ class Explorer:
         parts = sample_inputs(self._sample(ref), self.model.preprocess)
         return tuple(t.unsqueeze(0).to(self.model.device, self.model.dtype) for t in parts)
 
+    @view("GET", "/api/input.png", "png")
     def picture(self, ref: str, part: int = 0) -> Image.Image:
         """The input as the model sees it (after its preprocessing)."""
         x = self.inputs(ref)
@@ -256,6 +293,11 @@ class Explorer:
         while len(self._forwards) > 8:
             self._forwards.popitem(last=False)
         return entry
+
+    @view("GET", "/api/predict", params=("ref",))
+    def predict(self, ref: str, top_k: int = 5) -> dict:
+        """The input's top-k classes (none for a model whose output is not a class score vector)."""
+        return {"input": ref, "predictions": self.predictions(ref, top_k)}
 
     def predictions(self, ref: str, top_k: int = 5) -> List[dict]:
         out = self._forward(ref)["output"]
@@ -305,11 +347,15 @@ class Explorer:
             return grid[0]
         return layout.positions(a)[0].unsqueeze(-1) if a.dim() > 2 else a[0].view(-1, 1, 1)
 
-    def layer_grid(self, ref: str, layer: str, cmap: str = "viridis", norm: str = "channel") -> Tuple[bytes, dict]:
-        """Every channel's map in one tiled PNG, and where the tiles are (for the page's clicks)."""
+    @view("GET", "/api/layer.png", "png")
+    def layer_grid(self, ref: str, layer: str, cmap: str = "viridis", norm: str = "channel"
+                   ) -> Tuple[bytes, Dict[str, str]]:
+        """Every channel's map in one tiled PNG, and where the tiles are (for the page's clicks, in
+        the header X-Netloupe-Grid)."""
         maps = self._maps(ref, layer)
         picture, ncol = images.channel_grid(maps, cmap, norm)
-        return png(picture), {"channels": maps.shape[0], "cols": ncol, "tile": list(maps.shape[1:]), "pad": 1}
+        grid = {"channels": maps.shape[0], "cols": ncol, "tile": list(maps.shape[1:]), "pad": 1}
+        return png(picture), {"X-Netloupe-Grid": json.dumps(grid)}
 
     # -- one unit ----------------------------------------------------------------------------
     def _unit(self, layer: str, channel: int) -> Unit:
@@ -320,6 +366,7 @@ class Explorer:
         check_channel(layer, channel, known[layer]["channels"])
         return Unit(name, channel)
 
+    @view("GET", "/api/unit/map.png", "png")
     def unit_map(self, ref: str, layer: str, channel: int) -> bytes:
         """The unit's activation map, large and over the input."""
         self._unit(layer, channel)
@@ -328,6 +375,7 @@ class Explorer:
 
     BACKPROP = ("saliency", "guided_backprop", "deconvnet", "grad_cam")
 
+    @view("GET", "/api/unit/backprop.png", "png")
     def unit_backprop(self, ref: str, layer: str, channel: int, method: str) -> bytes:
         """A unit's map on the input: its gradient, guided backprop, deconvnet, or Grad-CAM at the
         layer's input (which positions there drive it)."""
@@ -343,6 +391,7 @@ class Explorer:
         a = a.part(0) if a.several else a
         return png(a.to_pil(kind="raw" if method != "saliency" else "overlay", index=0))
 
+    @view("GET", "/api/unit")
     def unit_info(self, layer: str, channel: int) -> dict:
         """What the scan knows of a unit (if its layer was scanned): statistics and the channels
         most correlated with it; and whether its render is ready."""
@@ -376,6 +425,7 @@ class Explorer:
         self._patches.move_to_end(key)
         return self._patches[key]
 
+    @view("GET", "/api/unit/patches")
     def unit_patches(self, layer: str, channel: int) -> dict:
         """Where the unit fires most over the data: each top patch's image and value (the pictures
         come from :meth:`unit_patch`)."""
@@ -383,6 +433,7 @@ class Explorer:
         return {"layer": layer, "channel": channel, "field": list(p.field.size), "whole": p.field.clipped,
                 "patches": [{"image": _short(p.image_ids[j]), "value": float(p.values[j])} for j in range(len(p.values))]}
 
+    @view("GET", "/api/unit/patch.png", "png")
     def unit_patch(self, layer: str, channel: int, index: int, size: int = 160) -> bytes:
         """Top patch ``index`` of the unit, ``size`` pixels per window width, cropped at its image's
         border (a deep unit's patch is its whole image with the unit's map over it)."""
@@ -393,11 +444,13 @@ class Explorer:
             raise InputError(f"size must be between 16 and 1024 pixels; got {size}")
         return png(p.tile(index, size))
 
+    @view("GET", "/api/unit/channel.png", "png")
     def unit_channel(self, ref: str, layer: str, channel: int, cmap: str = "viridis") -> bytes:
         """The unit's channel map on the input, enlarged in nearest-neighbour blocks, with its colour bar."""
         self._unit(layer, channel)
         return png(images.scaled_map(self._maps(ref, layer)[channel], cmap, side=180))
 
+    @view("GET", "/api/unit/histogram.png", "png")
     def unit_histogram(self, layer: str, channel: int) -> bytes:
         self._unit(layer, channel)
         if layer not in self.scans:
@@ -428,6 +481,7 @@ class Explorer:
                 return path
         return None
 
+    @view("POST", "/api/render", "job", params=("layer", "channel", "auto", "again"))
     def start_render(self, layer: str, channel: int, steps: Optional[int] = None, size: int = 128,
                      auto: bool = False, again: bool = False) -> Job:
         """The unit's feature visualization, from the atlas or the render cache if there, else rendered
@@ -453,6 +507,7 @@ class Explorer:
             return r.to_pil(0)
         return self.worker.submit("render", key, work, auto=auto, again=again)
 
+    @view("POST", "/api/scan", "job")
     def start_scan(self, layer: str, auto: bool = False, again: bool = False) -> Job:
         """Scan the layer over --data in the background (statistics, top patches, histograms). auto:
         the page started it for the layer it shows; a newer automatic scan takes the place of this
@@ -472,12 +527,15 @@ class Explorer:
             return None
         return self.worker.submit("scan", (name,), work, auto=auto, again=again)
 
-    def start_class_map(self, ref: str, method: str, target: Union[int, str] = "top") -> Job:
+    @view("POST", "/api/class", "job")
+    def start_class_map(self, ref: str, method: str, target: str = "top") -> Job:
+        """Attribution ``method`` of the input for ``target`` (top, a class index, or a unit)."""
         m = lookup(method)
         x = self.inputs(ref)
+        explained = int(target) if target.lstrip("-").isdigit() else target
 
         def work() -> Image.Image:
-            a = m(self._copy(), x if len(x) > 1 else x[0], target)
+            a = m(self._copy(), x if len(x) > 1 else x[0], explained)
             a = a.part(0) if a.several else a
             return a.to_pil(kind=METHODS[method].view, index=0)
         return self.worker.submit("class", (ref, method, str(target)), work)
@@ -485,6 +543,7 @@ class Explorer:
     def class_methods(self) -> List[dict]:
         return [{"name": name, "caption": m.caption} for name, m in METHODS.items() if m.applies(self.model.module)]
 
+    @view("POST", "/api/dropout", "job")
     def start_dropout(self, ref: str, layer: str, n: int = 4) -> Job:
         x = self.inputs(ref)
         if len(x) > 1:
@@ -496,6 +555,11 @@ class Explorer:
             return augment(self._copy(), x[0], layer.partition("#")[0], n=n, seed=0).to_pil(cell=112)
         return self.worker.submit("dropout", (ref, layer, n), work)
 
+    @view("GET", "/api/jobs/{job_id}")
+    def job_status(self, job_id: str) -> dict:
+        return self.worker.get(job_id).status()
+
+    @view("GET", "/api/jobs/{job_id}/result.png", "png")
     def job_picture(self, job_id: str) -> bytes:
         job = self.worker.get(job_id)
         if job.state != "done" or not isinstance(job.result, Image.Image):
