@@ -146,8 +146,8 @@ def test_yosinski_bad_preset_is_a_clear_error_and_leaves_the_model():
     m = tiny()
     with leaves_unchanged(m.module), pytest.raises(nl.NetloupeError, match="use 1, 2, 3 or 4"):
         nl.visualize(m, "conv2:1", algorithm="yosinski", preset=9, size=16, steps=1, progress=False)
-    with pytest.raises(nl.NetloupeError, match="unknown visualization method"):
-        nl.visualize(m, "conv2:1", method="magic", size=16, steps=1, progress=False)
+    with pytest.raises(nl.NetloupeError, match="unknown visualization algorithm"):
+        nl.visualize(m, "conv2:1", algorithm="magic", size=16, steps=1, progress=False)
 
 
 def test_render_runs_a_model_only_up_to_the_last_layer_it_reads():

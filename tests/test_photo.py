@@ -62,8 +62,9 @@ def test_dream_runs_octaves_smallest_first_and_carries_the_detail_up():
     r = nl.dream(m, photo, brightness((100.0, 1.0)), octaves=3, octave_scale=1.5, steps_per_octave=steps, lr=lr,
                  seed=0, progress=False)
     sizes = [(18, 13), (27, 20), (40, 30)]  # 40 / 1.5 ** 2 = 17.8, 30 / 2.25 = 13.3; smaller than the model's 16 x 16
-    # per octave its steps, all at the octave's own size (no upsampling)
-    assert m.module.seen == [(2, 3, *s) for s in sizes for _ in range(steps)]
+    # one pass at the model's input size measures its stride (the smallest octave is checked against it),
+    # then per octave its steps, all at the octave's own size (no upsampling)
+    assert m.module.seen == [(1, 3, 16, 16)] + [(2, 3, *s) for s in sizes for _ in range(steps)]
     assert [tuple(v.shape[2:]) for _, v in sorted(r.snapshots.items())] == sizes and sorted(r.snapshots) == [3, 6, 9]
     # every normalized step adds lr to every pixel of each image, whatever its gradient's scale (100 vs 1),
     # and the detail carried up through the octaves adds up: 3 octaves x 3 steps
@@ -73,6 +74,8 @@ def test_dream_runs_octaves_smallest_first_and_carries_the_detail_up():
     one = nl.dream(m, photo[0], brightness(), octaves=3, octave_scale=1.5, steps_per_octave=steps, lr=lr, seed=0,
                    progress=False)
     assert torch.allclose(one.images[0], r.images[0], atol=1e-6)
+    with pytest.raises(nl.NetloupeError, match="would be 1x1 px, below 2 px .spy.s total stride"):
+        nl.dream(m, photo, brightness(), octaves=6, octave_scale=2.0, steps_per_octave=1, progress=False)
 
 
 def test_dream_scales_a_huge_photo_down_to_its_max_side(recwarn):

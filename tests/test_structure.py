@@ -139,3 +139,43 @@ def test_mypy_finds_nothing():
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, "-m", "mypy"], cwd=root, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _trees():
+    for path in sorted((SRC / "netloupe").rglob("*.py")):
+        yield path, ast.parse(path.read_text(), str(path))
+
+
+def test_no_module_takes_another_modules_private_names():
+    """What a module keeps private (a leading underscore) stays in it: no ``from .x import _name``, no
+    ``x._name`` on a netloupe module another file imported."""
+    found = []
+    for path, tree in _trees():
+        modules = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("netloupe")):
+                for alias in node.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        found.append(f"{path.relative_to(SRC)}:{node.lineno} imports {alias.name}")
+                    modules.add(alias.asname or alias.name)
+            elif isinstance(node, ast.Import):
+                modules |= {(a.asname or a.name).split(".")[0] for a in node.names if a.name.startswith("netloupe")}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules \
+                    and node.attr.startswith("_") and not node.attr.startswith("__"):
+                found.append(f"{path.relative_to(SRC)}:{node.lineno} uses {node.value.id}.{node.attr}")
+    assert not found, "private names taken across modules:\n  " + "\n  ".join(found)
+
+
+def test_no_function_is_longer_than_80_lines():
+    long = [f"{path.relative_to(SRC)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for path, tree in _trees() for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80]
+    assert not long, "split these:\n  " + "\n  ".join(long)
+
+
+def test_no_deprecation_shims():
+    """0.1.0 was never released: old names are renamed, not kept (CHANGELOG.md lists the renames)."""
+    kept = [f"{path.relative_to(SRC)}:{node.lineno}" for path, tree in _trees() for node in ast.walk(tree)
+            if isinstance(node, ast.Name) and node.id in ("DeprecationWarning", "renamed")]
+    assert not kept, f"deprecation shims at {kept}"

@@ -38,7 +38,7 @@ from .classic import Ascent
 from .param import Param, Size, as_mask, masked, pixels
 from .param import hw as size_hw
 from .param import image as noise
-from .recipes import ModelLike, file_name
+from .recipes import ModelLike, file_name, min_size
 from .render import Rendering, model_input, render
 from .transforms import TransformSpec
 
@@ -258,9 +258,11 @@ def dream(model: ModelLike, photos: Photos, layer_or_objective: Union[obj.Object
     objective = _dream_objective(loaded, layer_or_objective)
     h, w = base.shape[2:]
     sizes = [(round(h / octave_scale ** k), round(w / octave_scale ** k)) for k in reversed(range(octaves))]
-    if min(sizes[0]) < 2:
+    smallest = 2 if octaves == 1 else min_size(loaded)  # the photo itself is the user's to choose
+    if min(sizes[0]) < smallest:
         raise NetloupeError(f"the smallest of {octaves} octaves of a {h}x{w} photo would be {sizes[0][0]}x"
-                            f"{sizes[0][1]} px; use fewer octaves or a smaller octave_scale")
+                            f"{sizes[0][1]} px, below {smallest} px ({loaded.name}'s total stride: less than one cell "
+                            "of its coarsest layer); use fewer octaves or a smaller octave_scale")
     where = None if mask is None else as_mask(mask, (h, w))  # checked before any work
     transform = tf.compose(tf.roll(jitter), transforms)
     detail = torch.zeros(base.shape[0], 3, *sizes[0])
@@ -271,15 +273,9 @@ def dream(model: ModelLike, photos: Photos, layer_or_objective: Union[obj.Object
         octave = _resized(base, hw).clamp(0, 1)  # the filter may overshoot a little; a no-op at full size
         start = pixels(octave + _resized(detail, hw))
         param = start if where is None else masked(octave, _resized(where, hw).clamp(0, 1), start)
-        try:
-            r = render(loaded, objective, param, transforms=transform, steps=steps_per_octave, progress=progress,
-                       optimizer=lambda ps: Ascent(ps, lr, normalize=True), after_step=lambda step, p: start.clamp_(),
-                       seed=None if seed is None else seed + k, resize=False)
-        except InputError as e:
-            if k == len(sizes) - 1:
-                raise
-            raise InputError(f"{loaded.name} cannot take the {hw[0]}x{hw[1]} px octave ({e}); use fewer octaves or "
-                             "a smaller octave_scale") from e
+        r = render(loaded, objective, param, transforms=transform, steps=steps_per_octave, progress=progress,
+                   optimizer=lambda ps: Ascent(ps, lr, normalize=True), after_step=lambda step, p: start.clamp_(),
+                   seed=None if seed is None else seed + k, resize=False)
         detail = r.images.cpu() - octave
         history.append(r.history)
         done += steps_per_octave

@@ -22,7 +22,7 @@ from ..images import Picture, shown
 from ..images import grid as image_grid
 from ..images import to_pil as tensor_to_pil
 from ..models import LoadedModel, as_loaded, fixed_input_size, forward
-from ..probe import Stopped, probe
+from ..probe import Probe, Stopped, probe
 from ..runtime import autocast, channels_last, check_precision, generator
 from ..runtime import progress as progress_bar
 from ..units import as_unit
@@ -113,6 +113,28 @@ def model_input(x: torch.Tensor, loaded: LoadedModel, resize: bool = True) -> to
     return x
 
 
+def _run_models(models: List[LoadedModel], probes: Dict[nn.Module, Probe], x: torch.Tensor,
+                read_outputs: Set[nn.Module], precision: str, resize: bool
+                ) -> Tuple[Dict[nn.Module, Any], Dict[nn.Module, Dict[str, torch.Tensor]]]:
+    """Every model's output and captured activations for the transformed images ``x``; a model whose
+    output the objective does not read stops after the last layer it reads, from its second pass on."""
+    outputs: Dict[nn.Module, Any] = {}
+    activations: Dict[nn.Module, Dict[str, torch.Tensor]] = {}
+    for m in models:
+        def run(xs: Tuple[torch.Tensor, ...], module: nn.Module = m.module) -> Any:
+            return forward(module, xs)
+
+        try:
+            with autocast(precision, m.device):  # min_rows: one image renders faster in the usual layout
+                outputs[m.module] = channels_last(m.module, run, (model_input(x, m, resize),), min_rows=2)
+        except Stopped:  # the layers after the objective's were skipped
+            outputs[m.module] = None
+        activations[m.module] = probes[m.module].activations
+        if m.module not in read_outputs:
+            probes[m.module].stop_after_last()
+    return outputs, activations
+
+
 def _make_optimizer(optimizer: Any, params: List[torch.Tensor], lr: float) -> torch.optim.Optimizer:
     """None: Adam; a torch.optim class; or a function params -> optimizer (see render)."""
     if optimizer is None:
@@ -168,21 +190,7 @@ def render(model_or_models: Any, objective: Any, param: Optional[Param] = None, 
         def evaluate() -> torch.Tensor:
             opt.zero_grad(set_to_none=True)
             images = param()
-            x = transform(images, g)
-            outputs: Dict[nn.Module, Any] = {}
-            activations: Dict[nn.Module, Dict[str, torch.Tensor]] = {}
-            for m in models:
-                def run(xs: Tuple[torch.Tensor, ...], module: nn.Module = m.module) -> Any:
-                    return forward(module, xs)
-
-                try:
-                    with autocast(precision, m.device):  # min_rows: one image renders faster in the usual layout
-                        outputs[m.module] = channels_last(m.module, run, (model_input(x, m, resize),), min_rows=2)
-                except Stopped:  # the layers after the objective's were skipped
-                    outputs[m.module] = None
-                activations[m.module] = probes[m.module].activations
-                if m.module not in read_outputs:
-                    probes[m.module].stop_after_last()
+            outputs, activations = _run_models(models, probes, transform(images, g), read_outputs, precision, resize)
             values = objective(Context(images, activations, outputs, default, probes))
             if values.shape != (images.shape[0],):
                 raise NetloupeError(f"objective {objective} gave shape {tuple(values.shape)}; it must give one "

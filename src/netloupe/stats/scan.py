@@ -24,7 +24,7 @@ from ..data import DataLike, ToInputs, as_source, load_batches
 from ..errors import InputError, NetloupeError, UnitError
 from ..layouts import Layout
 from ..models import ModelLike, as_loaded, forward
-from ..probe import probe
+from ..probe import Probe, probe
 from ..units import UnitLike, as_unit
 from .result import LayerStats, ScanResult
 
@@ -194,6 +194,26 @@ def _gather(states: Dict[str, _LayerState], skipped: List[Tuple[int, str]], worl
     return merged, sorted(all_skipped)
 
 
+def _add_batch(p: Probe, names: List[str], images: torch.Tensor, states: Dict[str, _LayerState],
+               layouts: Dict[str, Layout], keep: Tuple[int, int, int], device: Union[str, torch.device]) -> None:
+    """Merge one batch's captured outputs of the scanned layers into ``states`` (a module run several
+    times per forward gets a state per call, ``name#i``); ``keep`` is (top_k, bottom_k, bins)."""
+    top_k, bottom_k, bins = keep
+    for name in names:
+        calls = p.calls.get(name)
+        if not calls:
+            raise UnitError(f"layer {name!r} did not run in the model's forward; pick a layer that does "
+                            "(netloupe.layers(model) lists output shapes)")
+        for call, act in enumerate(calls):
+            if act.dim() < 2:
+                raise UnitError(f"layer {name!r} gives shape {tuple(act.shape)}; a scan needs "
+                                "[N, C, ...] outputs (one row per image)")
+            key = name if len(calls) == 1 else f"{name}#{call}"
+            layouts[key] = p.layout(name, act.shape)
+            state = _LayerState.of_batch(act, layouts[key], images, top_k, bottom_k, bins, device)
+            states[key] = states[key].merge(state, top_k, bottom_k) if key in states else state
+
+
 def scan(model: ModelLike, data: DataLike, layers: Union[str, Sequence[UnitLike]], *, top_k: int = 9,
          bottom_k: int = 0, bins: int = 50, batch_size: Optional[int] = None, num_workers: int = 0,
          stats_device: Union[str, torch.device, None] = None, progress: bool = True,
@@ -253,19 +273,7 @@ def scan(model: ModelLike, data: DataLike, layers: Union[str, Sequence[UnitLike]
                     continue
                 input_shapes = [tuple(t.shape[1:]) for t in parts]
                 forward(module, [t.to(device=model_device, dtype=dtype) for t in parts])
-                for name in names:
-                    calls = p.calls.get(name)
-                    if not calls:
-                        raise UnitError(f"layer {name!r} did not run in the model's forward; pick a layer that does "
-                                        "(netloupe.layers(model) lists output shapes)")
-                    for call, act in enumerate(calls):
-                        if act.dim() < 2:
-                            raise UnitError(f"layer {name!r} gives shape {tuple(act.shape)}; a scan needs "
-                                            "[N, C, ...] outputs (one row per image)")
-                        key = name if len(calls) == 1 else f"{name}#{call}"
-                        layouts[key] = p.layout(name, act.shape)
-                        state = _LayerState.of_batch(act, layouts[key], images, top_k, bottom_k, bins, stats_device)
-                        states[key] = states[key].merge(state, top_k, bottom_k) if key in states else state
+                _add_batch(p, names, images, states, layouts, (top_k, bottom_k, bins), stats_device)
         if world > 1:
             states, skipped = _gather(states, skipped, world, top_k, bottom_k, stats_device)
             shapes: List[Optional[List[Tuple[int, ...]]]] = [None] * world
@@ -278,7 +286,7 @@ def scan(model: ModelLike, data: DataLike, layers: Union[str, Sequence[UnitLike]
         raise InputError(f"none of the {len(source)} images could be read ({len(skipped)} skipped); "
                          "check the files, e.g. open one with netloupe.images.load_image")
     layer_stats = {}
-    for key in sorted(states, key=lambda k: (names.index(k.split("#")[0]), k)):
+    for key in sorted(states, key=lambda k: (names.index(k.split("#")[0]), k)):  # the order asked, then calls
         layer, _, call_number = key.partition("#")
         layer_stats[key] = states[key].stats(layer, int(call_number or 0), str(layouts.get(key, "nchw")))
     count = next(iter(layer_stats.values())).count
