@@ -23,7 +23,6 @@ import torch.nn as nn
 from PIL import Image
 
 import netloupe as nl
-from netloupe.compare import report
 
 LAYERS = ["blocks.1", "blocks.3", "blocks.5", "conv_head"]
 RENDERED = "blocks.5"
@@ -111,7 +110,7 @@ def main():
     final.save(out / "final")
     for row in final.top(5):
         print(f"most changed: {row['layer']}:{row['channel']} score {row['score']:.3f}")
-    index = report(final, out / "report", n=4)
+    index = nl.report(final, out / "report", n=4)
     print(index.resolve())
     if args.pictures:
         readme_pictures(trajectory, index.parent, Path(args.pictures))

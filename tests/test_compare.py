@@ -10,7 +10,7 @@ import torch.nn as nn
 
 import netloupe as nl
 from model_state import leaves_unchanged, scramble
-from netloupe.compare import DISSIMILARITY, MEASURES, renders, report
+from netloupe.compare import DISSIMILARITY, MEASURES, renders
 from netloupe.compare.data import Moments
 
 
@@ -147,7 +147,7 @@ def test_results_save_load_tables_and_report(tmp_path):
     again = nl.Comparison.load(result.save(tmp_path / "saved"))
     assert again.rows() == rows and torch.equal(again.renders[(1, "c2")], result.renders[(1, "c2")])
     assert result.save(tmp_path / "scores.png").is_file()
-    index = report(result, tmp_path / "report", progress=False)
+    index = nl.report(result, tmp_path / "report", progress=False)
     page = index.read_text()
     assert "c2:3" in page and "most_0.png" in page
     for name in ("scores.png", "cka.png", "most_0.png", "least_0.png"):

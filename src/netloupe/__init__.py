@@ -39,7 +39,8 @@ from .optvis import (
     visualize_diverse,
 )
 from .probe import Probe, probe
-from .stats import receptive_field, report, scan, top_patches
+from .reports import report
+from .stats import receptive_field, scan, top_patches
 from .units import Unit
 
 __version__ = "0.1.0"

@@ -50,7 +50,8 @@ def _demo(args: argparse.Namespace, keywords: Dict[str, Any]) -> None:
     from . import images, samples
     from .attribution import contact_sheet
     from .models import layers
-    from .stats import report, scan
+    from .reports import report
+    from .stats import scan
 
     out = Path(args.out)
     model = model_of(args)

@@ -3,7 +3,7 @@ fine-tuned version, or a sequence of checkpoints), by renders, by data and by we
 
 from .comparison import compare
 from .data import layer_cka
-from .report import report
+from .report import comparison_report
 from .result import DISSIMILARITY, MEASURES, Comparison
 
-__all__ = ["Comparison", "DISSIMILARITY", "MEASURES", "compare", "layer_cka", "report"]
+__all__ = ["Comparison", "DISSIMILARITY", "MEASURES", "compare", "comparison_report", "layer_cka"]

@@ -59,7 +59,7 @@ def _unit_picture(result: Comparison, source: Optional[Source], i: int, row: Dic
     return images.grid(tiles, captions, ncol=len(tiles), cell=96)
 
 
-def report(result: Comparison, directory: Union[str, os.PathLike], *, data: Optional[DataLike] = None, n: int = 6,
+def comparison_report(result: Comparison, directory: Union[str, os.PathLike], *, data: Optional[DataLike] = None, n: int = 6,
            top_k: int = 3, progress: bool = True) -> Path:
     """Write index.html and its pictures into ``directory``; returns the index's path. ``data``:
     the compared images, for top images of a result loaded from disk; n: how many of the most and
@@ -117,4 +117,4 @@ def _compare_verb(args: argparse.Namespace, keywords: Dict[str, Any]) -> None:
     result.save(args.out)
     for row in result.top(5):
         print(f"{row['layer']}:{row['channel']}  score {row['score']:.3f}")
-    print(report(result, args.out, progress=keywords["progress"]).resolve())
+    print(comparison_report(result, args.out, progress=keywords["progress"]).resolve())

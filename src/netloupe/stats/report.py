@@ -131,7 +131,7 @@ def montage(result: ScanResult, layer: str, channels: Optional[Sequence[int]] = 
     return grid(rows, ncol=1, pad=2)
 
 
-def report(result: ScanResult, directory: Union[str, os.PathLike], *, layers: Optional[Sequence[str]] = None,
+def scan_report(result: ScanResult, directory: Union[str, os.PathLike], *, layers: Optional[Sequence[str]] = None,
            model: Optional[ModelLike] = None, data: Optional[DataLike] = None, per_page: int = 64,
            montage_channels: int = 16, progress: bool = True) -> Path:
     """Write per-layer histogram grids (every channel, ``per_page`` to a picture), the
@@ -189,4 +189,4 @@ def _scan_verb(args: argparse.Namespace, keywords: Dict[str, Any]) -> None:
     result = scan(model_of(args), data_of(args.data), args.layers, **keywords)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank holds the merged result; one writes
         result.save(args.out)
-        print(report(result, args.out, progress=keywords["progress"]).resolve())
+        print(scan_report(result, args.out, progress=keywords["progress"]).resolve())
