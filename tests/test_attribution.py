@@ -481,33 +481,6 @@ def test_contact_sheet_explains_one_class_with_every_method():
         nl.attribution.contact_sheet(model, torch.randn(2, 3, 64, 64))
 
 
-def test_one_decorator_registers_a_method_everywhere():
-    """The README's contributing example: a new method is one function with @register."""
-    from netloupe.attribution.engine import input_gradients, prepare
-    from netloupe.cli import build_parser
-
-    @nl.attribution.register(view="raw", caption="gradient x sign", quick={}, rank=25)
-    def gradient_x_sign(model, inputs, target="top", *, forward_args=None):
-        c = prepare(model, inputs, target, forward_args)
-        grads, _ = input_gradients(c.loaded.module, c.xs, c.target, extra=c.extra)
-        return c.result(tuple(g * x.sign() for g, x in zip(grads, c.xs)), "gradient_x_sign")
-
-    methods = nl.attribution.METHODS
-    try:
-        assert list(methods).index("gradient_x_sign") == 2  # ranked after input_x_gradient (20)
-        model, _ = zoo.build("resnet18")
-        x = torch.randn(1, 3, 64, 64)
-        by_name = nl.attribute(model, x, "gradient_x_sign", target=3).values
-        assert torch.equal(by_name, nl.saliency(model, x, 3, abs=False).values * x.sign())
-        sheet = nl.attribution.contact_sheet(model, x, ["saliency", "gradient_x_sign"])
-        assert sheet.view("gradient_x_sign") == "raw" and sheet.to_pil().size[0] > 300
-        verbs = build_parser()._subparsers._group_actions[0].choices
-        assert "gradient_x_sign" in verbs["attribute"].format_help()
-        assert methods["gradient_x_sign"].takes_layer is False and methods["grad_cam"].takes_layer is True
-    finally:
-        methods.pop("gradient_x_sign")
-
-
 def test_adaptive_rule_on_a_gpu_runs_two_passes(monkeypatch):
     """On a GPU each round is a pass that waits for the last, so the rule takes two: a uniform
     grid and one refinement (checked here with the GPU's round size on the CPU)."""

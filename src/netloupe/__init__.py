@@ -43,7 +43,7 @@ from .reports import report
 from .stats import receptive_field, scan, top_patches
 from .units import Unit
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # as pyproject.toml says (tests/test_package.py checks the wheel)
 
 __all__ = [
     # foundation
