@@ -66,7 +66,7 @@ def test_trapezoid_rule_is_captum_rescaled_because_captum_weights_sum_to_less_th
     model, x = model.double(), torch.randn(2, 3, 64, 64, dtype=torch.float64)
     n = 10
     ours = nl.integrated_gradients(model, x, TARGETS, steps=n, quadrature="riemann_trapezoid")
-    ref = captum_attr.IntegratedGradients(model).attribute(x, target=TARGETS, n_steps=n, quadrature="riemann_trapezoid")
+    ref = captum_attr.IntegratedGradients(model).attribute(x, target=TARGETS, n_steps=n, method="riemann_trapezoid")
     assert rel(ours.values, ref * n / (n - 1)) <= 1e-5
     alphas, weights = nl.attribution.integrated.path_points(n, "riemann_trapezoid")
     assert abs(sum(weights) - 1) < 1e-12 and alphas[0] == 0 and alphas[-1] == 1
@@ -434,7 +434,7 @@ def test_bad_attribution_arguments():
         nl.saliency(model, x, "layer9:1")
     with pytest.raises(nl.UnitError, match="channels 0..511"):
         nl.saliency(model, x, "layer4:600")
-    with pytest.raises(nl.InputError, match="unknown integration"):
+    with pytest.raises(nl.InputError, match="unknown quadrature"):
         nl.integrated_gradients(model, x, 1, quadrature="simpson")
     with pytest.raises(nl.InputError, match="baseline"):
         nl.integrated_gradients(model, x, 1, baseline="zeros")

@@ -219,7 +219,7 @@ def test_per_sample_forward_args_follow_their_sample_when_rebatched(scaled, meth
 def test_forward_args_match_captum_additional_forward_args(scaled):
     model, x, scale = scaled
     ours = nl.integrated_gradients(model, x, [0, 2, 3], steps=8, quadrature="gausslegendre", forward_args=(scale, 0.25))
-    ref = captum_attr.IntegratedGradients(model).attribute(x, target=[0, 2, 3], n_steps=8, quadrature="gausslegendre",
+    ref = captum_attr.IntegratedGradients(model).attribute(x, target=[0, 2, 3], n_steps=8, method="gausslegendre",
                                                            additional_forward_args=(scale, 0.25))
     assert rel(ours.values, ref) <= 1e-6
     keywords = nl.integrated_gradients(model, x, [0, 2, 3], steps=8, quadrature="gausslegendre",

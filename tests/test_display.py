@@ -16,6 +16,7 @@ from PIL import Image
 import netloupe as nl
 from netloupe import images
 from netloupe.attribution import metrics
+from netloupe.folders import Stored
 
 
 class Net(nn.Module):
@@ -69,7 +70,7 @@ def picture_classes():
     while todo:
         for sub in todo.pop().__subclasses__():
             todo.append(sub)
-            if sub.__module__.startswith("netloupe.") and sub is not images.Chart:
+            if sub.__module__.startswith("netloupe.") and sub not in (images.Chart, Stored):
                 found.add(sub.__name__)
     return found
 

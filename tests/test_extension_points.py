@@ -4,7 +4,6 @@ a backward rule, an objective, and a photo recipe with its command-line verb."""
 
 import contextlib
 
-import pytest
 import torch
 import torch.nn as nn
 from PIL import Image
