@@ -6,9 +6,12 @@ from .attribution import (
     attention_rollout,
     attribute,
     deconvnet,
+    deeplift,
+    deeplift_shap,
     grad_cam,
     grad_cam_pp,
     gradient_rollout,
+    gradient_shap,
     guided_backprop,
     guided_grad_cam,
     input_x_gradient,
@@ -50,8 +53,8 @@ __all__ = [
     "InputError", "LoadedModel", "ModelError", "NetloupeError", "Preprocess", "Probe", "Unit", "UnitError",
     "images", "layers", "layouts", "load_model", "probe", "samples",
     # attribution
-    "Attribution", "attention_rollout", "attribute", "attribution", "deconvnet", "grad_cam", "grad_cam_pp",
-    "gradient_rollout", "guided_backprop", "guided_grad_cam", "input_x_gradient", "integrated_gradients", "occlusion",
+    "Attribution", "attention_rollout", "attribute", "attribution", "deconvnet", "deeplift", "deeplift_shap",
+    "grad_cam", "grad_cam_pp", "gradient_rollout", "gradient_shap", "guided_backprop", "guided_grad_cam", "input_x_gradient", "integrated_gradients", "occlusion",
     "saliency", "smoothgrad",
     # feature visualization
     "FeatureVisualizer", "optvis", "render", "visualize", "visualize_channels", "visualize_class",

@@ -100,6 +100,25 @@ class _ForceDropout(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+class _ReplaceFunctions(TorchFunctionMode):
+    """Calls a rule's replacement instead of each torch function it replaces, wherever called."""
+
+    def __init__(self, rule: Rule) -> None:
+        super().__init__()
+        self.rule = rule
+        self.replacements: Dict[Callable[..., Any], Optional[Callable[..., Any]]] = {}
+
+    def __torch_function__(self, func: Callable[..., Any], types: Collection[type], args: Tuple[Any, ...] = (),
+                           kwargs: Optional[Dict[str, Any]] = None) -> Any:
+        try:
+            replacement = self.replacements[func]
+        except KeyError:
+            replacement = self.replacements[func] = self.rule.function_hook(func)
+        except TypeError:  # an unhashable callable: asked each time
+            replacement = self.rule.function_hook(func)
+        return (replacement or func)(*args, **(kwargs or {}))
+
+
 def attention_layers(model: nn.Module) -> List[str]:
     """The modules that hold the attention probabilities of timm's attention layers (their
     ``attn_drop``, which the math path applies to them), in the model's order."""
@@ -140,6 +159,7 @@ class Probe:
         self._grads: Dict[Tuple[str, int], torch.Tensor] = {}
         self._handles: List[RemovableHandle] = []
         self._mode: Optional[_ForceDropout] = None
+        self._functions: Optional[_ReplaceFunctions] = None
         self._rates: List[float] = []
         self._saved: Optional[Tuple[List[Tuple[nn.Module, bool]], List[nn.Parameter], List[nn.Module]]] = None
         self.input_hw: Optional[Tuple[int, int]] = None
@@ -268,6 +288,9 @@ class Probe:
             if self.stochastic:
                 self._mode = _ForceDropout()
                 self._mode.__enter__()
+            if self.rule is not None and self.rule.replaces_functions:
+                self._functions = _ReplaceFunctions(self.rule)
+                self._functions.__enter__()
         except BaseException:
             self._restore()
             raise
@@ -277,6 +300,9 @@ class Probe:
         self._restore()
 
     def _restore(self) -> None:
+        if self._functions is not None:
+            self._functions.__exit__(None, None, None)
+            self._functions = None
         if self._mode is not None:
             self._mode.__exit__(None, None, None)
             self._rates = self._mode.dropout_rates
@@ -360,7 +386,8 @@ def probe(model: ModelOrLoaded, layers: Layers = (), *, detach: bool = False,
     change the backward of every ReLU-family op in the graph of each model call (nn.ReLU, inplace
     or reused, ``F.relu``/``torch.relu``/``relu_``, ReLU6): after the forward, hooks go on those
     autograd nodes, so the forward runs at full speed; a rule's module hooks are forward hooks
-    while the probe is active. Nothing is added to the model for good.
+    and its function replacements (DeepLIFT's rescale rule) are called instead of the torch
+    functions they replace, while the probe is active. Nothing is added to the model for good.
     stochastic: dropout (modules and functional calls) and drop-path run as in training,
     while normalization layers stay in eval mode.
     freeze: parameters stop requiring grad while active, so backward passes never write

@@ -23,6 +23,8 @@ Listener = Callable[[str, int, Optional[int]], None]
 BATCH_SIZES = {
     "integrated_gradients": (8, 64),  # path points
     "smoothgrad": (8, 64),  # noisy copies
+    "deeplift": (8, 64),  # (input, reference) pairs, two rows each
+    "gradient_shap": (8, 64),  # points between inputs and drawn baselines
     "occlusion": (16, 256),  # occluded copies
     "metrics": (16, 128),  # deletion / insertion steps
     "render": (8, 64),  # images optimized together

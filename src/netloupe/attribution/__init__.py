@@ -8,8 +8,10 @@ import importlib
 import pkgutil
 
 from . import metrics
+from .deeplift import deeplift, deeplift_shap
 from .grad_cam import grad_cam
 from .grad_cam_pp import grad_cam_pp
+from .gradient_shap import gradient_shap
 from .gradients import deconvnet, guided_backprop, input_x_gradient, saliency
 from .guided_grad_cam import guided_grad_cam
 from .integrated import integrated_gradients
@@ -25,6 +27,6 @@ for _module in pkgutil.iter_modules(__path__):
 del _module
 
 __all__ = ["METHODS", "Method", "metrics", "Attribution", "ContactSheet", "attention_rollout", "attribute",
-           "contact_sheet", "deconvnet", "grad_cam", "grad_cam_pp", "gradient_rollout", "guided_backprop",
+           "contact_sheet", "deconvnet", "deeplift", "deeplift_shap", "grad_cam", "grad_cam_pp", "gradient_rollout", "gradient_shap", "guided_backprop",
            "guided_grad_cam", "input_x_gradient", "integrated_gradients", "lookup", "occlusion", "register", "saliency",
            "smoothgrad"]

@@ -18,14 +18,16 @@ from ..images import blur
 from ..models import LoadedModel, ModelLike, as_loaded
 from ..probe import probe
 from ..rules import RuleLike
+from ..runtime import batch_size as pick_batch_size
 from ..runtime import channels_last, chunks, generator
 from .inputs import ForwardArgs, MethodInputs, Tensors, as_tensors, model_inputs, per_input, unpack
 from .result import Attribution
 from .targets import ScoreFn, Target, TargetLike, resolve
 
-__all__ = ["Attribution", "ForwardArgs", "INTERPOLATIONS", "MethodInputs", "ModelLike", "Prepared", "ScoreFn", "Target",
-           "TargetLike", "Tensors", "as_tensors", "input_gradients", "interpolation_mode", "make_baseline",
-           "make_baselines", "per_input", "prepare", "resolve", "target_scores", "unpack", "upsample"]
+__all__ = ["as_tensors", "Attribution", "InputError", "chunks", "ForwardArgs", "generator", "input_gradients",
+           "interpolation_mode", "INTERPOLATIONS", "make_baseline", "make_baselines", "MethodInputs", "ModelLike",
+           "per_input", "pick_batch_size", "prepare", "Prepared", "resolve", "ScoreFn", "Target", "target_scores",
+           "TargetLike", "Tensors", "unpack", "upsample"]
 
 INTERPOLATIONS = ("bilinear", "nearest")
 

@@ -4,10 +4,12 @@ registered with :func:`register`; it only says which autograd nodes or modules i
 and ``netloupe.probe`` (the one place that adds hooks) applies it while a probe is active, so a
 model is always left as found.
 
-A rule changes either the nodes of each forward's autograd graph (:meth:`Rule.node_hook`, after the
-forward: the forward runs at full speed) or the outputs of modules as they are made
+A rule changes the nodes of each forward's autograd graph (:meth:`Rule.node_hook`, after the
+forward: the forward runs at full speed), the outputs of modules as they are made
 (:meth:`Rule.module_hook`, a forward hook that may return a replacement output, e.g. one whose
-backward computes relevance instead of the gradient)."""
+backward computes relevance instead of the gradient), or torch functions wherever they are called
+(:meth:`Rule.function_hook`: a module's, a functional call's or a tensor method's call of
+``relu``, ``add``, ... alike, through a torch function mode while the probe is active)."""
 
 from __future__ import annotations
 
@@ -41,6 +43,16 @@ class Rule:
     def module_hook(self, name: str, module: nn.Module) -> Optional[ModuleHook]:
         """A forward hook for this module (``name`` in the model), or None to leave it."""
         return None
+
+    def function_hook(self, func: Callable[..., Any]) -> Optional[Callable[..., Any]]:
+        """A replacement for the torch function ``func`` (called with the same arguments), or None
+        to leave it. Asked once per function; the answer is kept."""
+        return None
+
+    @property
+    def replaces_functions(self) -> bool:
+        """Whether this rule replaces torch functions (the probe then watches every call)."""
+        return type(self).function_hook is not Rule.function_hook
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
