@@ -116,6 +116,7 @@ PUBLIC_CALLS = {
     "grad_cam_layer_input": _attribution("grad_cam", layer_input=True),
     "guided_grad_cam_nearest": _attribution("guided_grad_cam", interpolate="nearest"),
     "integrated_gradients_unmultiplied": _attribution("integrated_gradients", steps=3, multiply_by_inputs=False),
+    "layer_conductance_layer_input": _attribution("layer_conductance", steps=2, layer_input=True, reduce=None),
     "metrics": _metrics,
     "contact_sheet": _contact_sheet,
     "compare": _compare,

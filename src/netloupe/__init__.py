@@ -16,6 +16,10 @@ from .attribution import (
     guided_grad_cam,
     input_x_gradient,
     integrated_gradients,
+    internal_influence,
+    layer_conductance,
+    lrp,
+    neuron_conductance,
     occlusion,
     saliency,
     smoothgrad,
@@ -54,7 +58,8 @@ __all__ = [
     "images", "layers", "layouts", "load_model", "probe", "samples",
     # attribution
     "Attribution", "attention_rollout", "attribute", "attribution", "deconvnet", "deeplift", "deeplift_shap",
-    "grad_cam", "grad_cam_pp", "gradient_rollout", "gradient_shap", "guided_backprop", "guided_grad_cam", "input_x_gradient", "integrated_gradients", "occlusion",
+    "grad_cam", "grad_cam_pp", "gradient_rollout", "gradient_shap", "guided_backprop", "guided_grad_cam", "input_x_gradient", "integrated_gradients", "internal_influence",
+    "layer_conductance", "lrp", "neuron_conductance", "occlusion",
     "saliency", "smoothgrad",
     # feature visualization
     "FeatureVisualizer", "optvis", "render", "visualize", "visualize_channels", "visualize_class",

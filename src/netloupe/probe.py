@@ -280,7 +280,8 @@ class Probe:
                     self._handles.append(named[name].register_forward_pre_hook(
                         self._capture_hook(name, self.input_calls)))
             if self.rule is not None:
-                self._handles.append(model.register_forward_hook(self._rule_hook))
+                if self.rule.replaces_nodes:
+                    self._handles.append(model.register_forward_hook(self._rule_hook))
                 for name, module in model.named_modules():
                     hook = self.rule.module_hook(name, module)
                     if hook is not None:

@@ -8,6 +8,7 @@ import importlib
 import pkgutil
 
 from . import metrics
+from .conductance import internal_influence, layer_conductance, neuron_conductance
 from .deeplift import deeplift, deeplift_shap
 from .grad_cam import grad_cam
 from .grad_cam_pp import grad_cam_pp
@@ -15,6 +16,7 @@ from .gradient_shap import gradient_shap
 from .gradients import deconvnet, guided_backprop, input_x_gradient, saliency
 from .guided_grad_cam import guided_grad_cam
 from .integrated import integrated_gradients
+from .lrp import lrp
 from .occlusion import occlusion
 from .registry import METHODS, Method, attribute, lookup, register
 from .result import Attribution
@@ -28,5 +30,6 @@ del _module
 
 __all__ = ["METHODS", "Method", "metrics", "Attribution", "ContactSheet", "attention_rollout", "attribute",
            "contact_sheet", "deconvnet", "deeplift", "deeplift_shap", "grad_cam", "grad_cam_pp", "gradient_rollout", "gradient_shap", "guided_backprop",
-           "guided_grad_cam", "input_x_gradient", "integrated_gradients", "lookup", "occlusion", "register", "saliency",
+           "guided_grad_cam", "input_x_gradient", "integrated_gradients", "internal_influence", "layer_conductance", "lookup", "lrp",
+           "neuron_conductance", "occlusion", "register", "saliency",
            "smoothgrad"]

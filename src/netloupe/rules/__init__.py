@@ -50,6 +50,11 @@ class Rule:
         return None
 
     @property
+    def replaces_nodes(self) -> bool:
+        """Whether this rule changes autograd nodes (the probe then walks each forward's graph)."""
+        return type(self).node_hook is not Rule.node_hook
+
+    @property
     def replaces_functions(self) -> bool:
         """Whether this rule replaces torch functions (the probe then watches every call)."""
         return type(self).function_hook is not Rule.function_hook

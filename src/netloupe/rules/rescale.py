@@ -48,7 +48,7 @@ def _both(t: torch.Tensor) -> torch.Tensor:
     return torch.cat([t, t])
 
 
-def _out_of_place(func: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Callable[[torch.Tensor], torch.Tensor]:
+def out_of_place(func: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Callable[[torch.Tensor], torch.Tensor]:
     """``func`` as a function of its first argument, never in place."""
     func = _OUT_OF_PLACE.get(func, func)
     try:
@@ -133,6 +133,6 @@ class Rescale(Rule):
             return pooled
         if func in ELEMENTWISE:
             def rescaled(*args: Any, **kwargs: Any) -> Any:
-                return _RescaleFunction.apply(args[0], _out_of_place(func, args, kwargs))
+                return _RescaleFunction.apply(args[0], out_of_place(func, args, kwargs))
             return rescaled
         return None
