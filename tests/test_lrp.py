@@ -143,6 +143,39 @@ def test_gating_product_passes_relevance_to_the_signal():
     assert float((a.delta / model(x)[[0, 1], [0, 1]].detach()).abs().max()) <= 1e-5
 
 
+def bias_free_vit(fused):
+    """A small timm ViT with every bias and the position embedding zeroed, pooled by the mean of
+    its tokens (no class token, which is a parameter and would take a share)."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=10,
+                            class_token=False, global_pool="avg", qkv_bias=False)
+    with torch.no_grad():
+        for name, p in vit.named_parameters():
+            if name.endswith("bias") or name == "pos_embed":
+                p.zero_()
+    for m in vit.modules():
+        if hasattr(m, "fused_attn"):
+            m.fused_attn = fused
+    return vit.double().eval(), torch.randn(2, 3, 32, 32, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("attention,bound", [("conservative", 1e-4), ("attnlrp", 1e-2)])
+def test_transformer_relevance_is_conserved_through_attention_and_layernorm(attention, bound):
+    """Conservative propagation holds the attention weights constant and conserves exactly (up
+    to the stabilizers); AttnLRP's softmax rule lets a little go, as a bias would. Fused attention
+    (scaled_dot_product_attention) is taken apart into the same parts as the explicit math path."""
+    results = []
+    for fused in (True, False):
+        vit, x = bias_free_vit(fused)
+        a = nl.lrp(vit, x, TARGETS, composite=Composite(default="zero"), attention=attention)
+        score = vit(x)[[0, 1], TARGETS].detach()
+        assert float((a.delta / score).abs().max()) <= bound
+        results.append(a.values)
+    assert rel(results[0], results[1]) <= 1e-10
+
+
 def test_the_model_is_left_as_found_and_its_batchnorm_untouched():
     model, x = build("resnet18")
     before = copy.deepcopy(model.state_dict())
@@ -176,3 +209,5 @@ def test_bad_composites_and_rules_are_clear_errors():
         nl.lrp(model, x, TARGETS, composite=Composite(names={"features.1": "flat"}))
     with pytest.raises(nl.InputError, match="alpha - beta = 1"):
         AlphaBeta(2.0, 2.0)
+    with pytest.raises(nl.InputError, match="attention must be one of"):
+        nl.lrp(model, x, TARGETS, attention="softmax")

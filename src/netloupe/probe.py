@@ -101,11 +101,13 @@ class _ForceDropout(TorchFunctionMode):
 
 
 class _ReplaceFunctions(TorchFunctionMode):
-    """Calls a rule's replacement instead of each torch function it replaces, wherever called."""
+    """Calls a rule's replacement instead of each torch function it replaces, wherever called
+    in the model's forward (active from its start to its end)."""
 
     def __init__(self, rule: Rule) -> None:
         super().__init__()
         self.rule = rule
+        self.active = False
         self.replacements: Dict[Callable[..., Any], Optional[Callable[..., Any]]] = {}
 
     def __torch_function__(self, func: Callable[..., Any], types: Collection[type], args: Tuple[Any, ...] = (),
@@ -290,8 +292,11 @@ class Probe:
                 self._mode = _ForceDropout()
                 self._mode.__enter__()
             if self.rule is not None and self.rule.replaces_functions:
+                # only inside the model's forward: the target's score and the sum a caller
+                # differentiates are not the model's and keep their gradient
                 self._functions = _ReplaceFunctions(self.rule)
-                self._functions.__enter__()
+                self._handles.append(model.register_forward_pre_hook(self._functions_on))
+                self._handles.append(model.register_forward_hook(self._functions_off, always_call=True))
         except BaseException:
             self._restore()
             raise
@@ -300,9 +305,19 @@ class Probe:
     def __exit__(self, *exc: object) -> None:
         self._restore()
 
+    def _functions_on(self, module: nn.Module, args: Tuple[Any, ...]) -> None:
+        if self._functions is not None and not self._functions.active:
+            self._functions.active = True
+            self._functions.__enter__()
+
+    def _functions_off(self, module: nn.Module, args: Tuple[Any, ...], output: Any) -> None:
+        if self._functions is not None and self._functions.active:
+            self._functions.active = False
+            self._functions.__exit__(None, None, None)
+
     def _restore(self) -> None:
         if self._functions is not None:
-            self._functions.__exit__(None, None, None)
+            self._functions_off(self.model, (), None)
             self._functions = None
         if self._mode is not None:
             self._mode.__exit__(None, None, None)

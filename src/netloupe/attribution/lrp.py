@@ -25,18 +25,21 @@ def input_bounds(c: Prepared) -> tuple:
 
 @register(view="raw", rank=50)
 def lrp(model: ModelLike, inputs: MethodInputs, target: TargetLike = "top", *,
-        composite: Any = "epsilon_plus_flat", epsilon: float = 1e-6, low: Any = None, high: Any = None,
-        forward_args: object = None) -> Attribution:
+        composite: Any = "epsilon_plus_flat", attention: str = "attnlrp", epsilon: float = 1e-6, low: Any = None,
+        high: Any = None, forward_args: object = None) -> Attribution:
     """Layer-wise relevance propagation (Bach et al. 2015): the target score, handed back layer
     by layer by each layer's rule, so the relevances sum to about the score (``result.delta`` is
-    the sum minus the score: what biases and ε absorbed).
+    the sum minus the score: what biases and ε absorbed; on networks with BatchNorm merged into
+    their layers, most of it).
 
     composite: zennit's names ("epsilon_plus_flat", the default and the literature's usual choice
     for images; "epsilon_gamma_box", "epsilon_alpha2_beta1", "epsilon_plus", "epsilon") or a
     netloupe.rules.lrp.Composite of your own. epsilon: ε of the linear layers' rule. low/high: the
     input's bounds for the z-box rule (default: black and white through the model's
-    normalization). BatchNorm is merged into the layer before it, residual sums split relevance
-    by contribution, and activations pass it on (netloupe.rules.lrp says how each part is read)."""
+    normalization). attention: "attnlrp" (default) or "conservative", how relevance crosses the
+    softmax attention of a transformer (netloupe.rules.lrp.LRP). BatchNorm is merged into the
+    layer before it, residual sums split relevance by contribution, activations pass it on,
+    LayerNorm is read as linear (netloupe.rules.lrp says how each part is read)."""
     c = prepare(model, inputs, target, forward_args)
     if isinstance(composite, Composite):
         chosen = composite
@@ -44,8 +47,9 @@ def lrp(model: ModelLike, inputs: MethodInputs, target: TargetLike = "top", *,
         lo, hi = input_bounds(c) if low is None or high is None else (low, high)
         chosen = as_composite(composite, epsilon=epsilon, low=lo if low is None else low,
                               high=hi if high is None else high)
-    grads, scores = input_gradients(c.loaded.module, c.xs, c.target, rule=LRP(chosen), extra=c.extra)
+    grads, scores = input_gradients(c.loaded.module, c.xs, c.target, rule=LRP(chosen, attention), extra=c.extra)
     shape = (-1,) + (1,) * (c.xs[0].dim() - 1)
     values = tuple(g * scores.view(shape[: g.dim()]) for g in grads)
     total = torch.stack([v.flatten(1).sum(1) for v in values]).sum(0)
-    return c.result(values, "lrp", delta=total - scores, extra={"composite": str(composite) if isinstance(composite, str) else "custom"})
+    name = composite if isinstance(composite, str) else "custom"
+    return c.result(values, "lrp", delta=total - scores, extra={"composite": name, "attention": attention})

@@ -15,7 +15,11 @@ active, with the canonical forms built in rather than written into the model:
 - activations (ReLU, ReLU6, SiLU, GELU, ...) pass relevance through unchanged;
 - a product with a gate that broadcasts over it (squeeze-excitation's x * sigmoid(s)) passes all
   relevance to the gated signal and none to the gate, the gate being read as a weight;
-- max pools keep their gradient (winner takes all).
+- max pools keep their gradient (winner takes all);
+- transformers: LayerNorm is read as linear (its standard deviation held constant), softmax
+  attention by AttnLRP's rules or the conservative ones (see :class:`LRP`), fused attention
+  (``scaled_dot_product_attention``) taken apart so that its parts get their rules, and a
+  tensor times or over a number passes relevance on unchanged.
 
 Relevance flows only through what the model computes; its parameters and buffers are never
 changed (merging happens on copies inside the backward)."""
@@ -23,6 +27,7 @@ changed (merging happens on copies inside the backward)."""
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple, Type, Union
 
@@ -394,8 +399,14 @@ ADDS = (torch.add, torch.Tensor.add, torch.Tensor.add_, torch.Tensor.__add__, to
 MULS = (torch.mul, torch.Tensor.mul, torch.Tensor.mul_, torch.Tensor.__mul__, torch.Tensor.__imul__,
         torch.Tensor.__rmul__)
 LINEAR_FUNCTIONS = (F.linear, F.conv1d, F.conv2d, F.conv3d)
-AVERAGES = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d,
-            F.adaptive_avg_pool3d, torch.mean, torch.Tensor.mean)
+#: ops whose inputs share relevance in proportion to their contributions (zennit's Norm rule):
+#: average pools, means and sums; softmax's rule (AttnLRP) is the same form
+SHARES = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d,
+          F.adaptive_avg_pool3d, torch.mean, torch.Tensor.mean, torch.sum, torch.Tensor.sum)
+SOFTMAXES = (F.softmax, torch.softmax, torch.Tensor.softmax)
+ATTENTION_RULES = ("attnlrp", "conservative")
+MATMULS = (torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.bmm, torch.Tensor.bmm)
+DIVS = (torch.div, torch.Tensor.div, torch.Tensor.__truediv__)
 
 
 class _Through(torch.autograd.Function):
@@ -418,13 +429,83 @@ def _two_tensors(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Optional[Tupl
     return args[0], other
 
 
+class _Bilinear(torch.autograd.Function):
+    """A product of two activations (q @ kᵀ, attention @ v): AttnLRP's uniform rule, each operand
+    taking half of the relevance by the ε rule with the other held constant."""
+
+    @staticmethod
+    def forward(ctx: Any, fn: Callable[..., torch.Tensor], a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        out = fn(a, b)
+        ctx.save_for_backward(a, b, out)
+        ctx.fn = fn
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, r: torch.Tensor) -> Tuple[Any, ...]:
+        a, b, out = ctx.saved_tensors
+        ra, rb = _norm_rule((a, b), out, r, ctx.fn)
+        return None, 0.5 * ra, 0.5 * rb
+
+
+def _layer_norm(x: torch.Tensor, shape: Sequence[int], weight: Optional[torch.Tensor] = None,
+                bias: Optional[torch.Tensor] = None, eps: float = 1e-5) -> torch.Tensor:
+    """LayerNorm read as a linear map: the standard deviation held constant (AttnLRP), so the
+    ε rule applies to centring, scaling and the affine part together."""
+    dims = tuple(range(-len(shape), 0))
+
+    def linear(t: torch.Tensor) -> torch.Tensor:
+        sd = (t.var(dims, unbiased=False, keepdim=True) + eps).sqrt().detach()
+        y = (t - t.mean(dims, keepdim=True)) / sd
+        y = y if weight is None else y * weight
+        return y if bias is None else y + bias
+    return _NormFunction.apply(linear, x)
+
+
+def _attention(conservative: bool, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               attn_mask: Optional[torch.Tensor] = None, dropout_p: float = 0.0, is_causal: bool = False,
+               scale: Optional[float] = None, enable_gqa: bool = False) -> torch.Tensor:
+    """Fused attention taken apart, so that its softmax and its two products get their rules."""
+    if enable_gqa and q.shape[-3] != k.shape[-3]:
+        repeat = q.shape[-3] // k.shape[-3]
+        k, v = k.repeat_interleave(repeat, dim=-3), v.repeat_interleave(repeat, dim=-3)
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scaled = _Through.apply(q, (q * scale).detach())  # a constant factor passes relevance on
+    scores = _Bilinear.apply(torch.matmul, scaled, k.transpose(-2, -1))
+    if is_causal:
+        t, s = scores.shape[-2:]
+        attn_mask = torch.ones(t, s, dtype=torch.bool, device=q.device).tril()
+    if attn_mask is not None:
+        masked = scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask
+        scores = _Through.apply(scores, masked.detach())
+    return _product(torch.matmul, (_softmax(scores, -1), v), {}, conservative)
+
+
+def _softmax(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """Softmax with AttnLRP's rule, x (R - s ΣR) (the shares form); its output is marked, so that
+    the conservative rule can hold attention weights constant in their product with the values."""
+    out = _NormFunction.apply(lambda t: torch.softmax(t, *args, **kwargs), x)
+    out._netloupe_attention = True
+    return out
+
+
 @register
 class LRP(Rule):
-    """Layer-wise relevance propagation with a composite (by name or a :class:`Composite`)."""
+    """Layer-wise relevance propagation with a composite (by name or a :class:`Composite`).
+
+    attention: how relevance crosses softmax attention. "attnlrp" (Achtibat et al. 2024): the
+    softmax by its own rule, x (R - s ΣR), and each product of two activations (q kᵀ, weights
+    times values) splits relevance evenly between them; the softmax's rule absorbs a little
+    relevance, as a bias does. "conservative" (Ali et al. 2022): the attention weights are held
+    constant, so all relevance goes through the values and is conserved exactly. Either way
+    LayerNorm is read as linear (its standard deviation held constant)."""
 
     name = "lrp"
 
-    def __init__(self, composite: CompositeLike = "epsilon_plus_flat", **composite_kw: Any) -> None:
+    def __init__(self, composite: CompositeLike = "epsilon_plus_flat", attention: str = "attnlrp",
+                 **composite_kw: Any) -> None:
+        if attention not in ATTENTION_RULES:
+            raise InputError(f"attention must be one of {', '.join(ATTENTION_RULES)}; got {attention!r}")
+        self.attention = attention
         self.composite = as_composite(composite, **composite_kw)
         self.rules: Dict[int, Tuple[nn.Module, LayerRule]] = {}  # id(weight) -> (layer, rule)
 
@@ -465,7 +546,17 @@ class LRP(Rule):
             return summed
         if func in MULS:
             return lambda *args, **kwargs: _gated(func, args, kwargs)
-        if func in AVERAGES:
+        if func in DIVS:
+            return lambda *args, **kwargs: _scaled(func, args, kwargs)
+        if func in MATMULS:
+            return lambda *args, **kwargs: _product(func, args, kwargs, self.attention == "conservative")
+        if func in SOFTMAXES:
+            return lambda x, *args, **kwargs: _softmax(x, *args, **{k: v for k, v in kwargs.items() if k != "_stacklevel"})
+        if func is F.layer_norm:
+            return _layer_norm
+        if func is F.scaled_dot_product_attention:
+            return functools.partial(_attention, self.attention == "conservative")
+        if func in SHARES:
             def averaged(*args: Any, **kwargs: Any) -> Any:
                 if not isinstance(args[0], torch.Tensor) or not args[0].is_floating_point():
                     return func(*args, **kwargs)
@@ -491,7 +582,36 @@ def _batch_norm(module: nn.Module, args: Tuple[Any, ...], out: Any) -> Any:
     return _Relevance.apply(layer_input, out.detach(), rule, forward, w, b)
 
 
+def _scaled(func: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Optional[Any]:
+    """A tensor times or over a number passes its relevance on unchanged (None: not that case)."""
+    if (len(args) == 2 and not kwargs and isinstance(args[0], torch.Tensor) and args[0].is_floating_point()
+            and isinstance(args[1], (int, float)) and not isinstance(args[1], bool)):
+        return _Through.apply(args[0], func(*args).detach())
+    return func(*args, **kwargs) if func in DIVS else None
+
+
+def _product(func: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any], conservative: bool) -> Any:
+    """A matrix product: between two activations AttnLRP's uniform rule; with a constant (a
+    weight), all relevance to the activation by the ε rule. ``conservative``: attention weights
+    (a softmax's output) times values count as a constant times the values (Ali et al. 2022)."""
+    a, b = (args + (None, None))[:2]
+    if kwargs or len(args) != 2 or not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
+        return func(*args, **kwargs)
+    if conservative and getattr(a, "_netloupe_attention", False):  # attention weights held constant
+        return _NormFunction.apply(lambda t: func(a.detach(), t), b)
+    if a.requires_grad and b.requires_grad:
+        return _Bilinear.apply(func, a, b)
+    if a.requires_grad:
+        return _NormFunction.apply(lambda t: func(t, b), a)
+    if b.requires_grad:
+        return _NormFunction.apply(lambda t: func(a, t), b)
+    return func(a, b)
+
+
 def _gated(func: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
+    scaled = _scaled(func, args, kwargs)
+    if scaled is not None:
+        return scaled
     pair = _two_tensors(args, kwargs)
     if pair is None or pair[0].shape == pair[1].shape:
         return func(*args, **kwargs)
