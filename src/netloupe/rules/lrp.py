@@ -34,6 +34,7 @@ from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tupl
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn import grad as conv_grad
 
 from ..errors import InputError
 from . import Rule, register
@@ -41,6 +42,8 @@ from .rescale import ELEMENTWISE, out_of_place
 
 #: a layer's forward with given weights: (input, weight, bias) -> output
 Forward = Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
+#: a layer's transposed linear map: (gradient at its output, weight) -> gradient at its input
+Transpose = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 #: (input, weight, bias) for each modified copy of a layer a rule evaluates
 Parts = List[Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]]
 STABILIZER = 1e-6
@@ -80,14 +83,47 @@ class LayerRule:
     def reduce(self, inputs: List[torch.Tensor], grads: List[torch.Tensor]) -> torch.Tensor:
         return sum((i * g if self.multiply else g for i, g in zip(inputs, grads)), torch.zeros_like(grads[0]))
 
+    #: parts whose output is only read (a sign), never differentiated
+    read_only: ClassVar[Tuple[int, ...]] = ()
+
+    #: the rule reads the layer as it is (one part, the input, weight and bias unchanged), so the
+    #: layer's own output and its transposed map give the relevance with no extra forward
+    plain: ClassVar[bool] = False
+
     def relevance(self, forward: Forward, x: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor],
-                  r: torch.Tensor) -> torch.Tensor:
-        with torch.enable_grad(), torch._C.DisableTorchFunction():
-            parts = [(i.detach().clone().requires_grad_(True), pw, pb) for i, pw, pb in self.parts(x.detach(), w, b)]
-            outs = [forward(i, pw, pb) for i, pw, pb in parts]
-            inputs = [i for i, _, _ in parts]
-            grads = torch.autograd.grad(outs, inputs, self.grad_outputs(r, outs))
-            return self.reduce(inputs, list(grads))
+                  r: torch.Tensor, z: Optional[torch.Tensor] = None, transpose: Optional[Transpose] = None) -> torch.Tensor:
+        """The input's relevance. ``z``: the layer's output, when known; ``transpose``: its
+        transposed linear map (g, w) -> Wᵀg, when known. A part with an all-zero input and no bias
+        (the negative inputs after a ReLU) has output 0 and is not run; read-only parts run
+        without gradients (or are the known output)."""
+        with torch._C.DisableTorchFunction():
+            if self.plain and z is not None and transpose is not None:
+                return x.detach() * transpose(self.grad_outputs(r, [z])[0], w)
+            parts = self.parts(x.detach(), w, b)
+            idle = [pb is None and not bool(i.any()) for i, _, pb in parts]
+            live = [k for k, none in enumerate(idle) if not none and k not in self.read_only]
+            inputs = [i.clone().requires_grad_(True) if k in live else i for k, (i, _, _) in enumerate(parts)]
+            outs: List[Optional[torch.Tensor]] = [None] * len(parts)
+            with torch.enable_grad():
+                for k in live:
+                    outs[k] = forward(inputs[k], parts[k][1], parts[k][2])
+            with torch.no_grad():
+                for k in self.read_only:
+                    if not idle[k]:
+                        outs[k] = z if z is not None and parts[k][1] is w and parts[k][2] is b else forward(*parts[k])
+            like = next((o for o in outs if o is not None), None)
+            if like is None:  # every part idle: no relevance passes, but the shape is needed
+                with torch.no_grad():
+                    like = forward(*parts[0])
+            full = [torch.zeros_like(like) if o is None else o for o in outs]
+            wanted = self.grad_outputs(r, full)
+            with torch.enable_grad():
+                found = torch.autograd.grad([full[k] for k in live], [inputs[k] for k in live],
+                                            [wanted[k] for k in live])
+            grads = [torch.zeros_like(i) for i in inputs]
+            for k, g in zip(live, found):
+                grads[k] = g
+            return self.reduce([i.detach() for i in inputs], grads)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
@@ -109,6 +145,7 @@ class Epsilon(LayerRule):
     contradictory contributions (and the bias's share)."""
 
     name = "epsilon"
+    plain = True
 
     def __init__(self, epsilon: float = 1e-6) -> None:
         self.epsilon = epsilon
@@ -122,6 +159,7 @@ class Zero(LayerRule):
     """LRP-0: relevance in exact proportion to each contribution (ε = 0; a zero output passes none)."""
 
     name = "zero"
+    plain = True
 
     def grad_outputs(self, r: torch.Tensor, outs: List[torch.Tensor]) -> List[torch.Tensor]:
         z = outs[0]
@@ -173,6 +211,7 @@ class Gamma(LayerRule):
     for negative ones: zennit's form, defined for inputs and outputs of any sign)."""
 
     name = "gamma"
+    read_only = (4,)
 
     def __init__(self, gamma: float = 0.25) -> None:
         self.gamma = gamma
@@ -336,15 +375,22 @@ class _Relevance(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, out: torch.Tensor, rule: LayerRule, forward: Forward,
-                w: torch.Tensor, b: Optional[torch.Tensor]) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        ctx.rule, ctx.forward_fn, ctx.w, ctx.b = rule, forward, w, b
+                w: torch.Tensor, b: Optional[torch.Tensor], transpose: Optional[Transpose] = None,
+                exact: bool = False) -> torch.Tensor:
+        """``exact``: ``out`` is this layer's output (not a BatchNorm's after it)."""
+        if exact:
+            ctx.save_for_backward(x, out)
+        else:
+            ctx.save_for_backward(x)
+        ctx.rule, ctx.forward_fn, ctx.w, ctx.b, ctx.transpose = rule, forward, w, b, transpose
         return out.clone()
 
     @staticmethod
     def backward(ctx: Any, r: torch.Tensor) -> Tuple[Any, ...]:
-        (x,) = ctx.saved_tensors
-        return ctx.rule.relevance(ctx.forward_fn, x, ctx.w, ctx.b, r), None, None, None, None, None
+        x, *known = ctx.saved_tensors
+        z = known[0] if known else None
+        return (ctx.rule.relevance(ctx.forward_fn, x, ctx.w, ctx.b, r, z, ctx.transpose),
+                None, None, None, None, None, None, None)
 
 
 def _merged(layer: Any, norm: Any) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -528,9 +574,10 @@ class LRP(Rule):
                 def forward(x: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor]) -> torch.Tensor:
                     return func(x, w, b, *rest, **{k: v for k, v in kwargs.items() if k not in ("weight", "bias")})
                 bias = args[2] if len(args) > 2 else kwargs.get("bias")
+                transpose = _transpose(func, args[0].shape, rest, kwargs)
                 new = _Relevance.apply(args[0], out.detach(), rule, forward, args[1].detach(),
-                                       None if bias is None else bias.detach())
-                new._netloupe_lrp = (module, args[0], rule, forward)  # for a BatchNorm right after
+                                       None if bias is None else bias.detach(), transpose, True)
+                new._netloupe_lrp = (module, args[0], rule, forward, transpose)  # for a BatchNorm right after
                 return new
             return layer
         if func in ELEMENTWISE:
@@ -568,6 +615,25 @@ class LRP(Rule):
         return f"LRP({self.composite!r})"
 
 
+_CONV_INPUT_GRADIENTS = {F.conv1d: conv_grad.conv1d_input, F.conv2d: conv_grad.conv2d_input,
+                         F.conv3d: conv_grad.conv3d_input}
+
+
+def _transpose(func: Callable[..., Any], shape: Sequence[int], rest: Tuple[Any, ...],
+               kwargs: Dict[str, Any]) -> Optional[Transpose]:
+    """The transposed map of a linear or convolution call (None where padding is given by name)."""
+    if func is F.linear:
+        return lambda g, w: g @ w
+    names = ("stride", "padding", "dilation", "groups")
+    given = dict(zip(names, rest), **{k: v for k, v in kwargs.items() if k in names})
+    settings = {"stride": given.get("stride", 1), "padding": given.get("padding", 0),
+                "dilation": given.get("dilation", 1), "groups": given.get("groups", 1)}
+    if isinstance(settings["padding"], str):
+        return None
+    grad_input = _CONV_INPUT_GRADIENTS[func]
+    return lambda g, w: grad_input(list(shape), w, g, **settings)
+
+
 def _batch_norm(module: nn.Module, args: Tuple[Any, ...], out: Any) -> Any:
     """A BatchNorm (eval mode) right after a convolution or linear layer is merged into it: the
     layer's rule runs on the merged weights, from the layer's input. Any other passes relevance."""
@@ -577,9 +643,12 @@ def _batch_norm(module: nn.Module, args: Tuple[Any, ...], out: Any) -> Any:
     before = getattr(x, "_netloupe_lrp", None)
     if before is None or module.running_var is None:
         return _Through.apply(x, out.detach())
-    layer, layer_input, rule, forward = before
+    layer, layer_input, rule, forward, transpose = before
     w, b = _merged(layer, module)
-    return _Relevance.apply(layer_input, out.detach(), rule, forward, w, b)
+    # a BatchNorm of torch's own gives the merged layer's output; a subclass may add more (timm's
+    # BatchNormAct2d applies its activation), and then the rule recomputes it
+    exact = type(module).forward in {t.forward for t in NORMS}
+    return _Relevance.apply(layer_input, out.detach(), rule, forward, w, b, transpose, exact)
 
 
 def _scaled(func: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Optional[Any]:
