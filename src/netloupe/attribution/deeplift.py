@@ -16,6 +16,7 @@ from .engine import (
     TargetLike,
     Tensors,
     chunks,
+    completeness_gap,
     input_gradients,
     make_baseline,
     make_baselines,
@@ -48,12 +49,6 @@ def _attributions(xs: Tensors, bases: Tensors, ms: Tensors, multiply_by_inputs: 
     return tuple((x - b) * m if multiply_by_inputs else m for x, b, m in zip(xs, bases, ms))
 
 
-def _gap(values: Tensors, gaps: torch.Tensor) -> torch.Tensor:
-    """Completeness: the attributions' sum minus the score difference they explain."""
-    total = sum(v.flatten(1).sum(1) for v in values)
-    return torch.as_tensor(total) - gaps
-
-
 @register(view="raw", rank=52)
 def deeplift(model: ModelLike, inputs: MethodInputs, target: TargetLike = "top", *,
              baseline: Any = 0, multiply_by_inputs: bool = True, batch_size: Optional[int] = None,
@@ -71,7 +66,7 @@ def deeplift(model: ModelLike, inputs: MethodInputs, target: TargetLike = "top",
     bases = make_baselines(c.xs, baseline, seed)
     ms, gaps = multipliers(c, c.xs, bases, torch.arange(c.n), batch_size)
     values = _attributions(c.xs, bases, ms, multiply_by_inputs)
-    return c.result(values, "deeplift", delta=_gap(_attributions(c.xs, bases, ms, True), gaps))
+    return c.result(values, "deeplift", delta=completeness_gap(_attributions(c.xs, bases, ms, True), gaps))
 
 
 def distributions(xs: Tensors, baselines: Any, several: bool, seed: Optional[int] = None) -> Tensors:
@@ -124,4 +119,4 @@ def deeplift_shap(model: ModelLike, inputs: MethodInputs, target: TargetLike = "
 
     values = mean(_attributions(pairs, bases, ms, multiply_by_inputs))
     full = values if multiply_by_inputs else mean(_attributions(pairs, bases, ms, True))
-    return c.result(values, "deeplift_shap", delta=_gap(full, gaps.view(c.n, count).mean(1)))
+    return c.result(values, "deeplift_shap", delta=completeness_gap(full, gaps.view(c.n, count).mean(1)))

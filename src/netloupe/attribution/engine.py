@@ -24,7 +24,7 @@ from .inputs import ForwardArgs, MethodInputs, Tensors, as_tensors, model_inputs
 from .result import Attribution
 from .targets import ScoreFn, Target, TargetLike, resolve
 
-__all__ = ["as_tensors", "Attribution", "InputError", "chunks", "ForwardArgs", "generator", "input_gradients",
+__all__ = ["as_tensors", "Attribution", "InputError", "chunks", "completeness_gap", "ForwardArgs", "generator", "input_gradients",
            "interpolation_mode", "INTERPOLATIONS", "make_baseline", "make_baselines", "MethodInputs", "ModelLike",
            "per_input", "pick_batch_size", "prepare", "Prepared", "resolve", "ScoreFn", "Target", "target_scores",
            "TargetLike", "Tensors", "unpack", "upsample"]
@@ -103,6 +103,12 @@ def target_scores(module: nn.Module, xs: Sequence[torch.Tensor], target: Target,
 
             scores[sl] = channels_last(module, run, tuple(x[sl] for x in xs))
     return scores
+
+
+def completeness_gap(values: Tensors, explained: torch.Tensor) -> torch.Tensor:
+    """Per sample, the attributions' sum over every input minus the score change they explain
+    (integrated gradients', DeepLIFT's and LRP's ``delta``)."""
+    return torch.stack([v.flatten(1).sum(1) for v in values]).sum(0) - explained
 
 
 def make_baseline(x: torch.Tensor, baseline: Any, seed: Optional[int] = None) -> torch.Tensor:

@@ -66,8 +66,8 @@ def gradient_shap(model: ModelLike, inputs: MethodInputs, target: TargetLike = "
     totals = tuple(torch.zeros_like(x) for x in c.xs)
     rows = sample.cpu()
     for sl in chunks(c.n * n, pick_batch_size(batch_size, c.xs[0].device, "gradient_shap")):
-        a = alphas[sl].view(-1, *([1] * (c.xs[0].dim() - 1)))
-        points = tuple(b[sl] + a.view(-1, *([1] * (x.dim() - 1))) * (x[sl] - b[sl]) for x, b in zip(noisy, bases))
+        points = tuple(b[sl] + alphas[sl].view(-1, *([1] * (x.dim() - 1))) * (x[sl] - b[sl])
+                       for x, b in zip(noisy, bases))
         grads, _ = input_gradients(c.loaded.module, points, c.target, rows=rows[sl], extra=c.extra)
         for t, g, x, b in zip(totals, grads, noisy, bases):
             part = g * (x[sl] - b[sl]) if multiply_by_inputs else g

@@ -19,6 +19,7 @@ from .engine import (
     Target,
     TargetLike,
     Tensors,
+    completeness_gap,
     input_gradients,
     make_baselines,
     prepare,
@@ -212,7 +213,7 @@ def integrated_gradients(model: ModelLike, inputs: MethodInputs, target: TargetL
         ends = torch.stack([f[:n], f[n:]], 1)
     full = tuple((x - b) * total for x, b, total in zip(c.xs, bases, totals))
     gap = ends[:, 0] - ends[:, 1]
-    delta = sum(v.flatten(1).sum(1) for v in full) - gap
+    delta = completeness_gap(full, gap)
     return c.result(full if multiply_by_inputs else totals, "integrated_gradients", delta=delta.detach(),
                     extra={"baseline": unpack(bases, c.several), "steps": steps, "quadrature": quadrature, "gap": gap,
                            "multiply_by_inputs": multiply_by_inputs})

@@ -7,7 +7,16 @@ from typing import Any
 import torch
 
 from ..rules.lrp import LRP, Composite, as_composite
-from .engine import Attribution, MethodInputs, ModelLike, Prepared, TargetLike, input_gradients, prepare
+from .engine import (
+    Attribution,
+    MethodInputs,
+    ModelLike,
+    Prepared,
+    TargetLike,
+    completeness_gap,
+    input_gradients,
+    prepare,
+)
 from .registry import register
 
 
@@ -44,12 +53,12 @@ def lrp(model: ModelLike, inputs: MethodInputs, target: TargetLike = "top", *,
     if isinstance(composite, Composite):
         chosen = composite
     else:
-        lo, hi = input_bounds(c) if low is None or high is None else (low, high)
+        lo, hi = input_bounds(c)
         chosen = as_composite(composite, epsilon=epsilon, low=lo if low is None else low,
                               high=hi if high is None else high)
     grads, scores = input_gradients(c.loaded.module, c.xs, c.target, rule=LRP(chosen, attention), extra=c.extra)
-    shape = (-1,) + (1,) * (c.xs[0].dim() - 1)
-    values = tuple(g * scores.view(shape[: g.dim()]) for g in grads)
-    total = torch.stack([v.flatten(1).sum(1) for v in values]).sum(0)
+    # the relevance starts at the target's score; the rules are linear in it
+    values = tuple(g * scores.view(-1, *([1] * (g.dim() - 1))) for g in grads)
     name = composite if isinstance(composite, str) else "custom"
-    return c.result(values, "lrp", delta=total - scores, extra={"composite": name, "attention": attention})
+    return c.result(values, "lrp", delta=completeness_gap(values, scores),
+                    extra={"composite": name, "attention": attention})
